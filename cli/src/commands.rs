@@ -1,0 +1,137 @@
+//! Subcommands and their arguments. Each command is a thin call into a library crate.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use clipsearch::model::{resolve, ClipModel, Towers, DEFAULT_MODEL};
+
+use crate::exit;
+
+/// Semantic image search with CLIP: index photo folders, then find images by describing them
+/// or by showing a similar one.
+#[derive(Parser)]
+#[command(name = "clipsearch", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// More logging (-v info, -vv debug); CLIPSEARCH_LOG=filter overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct ModelArg {
+    /// CLIP checkpoint: a local directory in Hugging Face format (config.json,
+    /// model.safetensors, tokenizer.json) or a hub id such as openai/clip-vit-base-patch32,
+    /// downloaded once into the Hugging Face cache (HF_HOME; HF_HUB_OFFLINE=1 stays offline).
+    #[arg(long, env = "CLIPSEARCH_MODEL", default_value = DEFAULT_MODEL)]
+    pub model: String,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print the embeddings of texts and images (one line per input).
+    Embed(EmbedArgs),
+}
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// A text to embed (repeatable).
+    #[arg(long = "text", value_name = "TEXT")]
+    pub texts: Vec<String>,
+    /// An image file to embed (repeatable).
+    #[arg(long = "image", value_name = "PATH")]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// JSON Lines: {"kind":"text"|"image","input":...,"embedding":[...]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Embed(args) => embed(args),
+    }
+}
+
+fn print_embedding(
+    out: &mut impl Write,
+    json: bool,
+    kind: &str,
+    input: &str,
+    v: &[f32],
+) -> Result<()> {
+    if json {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            kind: &'a str,
+            input: &'a str,
+            embedding: &'a [f32],
+        }
+        let line = serde_json::to_string(&Line {
+            kind,
+            input,
+            embedding: v,
+        })?;
+        writeln!(out, "{line}")?;
+    } else {
+        let nums: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+        writeln!(out, "{kind}\t{input}\t{}", nums.join(" "))?;
+    }
+    Ok(())
+}
+
+fn embed(args: EmbedArgs) -> Result<i32> {
+    if args.texts.is_empty() && args.images.is_empty() {
+        eprintln!("clipsearch: nothing to embed: give --text and/or --image (see --help)");
+        return Ok(exit::USAGE);
+    }
+    let towers = match (args.texts.is_empty(), args.images.is_empty()) {
+        (false, true) => Towers::Text,
+        (true, false) => Towers::Image,
+        _ => Towers::Both,
+    };
+    let files = resolve(&args.model.model)?;
+    let model = ClipModel::load(&files, towers)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if !args.texts.is_empty() {
+        let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+        for t in &texts {
+            if model.text()?.tokenizer().is_truncated(t)? {
+                tracing::warn!("text longer than the model's context, truncated: {t:?}");
+            }
+        }
+        for (t, v) in texts.iter().zip(model.text()?.embed(&texts)?) {
+            print_embedding(&mut out, args.json, "text", t, &v)?;
+        }
+    }
+    let mut failed = 0;
+    for path in &args.images {
+        match model.image()?.embed_file(path) {
+            Ok(v) => print_embedding(&mut out, args.json, "image", &path.to_string_lossy(), &v)?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("clipsearch: {e}");
+            }
+        }
+    }
+    out.flush()?;
+    Ok(if failed > 0 {
+        exit::BAD_INPUT
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,42 @@
+//! Exit codes, so that scripts can tell failures apart:
+//! 0 success; 1 an unexpected failure; 2 bad usage (clap's convention); 3 the model cannot be
+//! had or is not a usable CLIP checkpoint; 4 some inputs (images, queries) were bad;
+//! 5 the index is missing, stale, of another model or busy.
+
+use clipsearch::Error;
+
+pub const OK: i32 = 0;
+pub const FAILURE: i32 = 1;
+pub const USAGE: i32 = 2;
+pub const MODEL: i32 = 3;
+pub const BAD_INPUT: i32 = 4;
+pub const INDEX: i32 = 5;
+
+pub fn code_for(e: &anyhow::Error) -> i32 {
+    match e.downcast_ref::<Error>() {
+        Some(
+            Error::ModelUnavailable(_)
+            | Error::Config { .. }
+            | Error::MissingTensor { .. }
+            | Error::TensorShape { .. }
+            | Error::Unsupported { .. }
+            | Error::Tokenizer { .. },
+        ) => MODEL,
+        Some(Error::Image { .. }) => BAD_INPUT,
+        Some(Error::Store(_) | Error::Index(_)) => INDEX,
+        _ => FAILURE,
+    }
+}
+
+/// One line (or a short paragraph for actionable errors), with the cause chain.
+pub fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
+}

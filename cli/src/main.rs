@@ -1,0 +1,41 @@
+//! `clipsearch`: the command-line front of the engine, indexer and query crates. This file only
+//! parses arguments, sets up logging and turns typed errors into messages and exit codes; the
+//! work happens in the library crates.
+
+mod commands;
+mod exit;
+
+use clap::Parser;
+
+use commands::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = exit::code_for(&e);
+            eprintln!("clipsearch: {}", exit::message(&e));
+            code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter =
+        EnvFilter::try_from_env("CLIPSEARCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,64 @@
+//! The engine's error type. Each variant carries what a user needs to act on it: the path, the
+//! key, the expected and found values. The CLI turns these into one-line messages.
+
+use std::path::PathBuf;
+
+/// Errors raised by the engine library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image that cannot be decoded, is too large or is not an image at all.
+    #[error("{path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+    /// `config.json` (or `preprocessor_config.json`) is missing a field or has a bad value.
+    #[error("{path}: `{key}`: {reason}")]
+    Config {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("model weights {path}: tensor `{key}` is missing (is this a CLIP checkpoint in Hugging Face format?)")]
+    MissingTensor { path: PathBuf, key: String },
+    #[error("model weights {path}: tensor `{key}` has shape {found:?}, config.json implies {expected:?}")]
+    TensorShape {
+        path: PathBuf,
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("{key} = {value:?} is not supported (only quick_gelu CLIP checkpoints are)")]
+    Unsupported { key: String, value: String },
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+    /// The model could not be found locally nor downloaded.
+    #[error("{0}")]
+    ModelUnavailable(String),
+    #[error("model computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("index store: {0}")]
+    Store(String),
+    #[error("{0}")]
+    Index(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn image(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Image {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,292 @@
+//! `config.json` of a Hugging Face CLIP checkpoint, parsed by hand: candle's CLIP config has no
+//! serde support, and published checkpoints use two layouts. Older transformers releases wrote
+//! `text_config_dict` / `vision_config_dict` holding the values that override the defaults (and
+//! sometimes a stale `text_config` beside it); newer ones write complete `text_config` /
+//! `vision_config`. We mirror `transformers.CLIPConfig`: start from the defaults, apply
+//! `*_config`, then `*_config_dict` on top.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// The text tower's dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+}
+
+/// The vision tower's dimensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+}
+
+/// A whole CLIP model's configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipConfig {
+    pub text: TextConfig,
+    pub vision: VisionConfig,
+    /// Width of the shared embedding space.
+    pub projection_dim: usize,
+    pub logit_scale_init_value: f32,
+}
+
+struct Fields<'a> {
+    path: &'a Path,
+    section: &'static str,
+    merged: Map<String, Value>,
+}
+
+impl Fields<'_> {
+    fn err(&self, key: &str, reason: impl Into<String>) -> Error {
+        Error::Config {
+            path: self.path.to_path_buf(),
+            key: format!("{}{key}", self.section),
+            reason: reason.into(),
+        }
+    }
+
+    fn usize(&self, key: &str, default: usize) -> Result<usize> {
+        match self.merged.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => match v.as_u64() {
+                Some(n) if n > 0 => Ok(n as usize),
+                _ => Err(self.err(key, format!("expected a positive integer, found {v}"))),
+            },
+        }
+    }
+
+    fn f64(&self, key: &str, default: f64) -> Result<f64> {
+        match self.merged.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+        }
+    }
+
+    /// candle's CLIP implements quick_gelu and a layer-norm epsilon of 1e-5 only: anything else
+    /// would silently compute a different function, so it is refused with the key named.
+    fn check_supported(&self) -> Result<()> {
+        if let Some(act) = self.merged.get("hidden_act") {
+            if act.as_str() != Some("quick_gelu") {
+                return Err(Error::Unsupported {
+                    key: format!("{}hidden_act", self.section),
+                    value: act.to_string(),
+                });
+            }
+        }
+        let eps = self.f64("layer_norm_eps", 1e-5)?;
+        if (eps - 1e-5).abs() > 1e-12 {
+            return Err(Error::Unsupported {
+                key: format!("{}layer_norm_eps", self.section),
+                value: eps.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn section<'a>(
+    path: &'a Path,
+    root: &Map<String, Value>,
+    name: &'static str,
+    label: &'static str,
+) -> Result<Fields<'a>> {
+    let mut merged = Map::new();
+    for key in [name.to_string(), format!("{name}_dict")] {
+        match root.get(&key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => merged.extend(m.clone()),
+            Some(other) => {
+                return Err(Error::Config {
+                    path: path.to_path_buf(),
+                    key,
+                    reason: format!("expected an object, found {other}"),
+                })
+            }
+        }
+    }
+    Ok(Fields {
+        path,
+        section: label,
+        merged,
+    })
+}
+
+impl ClipConfig {
+    /// Reads `config.json` from a file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_json(path, &text)
+    }
+
+    /// Parses the text of a `config.json`; `path` only names the file in errors.
+    pub fn from_json(path: &Path, json: &str) -> Result<Self> {
+        let root: Value = serde_json::from_str(json).map_err(|e| Error::Config {
+            path: path.to_path_buf(),
+            key: "(file)".into(),
+            reason: format!("not valid JSON: {e}"),
+        })?;
+        let Value::Object(root) = root else {
+            return Err(Error::Config {
+                path: path.to_path_buf(),
+                key: "(file)".into(),
+                reason: "expected a JSON object".into(),
+            });
+        };
+        if let Some(t) = root.get("model_type").and_then(Value::as_str) {
+            if t != "clip" {
+                return Err(Error::Unsupported {
+                    key: "model_type".into(),
+                    value: t.into(),
+                });
+            }
+        }
+        let top = Fields {
+            path,
+            section: "",
+            merged: root.clone(),
+        };
+        let t = section(path, &root, "text_config", "text_config.")?;
+        let v = section(path, &root, "vision_config", "vision_config.")?;
+        t.check_supported()?;
+        v.check_supported()?;
+        // Defaults are transformers' CLIPTextConfig / CLIPVisionConfig defaults (ViT-B/32).
+        let text = TextConfig {
+            vocab_size: t.usize("vocab_size", 49408)?,
+            hidden_size: t.usize("hidden_size", 512)?,
+            intermediate_size: t.usize("intermediate_size", 2048)?,
+            num_hidden_layers: t.usize("num_hidden_layers", 12)?,
+            num_attention_heads: t.usize("num_attention_heads", 8)?,
+            max_position_embeddings: t.usize("max_position_embeddings", 77)?,
+        };
+        let vision = VisionConfig {
+            hidden_size: v.usize("hidden_size", 768)?,
+            intermediate_size: v.usize("intermediate_size", 3072)?,
+            num_hidden_layers: v.usize("num_hidden_layers", 12)?,
+            num_attention_heads: v.usize("num_attention_heads", 12)?,
+            num_channels: v.usize("num_channels", 3)?,
+            image_size: v.usize("image_size", 224)?,
+            patch_size: v.usize("patch_size", 32)?,
+        };
+        if !text.hidden_size.is_multiple_of(text.num_attention_heads) {
+            return Err(t.err("num_attention_heads", "does not divide hidden_size"));
+        }
+        if !vision.hidden_size.is_multiple_of(vision.num_attention_heads) {
+            return Err(v.err("num_attention_heads", "does not divide hidden_size"));
+        }
+        if !vision.image_size.is_multiple_of(vision.patch_size) {
+            return Err(v.err("patch_size", "does not divide image_size"));
+        }
+        Ok(ClipConfig {
+            text,
+            vision,
+            projection_dim: top.usize("projection_dim", 512)?,
+            logit_scale_init_value: top.f64("logit_scale_init_value", 2.6592)? as f32,
+        })
+    }
+
+    pub(crate) fn candle_text(
+        &self,
+    ) -> candle_transformers::models::clip::text_model::ClipTextConfig {
+        use candle_transformers::models::clip::text_model::{Activation, ClipTextConfig};
+        ClipTextConfig {
+            vocab_size: self.text.vocab_size,
+            embed_dim: self.text.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: self.text.intermediate_size,
+            max_position_embeddings: self.text.max_position_embeddings,
+            pad_with: None,
+            num_hidden_layers: self.text.num_hidden_layers,
+            num_attention_heads: self.text.num_attention_heads,
+            projection_dim: self.projection_dim,
+        }
+    }
+
+    pub(crate) fn candle_vision(
+        &self,
+    ) -> candle_transformers::models::clip::vision_model::ClipVisionConfig {
+        use candle_transformers::models::clip::{
+            text_model::Activation, vision_model::ClipVisionConfig,
+        };
+        ClipVisionConfig {
+            embed_dim: self.vision.hidden_size,
+            activation: Activation::QuickGelu,
+            intermediate_size: self.vision.intermediate_size,
+            num_hidden_layers: self.vision.num_hidden_layers,
+            num_attention_heads: self.vision.num_attention_heads,
+            projection_dim: self.projection_dim,
+            num_channels: self.vision.num_channels,
+            image_size: self.vision.image_size,
+            patch_size: self.vision.patch_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ClipConfig> {
+        ClipConfig::from_json(Path::new("config.json"), json)
+    }
+
+    #[test]
+    fn newer_layout_reads_every_dimension() {
+        let c = parse(
+            r#"{"model_type":"clip","projection_dim":768,
+            "text_config":{"hidden_size":768,"intermediate_size":3072,"num_attention_heads":12,"num_hidden_layers":12,"hidden_act":"quick_gelu"},
+            "vision_config":{"hidden_size":1024,"intermediate_size":4096,"num_attention_heads":16,"num_hidden_layers":24,"image_size":336,"patch_size":14}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.projection_dim, 768);
+        assert_eq!(c.text.hidden_size, 768);
+        assert_eq!(c.vision.image_size, 336);
+        assert_eq!(c.vision.patch_size, 14);
+        assert_eq!(c.vision.num_hidden_layers, 24);
+    }
+
+    #[test]
+    fn older_dict_layout_overrides_stale_section() {
+        // As in openai/clip-vit-large-patch14: `text_config_dict` holds the real values.
+        let c = parse(
+            r#"{"projection_dim":768,"text_config":{"hidden_size":512},"text_config_dict":{"hidden_size":768,"num_attention_heads":12,"projection_dim":768},
+            "vision_config":null,"vision_config_dict":{"hidden_size":1024,"num_attention_heads":16,"num_hidden_layers":24,"patch_size":14,"intermediate_size":4096}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.text.hidden_size, 768);
+        assert_eq!(c.text.num_attention_heads, 12);
+        assert_eq!(c.vision.hidden_size, 1024);
+        assert_eq!(c.vision.image_size, 224, "default applies when absent");
+    }
+
+    #[test]
+    fn unsupported_activation_names_the_key() {
+        let e = parse(r#"{"vision_config":{"hidden_act":"gelu"}}"#).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("vision_config.hidden_act"), "{msg}");
+        assert!(msg.contains("gelu"), "{msg}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = parse(r#"{"text_config":{"hidden_size":"wide"}}"#).unwrap_err();
+        assert!(e.to_string().contains("text_config.hidden_size"), "{e}");
+        let e = parse(r#"{"vision_config":{"image_size":100,"patch_size":32}}"#).unwrap_err();
+        assert!(e.to_string().contains("vision_config.patch_size"), "{e}");
+    }
+}

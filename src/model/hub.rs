@@ -1,0 +1,202 @@
+//! Where a model comes from: a local directory, or a Hugging Face hub repository fetched with
+//! `hf-hub` into the standard cache (`HF_HOME`, default `~/.cache/huggingface`).
+//!
+//! `HF_HUB_OFFLINE=1` looks in the cache only. When neither the network nor the cache has the
+//! model, the error spells out what to download and how to point `--model` at it.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The checkpoint used when the user names none.
+pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
+
+/// Files a CLIP checkpoint directory must hold (`preprocessor_config.json` is optional).
+pub const REQUIRED_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
+
+/// A resolved checkpoint: a directory holding the files, and the name the user knows it by.
+#[derive(Clone, Debug)]
+pub struct ModelFiles {
+    pub dir: PathBuf,
+    /// The hub id, or the canonical local path.
+    pub name: String,
+}
+
+impl ModelFiles {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+    pub fn tokenizer(&self) -> PathBuf {
+        self.dir.join("tokenizer.json")
+    }
+    pub fn preprocessor(&self) -> PathBuf {
+        self.dir.join("preprocessor_config.json")
+    }
+
+    /// A local directory; every required file must be there.
+    pub fn local(dir: &Path) -> Result<Self> {
+        for f in REQUIRED_FILES {
+            let p = dir.join(f);
+            if !p.is_file() {
+                let hint = if *f == "model.safetensors" && dir.join("pytorch_model.bin").is_file() {
+                    " (only pytorch_model.bin is there: download the checkpoint's model.safetensors)"
+                } else {
+                    ""
+                };
+                return Err(Error::ModelUnavailable(format!(
+                    "model directory {} has no {f}{hint}; a CLIP checkpoint in Hugging Face format needs {}",
+                    dir.display(),
+                    REQUIRED_FILES.join(", ")
+                )));
+            }
+        }
+        let canonical = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        Ok(ModelFiles {
+            name: canonical.display().to_string(),
+            dir: canonical,
+        })
+    }
+}
+
+/// Whether `spec` reads as a hub id (`owner/name`, optionally `@revision`) rather than a path.
+fn is_hub_id(spec: &str) -> bool {
+    let id = spec.split('@').next().unwrap_or(spec);
+    let mut parts = id.split('/');
+    let (Some(owner), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    ok(owner) && ok(name)
+}
+
+/// Resolves `--model`: an existing directory wins; otherwise a hub id is fetched (or found in
+/// the cache); anything else is an error saying what was expected.
+pub fn resolve(spec: &str) -> Result<ModelFiles> {
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return ModelFiles::local(path);
+    }
+    if !is_hub_id(spec) {
+        return Err(Error::ModelUnavailable(format!(
+            "--model {spec}: no such directory, and not a hub id of the form owner/name"
+        )));
+    }
+    let (id, revision) = match spec.split_once('@') {
+        Some((id, rev)) => (id.to_string(), rev.to_string()),
+        None => (spec.to_string(), "main".to_string()),
+    };
+    fetch(&id, &revision)
+}
+
+fn unavailable(id: &str, why: &str) -> Error {
+    Error::ModelUnavailable(format!(
+        "cannot get model {id}: {why}.\n\
+         To use it without network access, download {files} (and preprocessor_config.json) \
+         from https://huggingface.co/{id}/tree/main into a directory and pass it with \
+         `--model DIR` (or CLIPSEARCH_MODEL=DIR); or fetch it once while online so that it is \
+         in the Hugging Face cache ({cache}).",
+        files = REQUIRED_FILES.join(", "),
+        cache = hf_hub::Cache::from_env().path().display(),
+    ))
+}
+
+fn offline() -> bool {
+    matches!(
+        std::env::var("HF_HUB_OFFLINE").as_deref(),
+        Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes") | Ok("ON") | Ok("on")
+    )
+}
+
+fn fetch(id: &str, revision: &str) -> Result<ModelFiles> {
+    use hf_hub::{Repo, RepoType};
+    let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
+    let cached = hf_hub::Cache::from_env().repo(repo.clone());
+    let from_cache: Option<Vec<PathBuf>> = REQUIRED_FILES.iter().map(|f| cached.get(f)).collect();
+    if let Some(paths) = from_cache {
+        let dir = paths[0]
+            .parent()
+            .expect("cached file has a parent")
+            .to_path_buf();
+        return Ok(ModelFiles {
+            dir,
+            name: id.to_string(),
+        });
+    }
+    if offline() {
+        return Err(unavailable(
+            id,
+            "HF_HUB_OFFLINE is set and it is not in the cache",
+        ));
+    }
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(|e| unavailable(id, &e.to_string()))?;
+    let remote = api.repo(repo);
+    let mut dir = None;
+    for f in REQUIRED_FILES {
+        tracing::info!(file = f, model = id, "downloading");
+        let p = remote
+            .get(f)
+            .map_err(|e| unavailable(id, &format!("downloading {f} failed: {e}")))?;
+        dir = p.parent().map(Path::to_path_buf);
+    }
+    // Optional: without it, CLIP's defaults for the tower's input size apply.
+    if let Err(e) = remote.get("preprocessor_config.json") {
+        tracing::warn!("no preprocessor_config.json for {id} ({e}); using CLIP's defaults");
+    }
+    Ok(ModelFiles {
+        dir: dir.expect("at least one file"),
+        name: id.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_and_paths_are_told_apart() {
+        assert!(is_hub_id("openai/clip-vit-base-patch32"));
+        assert!(is_hub_id("openai/clip-vit-large-patch14@main"));
+        assert!(!is_hub_id("./models/clip"));
+        assert!(!is_hub_id("/abs/path"));
+        assert!(!is_hub_id("a/b/c"));
+        assert!(!is_hub_id("demo"));
+    }
+
+    #[test]
+    fn offline_uncached_error_says_what_to_download() {
+        std::env::set_var("HF_HUB_OFFLINE", "1");
+        std::env::set_var(
+            "HF_HOME",
+            std::env::temp_dir().join("clipsearch-empty-hf-home"),
+        );
+        let msg = resolve("openai/clip-vit-base-patch32")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("model.safetensors"), "{msg}");
+        assert!(msg.contains("--model"), "{msg}");
+        assert!(
+            msg.contains("huggingface.co/openai/clip-vit-base-patch32"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_file_in_local_dir_is_named() {
+        let dir = std::env::temp_dir().join("clipsearch-test-incomplete-model");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        let msg = resolve(dir.to_str().unwrap()).unwrap_err().to_string();
+        assert!(msg.contains("model.safetensors"), "{msg}");
+    }
+}

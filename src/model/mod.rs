@@ -1,0 +1,289 @@
+//! CLIP (Radford et al., 2021, "Learning Transferable Visual Models From Natural Language
+//! Supervision", <https://arxiv.org/abs/2103.00020>) on candle-transformers' implementation.
+//!
+//! Loads Hugging Face checkpoints such as
+//! [openai/clip-vit-base-patch32](https://huggingface.co/openai/clip-vit-base-patch32): every
+//! dimension comes from `config.json` ([`config`]), every tensor is checked against it before
+//! use ([`weights`]). The two towers load separately ([`Towers`]) so that a text query never maps
+//! the vision weights.
+//!
+//! Two departures from calling candle's `ClipModel` as it is, both for faithfulness:
+//! - candle pools the text tower at `argmax(ids)`, which is the end token only for unpadded input
+//!   whose end token has the highest id; we pool at the first end token, as transformers does,
+//!   and run each batch at the length of its own texts.
+//! - candle returns raw projections; our API returns L2-normalised embeddings.
+
+pub mod config;
+pub mod hub;
+pub mod weights;
+
+use candle_core::{safetensors::MmapedSafetensors, DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+use candle_transformers::models::clip::{
+    text_model::ClipTextTransformer, vision_model::ClipVisionTransformer,
+};
+use sha2::{Digest, Sha256};
+
+pub use config::ClipConfig;
+pub use hub::{resolve, ModelFiles, DEFAULT_MODEL};
+pub use weights::Towers;
+
+use crate::embedding::normalize;
+use crate::error::{Error, Result};
+use crate::preprocess::{PreprocessConfig, Preprocessor, PREPROCESS_VERSION};
+use crate::tokenizer::ClipTokenizer;
+
+/// What an index records about the model that filled it: two models (or two preprocessing
+/// versions) must never share an index, since their spaces are unrelated.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelIdentity {
+    /// Hub id or local directory, for messages.
+    pub name: String,
+    /// SHA-256 over config.json, the preprocessing parameters and a sample of the weights.
+    pub fingerprint: String,
+    pub dim: usize,
+    pub preprocess_version: u32,
+}
+
+/// The text tower with its projection and tokenizer.
+pub struct TextEncoder {
+    transformer: ClipTextTransformer,
+    projection: Linear,
+    tokenizer: ClipTokenizer,
+    device: Device,
+}
+
+/// The vision tower with its projection and preprocessing.
+pub struct ImageEncoder {
+    transformer: ClipVisionTransformer,
+    projection: Linear,
+    preprocessor: Preprocessor,
+    device: Device,
+}
+
+/// A loaded CLIP model (one or both towers).
+pub struct ClipModel {
+    pub config: ClipConfig,
+    pub identity: ModelIdentity,
+    text: Option<TextEncoder>,
+    image: Option<ImageEncoder>,
+    logit_scale: f32,
+}
+
+fn linear_no_bias(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
+    Ok(candle_nn::linear_no_bias(in_dim, out_dim, vb)?)
+}
+
+/// Hashes config.json, the preprocessing parameters, the safetensors header and 64 evenly spaced
+/// 4 KiB blocks of the weights: cheap at start-up, and different for any two distinct checkpoints.
+fn fingerprint(files: &ModelFiles, pre: &PreprocessConfig) -> Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut h = Sha256::new();
+    let config = std::fs::read(files.config()).map_err(|e| Error::io(files.config(), e))?;
+    h.update(&config);
+    h.update(format!("{pre:?}").as_bytes());
+    let path = files.weights();
+    let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+    h.update(len.to_le_bytes());
+    let mut block = vec![0u8; 4096];
+    for i in 0..64u64 {
+        let at = len.saturating_sub(4096) * i / 63;
+        f.seek(SeekFrom::Start(at))
+            .map_err(|e| Error::io(&path, e))?;
+        let n = f.read(&mut block).map_err(|e| Error::io(&path, e))?;
+        h.update(&block[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl ClipModel {
+    /// Loads the requested towers of a checkpoint onto [`crate::device::select`]'s device.
+    pub fn load(files: &ModelFiles, towers: Towers) -> Result<Self> {
+        let config = ClipConfig::from_file(&files.config())?;
+        let weights = files.weights();
+        // SAFETY: the file is mapped read-only; as with every mmap-based loader, a checkpoint
+        // modified while we run is undefined behaviour, which is why we never write to one.
+        let st = unsafe { MmapedSafetensors::new(&weights) }.map_err(|e| Error::Image {
+            path: weights.clone(),
+            reason: format!("not a readable safetensors file: {e}"),
+        })?;
+        weights::check(&weights, &st, &config, towers)?;
+        let logit_scale = match st.get("logit_scale") {
+            Ok(_) => st
+                .load("logit_scale", &Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .first()
+                .copied()
+                .unwrap_or(config.logit_scale_init_value),
+            Err(_) => config.logit_scale_init_value,
+        };
+        let pre_config = PreprocessConfig::from_file_or_default(
+            &files.preprocessor(),
+            config.vision.image_size,
+        )?;
+        let identity = ModelIdentity {
+            name: files.name.clone(),
+            fingerprint: fingerprint(files, &pre_config)?,
+            dim: config.projection_dim,
+            preprocess_version: PREPROCESS_VERSION,
+        };
+        let device = crate::device::select();
+        let vb = VarBuilder::from_backend(Box::new(st), DType::F32, device.clone());
+        let text = if towers.text() {
+            let tokenizer =
+                ClipTokenizer::from_file(&files.tokenizer(), config.text.max_position_embeddings)?;
+            Some(TextEncoder {
+                transformer: ClipTextTransformer::new(vb.pp("text_model"), &config.candle_text())?,
+                projection: linear_no_bias(
+                    vb.pp("text_projection"),
+                    config.text.hidden_size,
+                    config.projection_dim,
+                )?,
+                tokenizer,
+                device: device.clone(),
+            })
+        } else {
+            None
+        };
+        let image = if towers.image() {
+            Some(ImageEncoder {
+                transformer: ClipVisionTransformer::new(
+                    vb.pp("vision_model"),
+                    &config.candle_vision(),
+                )?,
+                projection: linear_no_bias(
+                    vb.pp("visual_projection"),
+                    config.vision.hidden_size,
+                    config.projection_dim,
+                )?,
+                preprocessor: Preprocessor::new(pre_config),
+                device,
+            })
+        } else {
+            None
+        };
+        Ok(ClipModel {
+            config,
+            identity,
+            text,
+            image,
+            logit_scale,
+        })
+    }
+
+    /// Width of the embedding space.
+    pub fn dim(&self) -> usize {
+        self.config.projection_dim
+    }
+
+    /// The learned temperature, exponentiated and clamped at 100 as in training.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale.exp().min(100.0)
+    }
+
+    /// The raw `logit_scale` parameter.
+    pub fn logit_scale_raw(&self) -> f32 {
+        self.logit_scale
+    }
+
+    pub fn text(&self) -> Result<&TextEncoder> {
+        self.text
+            .as_ref()
+            .ok_or_else(|| Error::Index("the text tower was not loaded".into()))
+    }
+
+    pub fn image(&self) -> Result<&ImageEncoder> {
+        self.image
+            .as_ref()
+            .ok_or_else(|| Error::Index("the image tower was not loaded".into()))
+    }
+}
+
+impl TextEncoder {
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Unnormalised text features (`get_text_features`), one row per id sequence. Sequences of
+    /// equal length share a batch; none is padded.
+    pub fn features_from_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let mut out = vec![Vec::new(); ids.len()];
+        let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, seq) in ids.iter().enumerate() {
+            by_len.entry(seq.len()).or_default().push(i);
+        }
+        for (len, members) in by_len {
+            let flat: Vec<u32> = members
+                .iter()
+                .flat_map(|&i| ids[i].iter().copied())
+                .collect();
+            let input = Tensor::from_vec(flat, (members.len(), len), &self.device)?;
+            let hidden = self.transformer.forward_with_mask(&input, usize::MAX)?;
+            let mut pooled = Vec::with_capacity(members.len());
+            for (row, &i) in members.iter().enumerate() {
+                let end = ids[i]
+                    .iter()
+                    .position(|&t| t == self.tokenizer.end_id())
+                    .unwrap_or(len - 1);
+                pooled.push(hidden.i((row, end))?.unsqueeze(0)?);
+            }
+            let feats = self.projection.forward(&Tensor::cat(&pooled, 0)?)?;
+            for (row, v) in members.iter().zip(feats.to_vec2::<f32>()?) {
+                out[*row] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// L2-normalised embeddings of `texts`.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let ids = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut feats = self.features_from_ids(&ids)?;
+        feats.iter_mut().for_each(|v| normalize(v));
+        Ok(feats)
+    }
+}
+
+impl ImageEncoder {
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    /// Unnormalised image features (`get_image_features`) of preprocessed images laid end to end.
+    pub fn features_from_pixels(&self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let c = &self.preprocessor.config;
+        let n = pixels.len() / self.preprocessor.len();
+        if n == 0 || n * self.preprocessor.len() != pixels.len() {
+            return Err(Error::Index(format!(
+                "pixel buffer of {} values is not a whole number of {}x{} images",
+                pixels.len(),
+                c.crop_width,
+                c.crop_height
+            )));
+        }
+        let input = Tensor::from_slice(pixels, (n, 3, c.crop_height, c.crop_width), &self.device)?;
+        let feats = self
+            .projection
+            .forward(&self.transformer.forward(&input)?)?;
+        Ok(feats.to_vec2::<f32>()?)
+    }
+
+    /// L2-normalised embeddings of preprocessed images laid end to end.
+    pub fn embed_pixels(&self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let mut feats = self.features_from_pixels(pixels)?;
+        feats.iter_mut().for_each(|v| normalize(v));
+        Ok(feats)
+    }
+
+    /// Decodes, preprocesses and embeds one file.
+    pub fn embed_file(&self, path: &std::path::Path) -> Result<Vec<f32>> {
+        let pixels = self.preprocessor.load_file(path)?;
+        Ok(self.embed_pixels(&pixels)?.remove(0))
+    }
+}

@@ -1,0 +1,126 @@
+//! Checks a checkpoint's tensors against what `config.json` implies before candle sees them.
+//!
+//! candle's `VarBuilder` reports a missing tensor only when a layer asks for it, and its CLIP
+//! vision embeddings replace a missing `class_embedding` with random values. Checking the whole
+//! inventory up front turns every such case into an error that names the key.
+
+use std::path::Path;
+
+use candle_core::safetensors::MmapedSafetensors;
+
+use super::config::ClipConfig;
+use crate::error::{Error, Result};
+
+/// Which towers a caller needs: a text query should not pay for the vision weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Towers {
+    Text,
+    Image,
+    Both,
+}
+
+impl Towers {
+    pub fn text(self) -> bool {
+        matches!(self, Towers::Text | Towers::Both)
+    }
+    pub fn image(self) -> bool {
+        matches!(self, Towers::Image | Towers::Both)
+    }
+}
+
+fn encoder_tensors(
+    out: &mut Vec<(String, Vec<usize>)>,
+    prefix: &str,
+    layers: usize,
+    h: usize,
+    mlp: usize,
+) {
+    for i in 0..layers {
+        let p = format!("{prefix}.encoder.layers.{i}");
+        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            out.push((format!("{p}.self_attn.{proj}.weight"), vec![h, h]));
+            out.push((format!("{p}.self_attn.{proj}.bias"), vec![h]));
+        }
+        for ln in ["layer_norm1", "layer_norm2"] {
+            out.push((format!("{p}.{ln}.weight"), vec![h]));
+            out.push((format!("{p}.{ln}.bias"), vec![h]));
+        }
+        out.push((format!("{p}.mlp.fc1.weight"), vec![mlp, h]));
+        out.push((format!("{p}.mlp.fc1.bias"), vec![mlp]));
+        out.push((format!("{p}.mlp.fc2.weight"), vec![h, mlp]));
+        out.push((format!("{p}.mlp.fc2.bias"), vec![h]));
+    }
+}
+
+/// Every tensor the selected towers read, with the shape the config implies.
+pub fn expected_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    if towers.text() {
+        let t = &c.text;
+        let h = t.hidden_size;
+        out.push((
+            "text_model.embeddings.token_embedding.weight".into(),
+            vec![t.vocab_size, h],
+        ));
+        out.push((
+            "text_model.embeddings.position_embedding.weight".into(),
+            vec![t.max_position_embeddings, h],
+        ));
+        encoder_tensors(
+            &mut out,
+            "text_model",
+            t.num_hidden_layers,
+            h,
+            t.intermediate_size,
+        );
+        out.push(("text_model.final_layer_norm.weight".into(), vec![h]));
+        out.push(("text_model.final_layer_norm.bias".into(), vec![h]));
+        out.push(("text_projection.weight".into(), vec![c.projection_dim, h]));
+    }
+    if towers.image() {
+        let v = &c.vision;
+        let h = v.hidden_size;
+        let positions = (v.image_size / v.patch_size).pow(2) + 1;
+        out.push(("vision_model.embeddings.class_embedding".into(), vec![h]));
+        out.push((
+            "vision_model.embeddings.patch_embedding.weight".into(),
+            vec![h, v.num_channels, v.patch_size, v.patch_size],
+        ));
+        out.push((
+            "vision_model.embeddings.position_embedding.weight".into(),
+            vec![positions, h],
+        ));
+        out.push(("vision_model.pre_layrnorm.weight".into(), vec![h]));
+        out.push(("vision_model.pre_layrnorm.bias".into(), vec![h]));
+        encoder_tensors(
+            &mut out,
+            "vision_model",
+            v.num_hidden_layers,
+            h,
+            v.intermediate_size,
+        );
+        out.push(("vision_model.post_layernorm.weight".into(), vec![h]));
+        out.push(("vision_model.post_layernorm.bias".into(), vec![h]));
+        out.push(("visual_projection.weight".into(), vec![c.projection_dim, h]));
+    }
+    out
+}
+
+/// Fails on the first tensor that is missing or of the wrong shape.
+pub fn check(path: &Path, st: &MmapedSafetensors, c: &ClipConfig, towers: Towers) -> Result<()> {
+    for (key, expected) in expected_tensors(c, towers) {
+        let view = st.get(&key).map_err(|_| Error::MissingTensor {
+            path: path.to_path_buf(),
+            key: key.clone(),
+        })?;
+        if view.shape() != expected.as_slice() {
+            return Err(Error::TensorShape {
+                path: path.to_path_buf(),
+                key,
+                expected,
+                found: view.shape().to_vec(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Decoding an image file into the RGB pixels CLIP's preprocessing starts from.
+//!
+//! The format is recognised by content, never by extension. EXIF orientation is applied (the
+//! reference ignores it, so a phone photo would be embedded sideways: we do better). Colour
+//! conversion follows Pillow's `convert_rgb` as transformers uses it: alpha is composited over
+//! white with Pillow's integer arithmetic, grey is replicated, 16-bit is scaled to 8-bit, CMYK
+//! JPEGs are converted by the decoder.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Pillow refuses images above twice its `MAX_IMAGE_PIXELS` as decompression bombs; so do we.
+pub const MAX_PIXELS: u64 = 2 * 89_478_485;
+
+/// Reads and decodes a file. Errors name the path and say why.
+pub fn decode_file(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_bytes(path, &bytes)
+}
+
+/// Decodes an in-memory file; `path` only names it in errors.
+pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
+    let bad = |reason: String| Error::image(path, reason);
+    if bytes.is_empty() {
+        return Err(bad("empty file".into()));
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?;
+    let format = reader
+        .format()
+        .ok_or_else(|| bad("not an image (unrecognised content)".into()))?;
+    if !SUPPORTED.contains(&format) {
+        return Err(bad(format!("unsupported image format {format:?}")));
+    }
+    let mut reader = reader;
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| bad(describe(&e)))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(bad(format!("image has no pixels ({w}x{h})")));
+    }
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(bad(format!(
+            "{w}x{h} is too large ({} megapixels; limit {}): possible decompression bomb",
+            w as u64 * h as u64 / 1_000_000,
+            MAX_PIXELS / 1_000_000
+        )));
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| bad(describe(&e)))?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb(img))
+}
+
+/// Formats we index (GIF: first frame).
+pub const SUPPORTED: &[ImageFormat] = &[
+    ImageFormat::Jpeg,
+    ImageFormat::Png,
+    ImageFormat::WebP,
+    ImageFormat::Gif,
+    ImageFormat::Bmp,
+    ImageFormat::Tiff,
+];
+
+fn describe(e: &image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(l) => format!("too large to decode safely: {l}"),
+        image::ImageError::Unsupported(u) => format!("unsupported: {u}"),
+        other => format!("corrupt or truncated: {other}"),
+    }
+}
+
+/// Converts any decoded image to 8-bit RGB the way Pillow's `convert_rgb` does.
+pub fn to_rgb(img: DynamicImage) -> RgbImage {
+    match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        img if img.color().has_alpha() => composite_over_white(&img.to_rgba8()),
+        img => img.to_rgb8(),
+    }
+}
+
+/// Pillow's `Image.alpha_composite(white, img)` (libImaging/AlphaComposite.c) with an opaque
+/// background: integer arithmetic with 7 extra bits and rounded divisions by 255, so that pixels
+/// equal the reference's to the level.
+fn composite_over_white(rgba: &image::RgbaImage) -> RgbImage {
+    const BITS: u32 = 7;
+    #[inline]
+    fn div255(a: u32) -> u32 {
+        ((a >> 8) + a) >> 8
+    }
+    let (w, h) = rgba.dimensions();
+    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+    for p in rgba.pixels() {
+        let [r, g, b, a] = p.0;
+        if a == 0 {
+            out.extend_from_slice(&[255, 255, 255]);
+            continue;
+        }
+        let a = a as u32;
+        let blend = 255 * (255 - a);
+        let outa255 = a * 255 + blend;
+        let coef1 = a * 255 * 255 * (1 << BITS) / outa255;
+        let coef2 = 255 * (1 << BITS) - coef1;
+        for c in [r, g, b] {
+            let tmp = c as u32 * coef1 + 255 * coef2;
+            out.push((div255(tmp + (0x80 << BITS)) >> BITS) as u8);
+        }
+    }
+    RgbImage::from_raw(w, h, out).expect("buffer sized from dimensions")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_and_transparent_alpha() {
+        let img =
+            image::RgbaImage::from_raw(3, 1, vec![10, 20, 30, 255, 10, 20, 30, 0, 0, 0, 0, 128])
+                .unwrap();
+        let rgb = composite_over_white(&img);
+        assert_eq!(&rgb.as_raw()[0..3], &[10, 20, 30]);
+        assert_eq!(&rgb.as_raw()[3..6], &[255, 255, 255]);
+        // Half-transparent black over white is mid-grey.
+        assert!((rgb.as_raw()[6] as i32 - 127).abs() <= 1);
+    }
+
+    #[test]
+    fn garbage_and_empty_are_errors_naming_the_file() {
+        let e = decode_bytes(Path::new("x.jpg"), b"").unwrap_err();
+        assert!(e.to_string().contains("x.jpg") && e.to_string().contains("empty"));
+        let e = decode_bytes(Path::new("y.png"), b"hello, not an image").unwrap_err();
+        assert!(e.to_string().contains("not an image"), "{e}");
+    }
+}

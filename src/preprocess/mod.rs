@@ -1,0 +1,245 @@
+//! CLIP's image preprocessing, which is part of the model: an embedding is only the reference's
+//! if the pixels fed to the vision tower are.
+//!
+//! The steps, as `CLIPImageProcessor` does them: decode and convert to RGB ([`decode`]); resize
+//! so the short side is `shortest_edge` and the long side `int(size * long / short)` with Pillow's
+//! antialiased bicubic ([`resample`]); centre crop with floor offsets; multiply by 1/255; subtract
+//! the mean and divide by the standard deviation per channel; lay out as CHW f32.
+
+pub mod decode;
+pub mod resample;
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Bumped whenever a change here changes the pixels for some input: indexes record it, so that
+/// embeddings from two preprocessing versions are never mixed silently.
+pub const PREPROCESS_VERSION: u32 = 1;
+
+/// The parameters of `preprocessor_config.json` that change pixels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreprocessConfig {
+    pub shortest_edge: usize,
+    pub crop_height: usize,
+    pub crop_width: usize,
+    pub rescale_factor: f64,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl PreprocessConfig {
+    /// CLIP's defaults for a vision tower of input size `image_size`.
+    // Written as published in CLIP's preprocessor_config.json.
+    #[allow(clippy::excessive_precision)]
+    pub fn clip_default(image_size: usize) -> Self {
+        PreprocessConfig {
+            shortest_edge: image_size,
+            crop_height: image_size,
+            crop_width: image_size,
+            rescale_factor: 1.0 / 255.0,
+            mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
+            std: [0.268_629_54, 0.261_302_58, 0.275_777_11],
+        }
+    }
+
+    /// Reads `preprocessor_config.json` if it exists, else CLIP's defaults. Both the current
+    /// (`{"shortest_edge": n}`, `{"height","width"}`) and older (plain integers) layouts parse.
+    pub fn from_file_or_default(path: &Path, image_size: usize) -> Result<Self> {
+        let mut c = Self::clip_default(image_size);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(c),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let err = |key: &str, reason: String| Error::Config {
+            path: path.to_path_buf(),
+            key: key.into(),
+            reason,
+        };
+        let root: Value = serde_json::from_str(&text).map_err(|e| err("(file)", e.to_string()))?;
+        let int = |v: &Value, key: &str| {
+            v.as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| err(key, format!("expected a positive integer, found {v}")))
+        };
+        if let Some(v) = root.get("resample") {
+            if v.as_u64() != Some(3) {
+                return Err(Error::Unsupported {
+                    key: "resample".into(),
+                    value: format!("{v} (only 3, bicubic, is implemented)"),
+                });
+            }
+        }
+        for flag in [
+            "do_resize",
+            "do_center_crop",
+            "do_normalize",
+            "do_rescale",
+            "do_convert_rgb",
+        ] {
+            if root.get(flag).and_then(Value::as_bool) == Some(false) {
+                return Err(Error::Unsupported {
+                    key: flag.into(),
+                    value: "false".into(),
+                });
+            }
+        }
+        match root.get("size") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                let v = m
+                    .get("shortest_edge")
+                    .ok_or_else(|| err("size", "expected `shortest_edge`".into()))?;
+                c.shortest_edge = int(v, "size.shortest_edge")?;
+            }
+            Some(v) => c.shortest_edge = int(v, "size")?,
+        }
+        match root.get("crop_size") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                let h = m
+                    .get("height")
+                    .ok_or_else(|| err("crop_size", "expected `height`".into()))?;
+                let w = m
+                    .get("width")
+                    .ok_or_else(|| err("crop_size", "expected `width`".into()))?;
+                c.crop_height = int(h, "crop_size.height")?;
+                c.crop_width = int(w, "crop_size.width")?;
+            }
+            Some(v) => {
+                c.crop_height = int(v, "crop_size")?;
+                c.crop_width = c.crop_height;
+            }
+        }
+        if let Some(v) = root.get("rescale_factor") {
+            c.rescale_factor = v
+                .as_f64()
+                .ok_or_else(|| err("rescale_factor", format!("expected a number, found {v}")))?;
+        }
+        for (key, dst) in [("image_mean", &mut c.mean), ("image_std", &mut c.std)] {
+            if let Some(v) = root.get(key) {
+                let arr: Vec<f32> = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_f64().map(|f| f as f32))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if arr.len() != 3 {
+                    return Err(err(key, format!("expected three numbers, found {v}")));
+                }
+                dst.copy_from_slice(&arr);
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// Turns decoded images into the vision tower's input.
+#[derive(Clone, Debug)]
+pub struct Preprocessor {
+    pub config: PreprocessConfig,
+}
+
+impl Preprocessor {
+    pub fn new(config: PreprocessConfig) -> Self {
+        Preprocessor { config }
+    }
+
+    /// Number of f32 values in one preprocessed image (3 x crop height x crop width).
+    pub fn len(&self) -> usize {
+        3 * self.config.crop_height * self.config.crop_width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The size the short side is resized to keep, as transformers computes it: the long side
+    /// is `int(size * long / short)`, truncated.
+    pub fn resized_dims(&self, w: usize, h: usize) -> (usize, usize) {
+        let size = self.config.shortest_edge;
+        let (short, long) = if w <= h { (w, h) } else { (h, w) };
+        let new_long = ((size * long) as f64 / short as f64) as usize;
+        if w <= h {
+            (size, new_long.max(1))
+        } else {
+            (new_long.max(1), size)
+        }
+    }
+
+    /// Resize, crop and normalise RGB pixels (`w` x `h`, interleaved) into CHW f32.
+    pub fn pixels_to_tensor_data(&self, rgb: &[u8], w: usize, h: usize) -> Vec<f32> {
+        let (rw, rh) = self.resized_dims(w, h);
+        let resized = resample::resize_rgb(rgb, w, h, rw, rh);
+        self.crop_and_normalise(&resized, rw, rh)
+    }
+
+    /// Centre crop (floor offsets; zero padding when the image is smaller, as transformers pads)
+    /// then rescale and normalise.
+    pub fn crop_and_normalise(&self, rgb: &[u8], w: usize, h: usize) -> Vec<f32> {
+        let (ch, cw) = (self.config.crop_height, self.config.crop_width);
+        let top = h as isize - ch as isize;
+        let left = w as isize - cw as isize;
+        // Python's `//` floors; for a smaller image the offset is negative and the
+        // missing rows/columns are zero pixels.
+        let top = top.div_euclid(2);
+        let left = left.div_euclid(2);
+        let scale = self.config.rescale_factor;
+        let mut out = vec![0f32; 3 * ch * cw];
+        for c in 0..3 {
+            let (mean, std) = (self.config.mean[c], self.config.std[c]);
+            let plane = &mut out[c * ch * cw..(c + 1) * ch * cw];
+            for y in 0..ch {
+                let sy = y as isize + top;
+                for x in 0..cw {
+                    let sx = x as isize + left;
+                    let v = if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
+                        rgb[(sy as usize * w + sx as usize) * 3 + c]
+                    } else {
+                        0
+                    };
+                    // transformers rescales in f64 then casts to f32, then normalises in f32.
+                    let v = (v as f64 * scale) as f32;
+                    plane[y * cw + x] = (v - mean) / std;
+                }
+            }
+        }
+        out
+    }
+
+    /// Decode a file and preprocess it.
+    pub fn load_file(&self, path: &Path) -> Result<Vec<f32>> {
+        let rgb = decode::decode_file(path)?;
+        let (w, h) = rgb.dimensions();
+        Ok(self.pixels_to_tensor_data(rgb.as_raw(), w as usize, h as usize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resized_dims_truncate_like_python() {
+        let p = Preprocessor::new(PreprocessConfig::clip_default(64));
+        assert_eq!(p.resized_dims(451, 300), (96, 64)); // int(64*451/300) = int(96.21)
+        assert_eq!(p.resized_dims(333, 871), (64, 167)); // int(167.39)
+        assert_eq!(p.resized_dims(640, 427), (95, 64)); // int(95.93)
+        assert_eq!(p.resized_dims(1, 1), (64, 64));
+    }
+
+    #[test]
+    fn crop_pads_small_images_with_zero() {
+        let p = Preprocessor::new(PreprocessConfig::clip_default(4));
+        let out = p.crop_and_normalise(&[255u8; 2 * 2 * 3], 2, 2);
+        let zero = (0.0 - p.config.mean[0]) / p.config.std[0];
+        assert_eq!(out[0], zero, "top-left corner is padding");
+        assert!(out[5] > 1.0, "centre is the white image");
+    }
+}

@@ -1,0 +1,261 @@
+//! Parity with the Python reference (transformers `CLIPModel` + `CLIPImageProcessor`, Pillow),
+//! on the tiny random CLIP in `tests/fixtures` (see its README for how the reference was made).
+//!
+//! Tolerances, each the tightest the reference itself supports:
+//! - token ids: identical;
+//! - text and image features: max abs difference <= 1e-4 (fp32 vs fp32, different kernels);
+//! - preprocessing from decoded pixels and from PNG files: max abs <= 1e-6 (bit-exact resize);
+//! - preprocessing from JPEG files: max abs <= 0.05 (JPEG decoders differ by a level or two);
+//! - end-to-end embeddings from files: cosine >= 0.999.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use clipsearch::embedding::dot;
+use clipsearch::model::{ClipModel, ModelFiles, Towers};
+use clipsearch::preprocess::decode::decode_file;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Reference {
+    tensors: HashMap<String, Tensor>,
+    json: serde_json::Value,
+}
+
+impl Reference {
+    fn load() -> Self {
+        let dir = fixtures().join("reference");
+        let tensors = candle_core::safetensors::load(
+            dir.join("tiny_clip_reference.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let json = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("tiny_clip_reference.json")).unwrap(),
+        )
+        .unwrap();
+        Reference { tensors, json }
+    }
+    fn t(&self, key: &str) -> &Tensor {
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("reference has no {key}"))
+    }
+    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
+        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+    }
+    fn texts(&self) -> Vec<String> {
+        serde_json::from_value(self.json["texts"].clone()).unwrap()
+    }
+    fn images(&self) -> Vec<String> {
+        self.json["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["file"].as_str().unwrap().to_string())
+            .collect()
+    }
+    /// Row `i` of `pixel_values` (or another [N,3,H,W] key) as a flat CHW vector.
+    fn pixels(&self, key: &str, i: usize) -> Vec<f32> {
+        self.t(key)
+            .i(i)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+}
+
+fn model() -> ClipModel {
+    let files = ModelFiles::local(&fixtures().join("tiny-clip")).unwrap();
+    ClipModel::load(&files, Towers::Both).unwrap()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn token_ids_are_identical_for_every_text() {
+    let r = Reference::load();
+    let m = model();
+    let tok = m.text().unwrap().tokenizer();
+    let unpadded: Vec<Vec<u32>> =
+        serde_json::from_value(r.json["tokens_unpadded"].clone()).unwrap();
+    let padded: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
+    let texts = r.texts();
+    assert_eq!(texts.len(), 10);
+    for (i, text) in texts.iter().enumerate() {
+        let ids = tok.encode(text).unwrap();
+        assert_eq!(ids, unpadded[i], "text {i}: {text:?}");
+        let prefix: Vec<u32> = padded[i][..ids.len()].iter().map(|&v| v as u32).collect();
+        assert_eq!(ids, prefix, "text {i} vs padded input_ids");
+        assert!(ids.len() <= 77);
+        assert_eq!(*ids.last().unwrap(), 49407, "end token kept last");
+    }
+    assert_eq!(
+        tok.encode(&texts[9]).unwrap().len(),
+        77,
+        "long caption truncated to 77"
+    );
+}
+
+#[test]
+fn text_features_match_reference() {
+    let r = Reference::load();
+    let m = model();
+    let text = m.text().unwrap();
+    let texts = r.texts();
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| text.tokenizer().encode(t).unwrap())
+        .collect();
+    // All ten together: mixed lengths are batched without padding.
+    let ours = text.features_from_ids(&ids).unwrap();
+    for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
+        let d = max_abs(o, &want);
+        assert!(d <= 1e-4, "text {i} ({:?}): max abs {d}", texts[i]);
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let normed = text.embed(&refs).unwrap();
+    for (i, (o, want)) in normed
+        .iter()
+        .zip(r.rows("text_embeds_normalized"))
+        .enumerate()
+    {
+        assert!(max_abs(o, &want) <= 1e-4, "normalised text {i}");
+        assert!((dot(o, o) - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn image_features_from_reference_pixels_match() {
+    let r = Reference::load();
+    let m = model();
+    let image = m.image().unwrap();
+    let pixels: Vec<f32> = r
+        .t("pixel_values")
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let ours = image.features_from_pixels(&pixels).unwrap();
+    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
+        let d = max_abs(o, &want);
+        assert!(d <= 1e-4, "image {i}: max abs {d}");
+    }
+    // Logits use the checkpoint's temperature.
+    let texts = r.texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let t = m.text().unwrap().embed(&refs).unwrap();
+    let imgs = image.embed_pixels(&pixels).unwrap();
+    let logits = r.rows("logits_per_image");
+    for (i, img) in imgs.iter().enumerate() {
+        for (j, txt) in t.iter().enumerate() {
+            let ours = m.logit_scale() * dot(img, txt);
+            assert!((ours - logits[i][j]).abs() <= 1e-3, "logit [{i},{j}]");
+        }
+    }
+}
+
+#[test]
+fn preprocessing_of_decoded_pixels_is_exact() {
+    let r = Reference::load();
+    let m = model();
+    let pre = m.image().unwrap().preprocessor();
+    for (i, file) in r.images().iter().enumerate() {
+        let rgb = r.t(&format!("decoded_rgb/{file}"));
+        let (h, w, _) = rgb.dims3().unwrap();
+        let bytes: Vec<u8> = rgb.flatten_all().unwrap().to_vec1().unwrap();
+        let ours = pre.pixels_to_tensor_data(&bytes, w, h);
+        let d = max_abs(&ours, &r.pixels("pixel_values", i));
+        assert!(d <= 1e-6, "{file}: max abs {d}");
+    }
+}
+
+#[test]
+fn png_decoding_and_preprocessing_are_exact() {
+    let r = Reference::load();
+    let m = model();
+    let pre = m.image().unwrap().preprocessor();
+    let dir = fixtures().join("reference/images");
+    let mut checked = 0;
+    for (i, file) in r.images().iter().enumerate() {
+        if !file.ends_with(".png") {
+            continue;
+        }
+        let decoded = decode_file(&dir.join(file)).unwrap();
+        let want: Vec<u8> = r
+            .t(&format!("decoded_rgb/{file}"))
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(decoded.as_raw() == &want, "{file}: decoded RGB differs");
+        let d = max_abs(
+            &pre.load_file(&dir.join(file)).unwrap(),
+            &r.pixels("pixel_values", i),
+        );
+        assert!(d <= 1e-6, "{file}: max abs {d}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
+#[test]
+fn jpeg_preprocessing_is_within_decoder_tolerance() {
+    let r = Reference::load();
+    let m = model();
+    let pre = m.image().unwrap().preprocessor();
+    let dir = fixtures().join("reference/images");
+    for (i, file) in r.images().iter().enumerate() {
+        if !file.ends_with(".jpg") || file.contains("exif") {
+            continue;
+        }
+        let d = max_abs(
+            &pre.load_file(&dir.join(file)).unwrap(),
+            &r.pixels("pixel_values", i),
+        );
+        eprintln!("{file}: max abs {d}");
+        assert!(d <= 0.05, "{file}: max abs {d}");
+    }
+    // The EXIF-rotated file: we honour Orientation=6, the reference's target for that is given.
+    let ours = pre
+        .load_file(&dir.join("chelsea_exif_orient6.jpg"))
+        .unwrap();
+    let d = max_abs(&ours, &r.pixels("pixel_values_exif_transposed", 0));
+    eprintln!("EXIF orientation: max abs {d}");
+    assert!(d <= 0.05, "EXIF orientation: max abs {d}");
+}
+
+#[test]
+fn end_to_end_image_embeddings_from_files() {
+    let r = Reference::load();
+    let m = model();
+    let image = m.image().unwrap();
+    let dir = fixtures().join("reference/images");
+    let want = r.rows("image_embeds_normalized");
+    for (i, file) in r.images().iter().enumerate() {
+        let ours = image.embed_file(&dir.join(file)).unwrap();
+        let target = if file.contains("exif") {
+            // The reference embeds the unrotated pixels; ours must equal the rotated target.
+            image
+                .embed_pixels(&r.pixels("pixel_values_exif_transposed", 0))
+                .unwrap()
+                .remove(0)
+        } else {
+            want[i].clone()
+        };
+        let cos = dot(&ours, &target);
+        eprintln!("{file}: cosine {cos}");
+        assert!(cos >= 0.999, "{file}: cosine {cos}");
+    }
+}
