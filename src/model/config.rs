@@ -186,7 +186,10 @@ impl ClipConfig {
         if !text.hidden_size.is_multiple_of(text.num_attention_heads) {
             return Err(t.err("num_attention_heads", "does not divide hidden_size"));
         }
-        if !vision.hidden_size.is_multiple_of(vision.num_attention_heads) {
+        if !vision
+            .hidden_size
+            .is_multiple_of(vision.num_attention_heads)
+        {
             return Err(v.err("num_attention_heads", "does not divide hidden_size"));
         }
         if !vision.image_size.is_multiple_of(vision.patch_size) {

@@ -37,6 +37,13 @@ pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     if !SUPPORTED.contains(&format) {
         return Err(bad(format!("unsupported image format {format:?}")));
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        // zune-jpeg fills missing scan data with grey instead of failing: a half-downloaded
+        // photo would be embedded as garbage. Pillow refuses such files too.
+        return Err(bad(
+            "truncated JPEG (no end-of-image marker after the scan data)".into(),
+        ));
+    }
     let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_alloc = Some(1 << 30);
@@ -59,6 +66,31 @@ pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| bad(describe(&e)))?;
     img.apply_orientation(orientation);
     Ok(to_rgb(img))
+}
+
+/// Whether a JPEG's entropy-coded data is followed by an end-of-image marker. Marker segments
+/// before the first scan are skipped by their lengths (an EXIF thumbnail inside APP1 has an EOI
+/// of its own); inside scan data 0xFF is always stuffed, so a later FF D9 is the real EOI.
+/// Bytes after the EOI (e.g. a phone's appended video) are allowed.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after SOI
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xDA {
+            let scan = &bytes[(i + 2 + len).min(bytes.len())..];
+            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
 }
 
 /// Formats we index (GIF: first frame).
@@ -132,6 +164,25 @@ mod tests {
         assert_eq!(&rgb.as_raw()[3..6], &[255, 255, 255]);
         // Half-transparent black over white is mid-grey.
         assert!((rgb.as_raw()[6] as i32 - 127).abs() <= 1);
+    }
+
+    #[test]
+    fn truncated_jpeg_is_detected() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/reference/images/chelsea.jpg");
+        let full = std::fs::read(path).unwrap();
+        assert!(jpeg_is_complete(&full));
+        for cut in [full.len() - 2, full.len() * 2 / 3, 700] {
+            assert!(!jpeg_is_complete(&full[..cut]), "cut at {cut}");
+            let e = decode_bytes(Path::new("c.jpg"), &full[..cut]).unwrap_err();
+            assert!(e.to_string().contains("truncated"), "{e}");
+        }
+        let mut extra = full.clone();
+        extra.extend_from_slice(&[0u8; 1000]);
+        assert!(
+            decode_bytes(Path::new("c.jpg"), &extra).is_ok(),
+            "trailing data is fine"
+        );
     }
 
     #[test]
