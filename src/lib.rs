@@ -24,8 +24,10 @@
 pub mod device;
 pub mod embedding;
 pub mod error;
+pub mod index;
 pub mod model;
 pub mod preprocess;
+pub mod store;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod hub;
+pub mod synthetic;
 pub mod weights;
 
 use candle_core::{safetensors::MmapedSafetensors, DType, Device, IndexOp, Module, Tensor};

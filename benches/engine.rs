@@ -1,0 +1,95 @@
+//! Engine benchmarks: preprocessing a large JPEG, image-tower throughput by batch size, and the
+//! latency of one text query, with a ViT-B/32-shaped model (random weights: speed does not
+//! depend on their values). Run: `cargo bench -p clipsearch --bench engine`.
+
+use std::path::Path;
+
+use clipsearch::model::{synthetic, ClipConfig, ClipModel, ModelFiles, Towers};
+use clipsearch::preprocess::{PreprocessConfig, Preprocessor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// A 4000x3000 (12 MP) photo-like JPEG: smooth gradients with texture, quality 90.
+fn large_jpeg(dir: &Path) -> std::path::PathBuf {
+    let (w, h) = (4000u32, 3000u32);
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let n = ((x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)) >> 13) & 31;
+        image::Rgb([
+            ((x * 255 / w) as u8).wrapping_add(n as u8),
+            ((y * 255 / h) as u8).wrapping_add(n as u8),
+            (((x + y) / 30) as u8).wrapping_add(n as u8),
+        ])
+    });
+    let path = dir.join("large.jpg");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90)
+        .encode_image(&img)
+        .unwrap();
+    path
+}
+
+fn vit_b32(dir: &Path) -> ClipModel {
+    let tokenizer =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/tokenizer.json");
+    synthetic::write_random_checkpoint(dir, &ClipConfig::vit_b32(), &tokenizer).unwrap();
+    ClipModel::load(&ModelFiles::local(dir).unwrap(), Towers::Both).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let jpeg = large_jpeg(tmp.path());
+    let pre = Preprocessor::new(PreprocessConfig::clip_default(224));
+    let mut g = c.benchmark_group("preprocess");
+    g.sample_size(10);
+    g.bench_function("decode+resize+crop 4000x3000 JPEG to 224", |b| {
+        b.iter(|| pre.load_file(&jpeg).unwrap())
+    });
+    let rgb = clipsearch::preprocess::decode::decode_file(&jpeg).unwrap();
+    g.bench_function("resize+crop only, 4000x3000 to 224", |b| {
+        b.iter(|| pre.pixels_to_tensor_data(rgb.as_raw(), 4000, 3000))
+    });
+    g.finish();
+
+    let model = vit_b32(&tmp.path().join("vit-b32"));
+    let image = model.image().unwrap();
+    let one = pre.pixels_to_tensor_data(rgb.as_raw(), 4000, 3000);
+    let mut g = c.benchmark_group("image tower ViT-B/32");
+    g.sample_size(10);
+    for batch in [1usize, 8, 32] {
+        let pixels: Vec<f32> = one
+            .iter()
+            .copied()
+            .cycle()
+            .take(one.len() * batch)
+            .collect();
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(batch), &pixels, |b, p| {
+            b.iter(|| image.embed_pixels(p).unwrap())
+        });
+    }
+    g.finish();
+
+    let text = model.text().unwrap();
+    let mut g = c.benchmark_group("text query ViT-B/32");
+    g.sample_size(20);
+    g.bench_function("\"a photo of a dog on the beach\" (unpadded)", |b| {
+        b.iter(|| text.embed(&["a photo of a dog on the beach"]).unwrap())
+    });
+    let padded: Vec<u32> = {
+        let mut ids = text
+            .tokenizer()
+            .encode("a photo of a dog on the beach")
+            .unwrap();
+        ids.resize(77, text.tokenizer().end_id());
+        ids
+    };
+    g.bench_function("same query padded to 77 (what we avoid)", |b| {
+        b.iter(|| {
+            text.features_from_ids(std::slice::from_ref(&padded))
+                .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(engine, benches);
+criterion_main!(engine);

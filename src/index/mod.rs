@@ -1,0 +1,41 @@
+//! Nearest-neighbour search over normalised embeddings, where the score is the dot product
+//! (cosine similarity), as qdrant does it.
+//!
+//! Two implementations of one trait, [`NearestNeighbours`]: [`ExactIndex`] scans every vector
+//! (exact, and faster than any graph below a few tens of thousands of vectors, with no build
+//! cost) and [`HnswIndex`] (hnsw_rs) for large collections. [`SearchIndex`] is what queries use:
+//! the snapshot's index plus an exact scan of files committed after the snapshot, with removed
+//! files filtered out, so results are always consistent with the catalog.
+
+mod exact;
+mod hnsw;
+mod search;
+
+pub use exact::ExactIndex;
+pub use hnsw::{HnswIndex, HnswParams, UnitCosine};
+pub use search::{rebuild_snapshot, SearchIndex, HNSW_THRESHOLD};
+
+/// One search result.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    pub id: u64,
+    /// Cosine similarity to the query.
+    pub score: f32,
+}
+
+/// Top-k search by cosine similarity.
+pub trait NearestNeighbours: Send + Sync {
+    /// The best `k` points accepted by `keep`, best first.
+    fn search(&self, query: &[f32], k: usize, keep: &(dyn Fn(u64) -> bool + Sync)) -> Vec<Hit>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keeps the best `k` hits, best first; ties broken by id for stable output.
+pub(crate) fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    hits.truncate(k);
+    hits
+}

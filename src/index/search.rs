@@ -1,0 +1,140 @@
+//! The index queries use: the persisted snapshot (exact or HNSW) plus an exact scan of files
+//! committed after it, with results checked against the catalog.
+
+use std::time::Instant;
+
+use super::{top_k, ExactIndex, Hit, HnswIndex, HnswParams, NearestNeighbours};
+use crate::error::Result;
+use crate::store::snapshot::{Part, SnapshotInfo, VectorSet};
+use crate::store::Store;
+
+/// Collections at least this large get an HNSW graph; smaller ones are scanned exactly. Below
+/// it an exact scan answers in a few milliseconds, less than loading a graph costs (see
+/// `benches/index.rs` for the figures behind the choice).
+pub const HNSW_THRESHOLD: usize = 50_000;
+
+pub struct SearchIndex {
+    snapshot: Option<Box<dyn NearestNeighbours>>,
+    /// Files committed after the snapshot (an interrupted run), scanned exactly.
+    delta: ExactIndex,
+}
+
+impl SearchIndex {
+    /// Loads the snapshot in force and the files committed after it.
+    pub fn load(store: &Store) -> Result<Self> {
+        let t = Instant::now();
+        let info = store.snapshot_info()?;
+        let dim = match (&info, store.model()?) {
+            (Some(i), _) => i.dim,
+            (None, Some(m)) => m.dim,
+            (None, None) => 0,
+        };
+        let snapshot: Option<Box<dyn NearestNeighbours>> = match &info {
+            None => None,
+            Some(info) => Some(load_snapshot(store, info)?),
+        };
+        let mut delta = VectorSet::new(dim);
+        let after = info.as_ref().map(|i| i.max_id).unwrap_or(0);
+        let floor = if info.is_some() { after } else { 0 };
+        for item in store.ids_after(floor) {
+            let (id, path) = item?;
+            if info.is_none() || id > after {
+                if let Some(rec) = store.file(&path)? {
+                    if let Some(v) = store.embedding(&rec.hash)? {
+                        delta.push(id, &v);
+                    }
+                }
+            }
+        }
+        tracing::debug!(
+            snapshot = info.as_ref().map(|i| i.count).unwrap_or(0),
+            delta = delta.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "search index loaded"
+        );
+        Ok(SearchIndex {
+            snapshot,
+            delta: ExactIndex::new(delta),
+        })
+    }
+
+    /// Vectors searchable (removed files not subtracted until the next snapshot).
+    pub fn len(&self) -> usize {
+        self.snapshot.as_ref().map(|s| s.len()).unwrap_or(0) + self.delta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The best `k` live files accepted by `keep`, best first.
+    pub fn search(
+        &self,
+        store: &Store,
+        query: &[f32],
+        k: usize,
+        keep: &(dyn Fn(u64) -> bool + Sync),
+    ) -> Result<Vec<Hit>> {
+        let total = self.len();
+        let mut want = k.saturating_add(16);
+        loop {
+            let mut hits = self.delta.search(query, want, keep);
+            if let Some(s) = &self.snapshot {
+                hits.extend(s.search(query, want, keep));
+            }
+            let fetched = hits.len();
+            let mut live = Vec::with_capacity(hits.len());
+            for h in top_k(hits, usize::MAX) {
+                // A file removed after the snapshot was taken stays in it until the next one.
+                if store.is_live(h.id)? {
+                    live.push(h);
+                }
+            }
+            if live.len() >= k || fetched < want || want >= total {
+                live.truncate(k);
+                return Ok(live);
+            }
+            want = want.saturating_mul(4);
+        }
+    }
+}
+
+fn load_snapshot(store: &Store, info: &SnapshotInfo) -> Result<Box<dyn NearestNeighbours>> {
+    if info.hnsw {
+        let graph = store.read_part(info.generation, Part::HnswGraph)?;
+        let data = store.read_part(info.generation, Part::HnswData)?;
+        match HnswIndex::load(&graph, &data, HnswParams::default()) {
+            Ok(h) => return Ok(Box::new(h)),
+            Err(e) => tracing::warn!("{e}; searching exactly until the next index run rebuilds it"),
+        }
+    }
+    Ok(Box::new(ExactIndex::new(store.load_vectors(info)?)))
+}
+
+/// Writes a new snapshot of every catalogued file (with an HNSW graph at or above
+/// `hnsw_threshold` files) and switches to it.
+pub fn rebuild_snapshot(store: &Store, dim: usize, hnsw_threshold: usize) -> Result<SnapshotInfo> {
+    let mut set = VectorSet::new(dim);
+    for item in store.files() {
+        let (_, rec) = item?;
+        if let Some(v) = store.embedding(&rec.hash)? {
+            set.push(rec.id, &v);
+        }
+    }
+    let dump = if set.len() >= hnsw_threshold {
+        let t = Instant::now();
+        let graph = HnswIndex::build(&set, HnswParams::default());
+        tracing::info!(
+            points = set.len(),
+            secs = t.elapsed().as_secs_f32(),
+            "HNSW built"
+        );
+        Some(graph.dump()?)
+    } else {
+        None
+    };
+    store.write_snapshot(
+        &set,
+        dump.as_ref().map(|(g, d)| (g.as_slice(), d.as_slice())),
+    )
+}

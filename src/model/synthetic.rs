@@ -1,0 +1,94 @@
+//! Random-weight checkpoints in Hugging Face layout, for benchmarks and tests that need a
+//! model of a real model's shape (e.g. ViT-B/32) without downloading one. Speed does not depend
+//! on the values of the weights; embeddings of such a model mean nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::{ClipConfig, TextConfig, VisionConfig};
+use super::weights::{expected_tensors, Towers};
+use crate::error::{Error, Result};
+
+impl ClipConfig {
+    /// The dimensions of openai/clip-vit-base-patch32.
+    pub fn vit_b32() -> Self {
+        ClipConfig {
+            text: TextConfig {
+                vocab_size: 49408,
+                hidden_size: 512,
+                intermediate_size: 2048,
+                num_hidden_layers: 12,
+                num_attention_heads: 8,
+                max_position_embeddings: 77,
+            },
+            vision: VisionConfig {
+                hidden_size: 768,
+                intermediate_size: 3072,
+                num_hidden_layers: 12,
+                num_attention_heads: 12,
+                num_channels: 3,
+                image_size: 224,
+                patch_size: 32,
+            },
+            projection_dim: 512,
+            logit_scale_init_value: 2.6592,
+        }
+    }
+
+    /// `config.json` in the current transformers layout.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (t, v) = (&self.text, &self.vision);
+        serde_json::json!({
+            "architectures": ["CLIPModel"],
+            "model_type": "clip",
+            "projection_dim": self.projection_dim,
+            "logit_scale_init_value": self.logit_scale_init_value,
+            "text_config": {
+                "vocab_size": t.vocab_size, "hidden_size": t.hidden_size,
+                "intermediate_size": t.intermediate_size, "num_hidden_layers": t.num_hidden_layers,
+                "num_attention_heads": t.num_attention_heads,
+                "max_position_embeddings": t.max_position_embeddings,
+                "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+                "bos_token_id": 49406, "eos_token_id": 49407, "projection_dim": self.projection_dim,
+            },
+            "vision_config": {
+                "hidden_size": v.hidden_size, "intermediate_size": v.intermediate_size,
+                "num_hidden_layers": v.num_hidden_layers, "num_attention_heads": v.num_attention_heads,
+                "num_channels": v.num_channels, "image_size": v.image_size, "patch_size": v.patch_size,
+                "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "projection_dim": self.projection_dim,
+            },
+        })
+    }
+}
+
+/// Writes `config.json`, `model.safetensors` (N(0, 0.02) weights, unit layer norms) and a copy
+/// of `tokenizer` into `dir`.
+pub fn write_random_checkpoint(dir: &Path, config: &ClipConfig, tokenizer: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::to_string_pretty(&config.to_json()).expect("json"),
+    )
+    .map_err(|e| Error::io(&cfg, e))?;
+    std::fs::copy(tokenizer, dir.join("tokenizer.json")).map_err(|e| Error::io(tokenizer, e))?;
+    let mut tensors = HashMap::new();
+    for (key, shape) in expected_tensors(config, Towers::Both) {
+        let t = if key.contains("norm") && key.ends_with(".weight") {
+            Tensor::ones(shape.as_slice(), DType::F32, &Device::Cpu)?
+        } else if key.contains("norm") && key.ends_with(".bias") {
+            Tensor::zeros(shape.as_slice(), DType::F32, &Device::Cpu)?
+        } else {
+            (Tensor::randn(0f32, 1f32, shape.as_slice(), &Device::Cpu)? * 0.02)?
+        };
+        tensors.insert(key, t);
+    }
+    tensors.insert(
+        "logit_scale".into(),
+        Tensor::new(config.logit_scale_init_value, &Device::Cpu)?,
+    );
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    Ok(())
+}

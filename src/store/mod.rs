@@ -1,0 +1,462 @@
+//! The on-disk index: a sled database holding the catalog of files, their embeddings and the
+//! persisted search structure (see ARCHITECTURE.md for the format).
+//!
+//! Trees:
+//! - `files`: path (bytes) → [`FileRecord`] (JSON): the catalog; a file is indexed iff it is here.
+//! - `ids`: file id (u64 big-endian) → path: resolves search hits; a removed file loses its id.
+//! - `embeddings`: content hash (16 bytes) → f32 little-endian vector. Keyed by content, so
+//!   duplicates are embedded once and a moved file reuses its vector with no model run.
+//! - `failed`: path → [`FailedRecord`]: files that could not be indexed, with the reason, so that
+//!   an unchanged bad file is not retried on every run.
+//! - `meta`: format version, [`ModelIdentity`], snapshot pointer.
+//! - `snapshots`: the search snapshot's chunks (see [`snapshot`]).
+//!
+//! Crash safety: each batch of new files is one multi-tree transaction (embedding, id and catalog
+//! entry land together or not at all), followed by `flush()`: sled's durability point. A process
+//! killed at any moment leaves a catalog that is a prefix of the run's work.
+
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::error::{Error, Result};
+use crate::model::ModelIdentity;
+
+/// Version of the on-disk format. An index of a newer format is refused; an older one is
+/// migrated or rebuilt.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// 16 bytes of SHA-256 of a file's content.
+pub type ContentHash = [u8; 16];
+
+pub fn content_hash(bytes: &[u8]) -> ContentHash {
+    use sha2::{Digest, Sha256};
+    let full = Sha256::digest(bytes);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// A file in the catalog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub id: u64,
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    #[serde(with = "hex16")]
+    pub hash: ContentHash,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A file that could not be indexed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailedRecord {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub reason: String,
+}
+
+mod hex16 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(h: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&h.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        let s = String::deserialize(d)?;
+        let mut out = [0u8; 16];
+        if s.len() != 32 {
+            return Err(serde::de::Error::custom("bad hash length"));
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(serde::de::Error::custom)?;
+        }
+        Ok(out)
+    }
+}
+
+/// A new or updated catalog entry with its embedding, committed together.
+pub struct NewEntry {
+    pub path: PathBuf,
+    pub record: FileRecord,
+    /// None when the embedding of this content is already stored (duplicate or moved file).
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// An open index.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    files: sled::Tree,
+    ids: sled::Tree,
+    embeddings: sled::Tree,
+    failed: sled::Tree,
+    meta: sled::Tree,
+    pub(crate) snapshots: sled::Tree,
+}
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store(e.to_string())
+}
+
+pub(crate) fn path_key(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+pub(crate) fn key_path(k: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(k))
+}
+
+/// Who holds an index, written beside the database so that a second process can say so.
+#[derive(Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    command: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the index at `dir`. `model` is checked against the index's
+    /// recorded model; `None` skips the check (commands that use no model).
+    pub fn open(dir: &Path, model: Option<&ModelIdentity>) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(64 << 20)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    busy(dir)
+                }
+                other => Error::Store(format!(
+                    "cannot open the index at {}: {other}; if it is damaged, delete that folder \
+                     and index again",
+                    dir.display()
+                )),
+            })?;
+        let holder = Holder {
+            pid: std::process::id(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+        };
+        let _ = std::fs::write(
+            dir.join("holder.json"),
+            serde_json::to_vec(&holder).unwrap_or_default(),
+        );
+        let open = |name: &str| db.open_tree(name).map_err(store_err);
+        let store = Store {
+            path: dir.to_path_buf(),
+            files: open("files")?,
+            ids: open("ids")?,
+            embeddings: open("embeddings")?,
+            failed: open("failed")?,
+            meta: open("meta")?,
+            snapshots: open("snapshots")?,
+            db,
+        };
+        store.check_format()?;
+        if let Some(m) = model {
+            store.check_model(m)?;
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check_format(&self) -> Result<()> {
+        match self.meta.get("format_version").map_err(store_err)? {
+            None => {
+                self.meta
+                    .insert("format_version", &FORMAT_VERSION.to_le_bytes())
+                    .map_err(store_err)?;
+                Ok(())
+            }
+            Some(v) => {
+                let v = u32::from_le_bytes(v.as_ref().try_into().map_err(store_err)?);
+                if v > FORMAT_VERSION {
+                    Err(Error::Index(format!(
+                        "the index at {} has format version {v}, newer than this clipsearch \
+                         understands ({FORMAT_VERSION}): upgrade clipsearch, or use another --index",
+                        self.path.display()
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// The model recorded in the index, if any file was ever indexed.
+    pub fn model(&self) -> Result<Option<ModelIdentity>> {
+        match self.meta.get("model").map_err(store_err)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
+        }
+    }
+
+    fn check_model(&self, model: &ModelIdentity) -> Result<()> {
+        match self.model()? {
+            None => {
+                self.meta
+                    .insert("model", serde_json::to_vec(model).map_err(store_err)?)
+                    .map_err(store_err)?;
+                Ok(())
+            }
+            Some(m)
+                if m.fingerprint == model.fingerprint
+                    && m.dim == model.dim
+                    && m.preprocess_version == model.preprocess_version =>
+            {
+                Ok(())
+            }
+            Some(m) if m.fingerprint == model.fingerprint => Err(Error::Index(format!(
+                "the index at {} was built with an older image preprocessing (version {}, now {}): \
+                 rebuild it with `clipsearch index --rebuild DIR...`",
+                self.path.display(),
+                m.preprocess_version,
+                model.preprocess_version
+            ))),
+            Some(m) => Err(Error::Index(format!(
+                "the index at {} was built with model {} ({} dimensions), not {} ({} dimensions): \
+                 their embeddings are not comparable. Pass `--model {}` to use this index, or \
+                 `--index OTHER_DIR` for a separate index, or `clipsearch index --rebuild` to \
+                 re-embed everything with the new model",
+                self.path.display(),
+                m.name,
+                m.dim,
+                model.name,
+                model.dim,
+                m.name
+            ))),
+        }
+    }
+
+    /// Forgets every file and embedding and records `model` (for `--rebuild`).
+    pub fn clear(&self, model: &ModelIdentity) -> Result<()> {
+        for t in [
+            &self.files,
+            &self.ids,
+            &self.embeddings,
+            &self.failed,
+            &self.snapshots,
+        ] {
+            t.clear().map_err(store_err)?;
+        }
+        self.meta.remove("snapshot").map_err(store_err)?;
+        self.meta
+            .insert("model", serde_json::to_vec(model).map_err(store_err)?)
+            .map_err(store_err)?;
+        self.flush()
+    }
+
+    pub fn file(&self, path: &Path) -> Result<Option<FileRecord>> {
+        match self.files.get(path_key(path)).map_err(store_err)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
+        }
+    }
+
+    pub fn failed(&self, path: &Path) -> Result<Option<FailedRecord>> {
+        match self.failed.get(path_key(path)).map_err(store_err)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
+        }
+    }
+
+    pub fn path_of(&self, id: u64) -> Result<Option<PathBuf>> {
+        Ok(self
+            .ids
+            .get(id.to_be_bytes())
+            .map_err(store_err)?
+            .map(|v| key_path(&v)))
+    }
+
+    pub fn has_embedding(&self, hash: &ContentHash) -> Result<bool> {
+        self.embeddings.contains_key(hash).map_err(store_err)
+    }
+
+    pub fn embedding(&self, hash: &ContentHash) -> Result<Option<Vec<f32>>> {
+        Ok(self
+            .embeddings
+            .get(hash)
+            .map_err(store_err)?
+            .map(|v| bytes_to_f32(&v)))
+    }
+
+    /// The embedding of an indexed file.
+    pub fn embedding_of(&self, path: &Path) -> Result<Option<Vec<f32>>> {
+        match self.file(path)? {
+            None => Ok(None),
+            Some(r) => self.embedding(&r.hash),
+        }
+    }
+
+    /// A fresh file id, unique even across crashes.
+    pub fn new_id(&self) -> Result<u64> {
+        self.db.generate_id().map_err(store_err)
+    }
+
+    /// Commits a batch of files atomically, then flushes.
+    pub fn commit(&self, entries: &[NewEntry]) -> Result<()> {
+        let res: std::result::Result<(), TransactionError<Error>> =
+            (&self.files, &self.ids, &self.embeddings, &self.failed).transaction(
+                |(files, ids, embeddings, failed)| {
+                    for e in entries {
+                        let key = path_key(&e.path);
+                        if let Some(old) = files.get(&key)? {
+                            let old: FileRecord = serde_json::from_slice(&old).map_err(|err| {
+                                ConflictableTransactionError::Abort(store_err(err))
+                            })?;
+                            ids.remove(&old.id.to_be_bytes())?;
+                        }
+                        if let Some(v) = &e.embedding {
+                            embeddings.insert(&e.record.hash, f32_to_bytes(v))?;
+                        }
+                        ids.insert(&e.record.id.to_be_bytes(), key.clone())?;
+                        let rec = serde_json::to_vec(&e.record)
+                            .map_err(|err| ConflictableTransactionError::Abort(store_err(err)))?;
+                        files.insert(key.clone(), rec)?;
+                        failed.remove(key)?;
+                    }
+                    Ok(())
+                },
+            );
+        res.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => store_err(e),
+        })?;
+        self.flush()
+    }
+
+    /// Records files that could not be indexed (and drops any stale catalog entry for them).
+    pub fn record_failures(&self, failures: &[(PathBuf, FailedRecord)]) -> Result<()> {
+        for (path, rec) in failures {
+            self.remove_file(path)?;
+            self.failed
+                .insert(path_key(path), serde_json::to_vec(rec).map_err(store_err)?)
+                .map_err(store_err)?;
+        }
+        self.flush()
+    }
+
+    /// Removes a file from the catalog (its embedding stays while another file shares it;
+    /// [`Store::collect_garbage`] drops orphans).
+    pub fn remove_file(&self, path: &Path) -> Result<Option<FileRecord>> {
+        let key = path_key(path);
+        self.failed.remove(&key).map_err(store_err)?;
+        let Some(old) = self.files.remove(&key).map_err(store_err)? else {
+            return Ok(None);
+        };
+        let rec: FileRecord = serde_json::from_slice(&old).map_err(store_err)?;
+        self.ids.remove(rec.id.to_be_bytes()).map_err(store_err)?;
+        Ok(Some(rec))
+    }
+
+    /// Deletes embeddings no catalog entry refers to.
+    pub fn collect_garbage(&self) -> Result<usize> {
+        let mut live = std::collections::HashSet::new();
+        for item in self.files.iter() {
+            let (_, v) = item.map_err(store_err)?;
+            let r: FileRecord = serde_json::from_slice(&v).map_err(store_err)?;
+            live.insert(r.hash);
+        }
+        let mut removed = 0;
+        for item in self.embeddings.iter() {
+            let (k, _) = item.map_err(store_err)?;
+            if !live.contains(k.as_ref()) {
+                self.embeddings.remove(k).map_err(store_err)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every catalogued file, in path order.
+    pub fn files(&self) -> impl Iterator<Item = Result<(PathBuf, FileRecord)>> + '_ {
+        self.files.iter().map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            let r = serde_json::from_slice(&v).map_err(store_err)?;
+            Ok((key_path(&k), r))
+        })
+    }
+
+    /// Every file that failed, in path order.
+    pub fn failures(&self) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
+        self.failed.iter().map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            let r = serde_json::from_slice(&v).map_err(store_err)?;
+            Ok((key_path(&k), r))
+        })
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Files whose id is above `id` (committed after a snapshot was taken).
+    pub fn ids_after(&self, id: u64) -> impl Iterator<Item = Result<(u64, PathBuf)>> + '_ {
+        self.ids.range((id + 1).to_be_bytes()..).map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            let id = u64::from_be_bytes(k.as_ref().try_into().map_err(store_err)?);
+            Ok((id, key_path(&v)))
+        })
+    }
+
+    pub fn is_live(&self, id: u64) -> Result<bool> {
+        self.ids.contains_key(id.to_be_bytes()).map_err(store_err)
+    }
+
+    pub(crate) fn meta_get(&self, key: &str) -> Result<Option<sled::IVec>> {
+        self.meta.get(key).map_err(store_err)
+    }
+
+    pub(crate) fn meta_set(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.meta.insert(key, value).map(|_| ()).map_err(store_err)
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map(|_| ()).map_err(store_err)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+        let _ = std::fs::remove_file(self.path.join("holder.json"));
+    }
+}
+
+fn busy(dir: &Path) -> Error {
+    let holder: Option<Holder> = std::fs::read(dir.join("holder.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let who = match holder {
+        Some(h) => format!("process {} (`{}`)", h.pid, h.command),
+        None => "another process".to_string(),
+    };
+    Error::Index(format!(
+        "the index at {} is in use by {who}. Wait for it to finish (or stop it: an interrupted \
+         index run resumes next time), or pass a different --index",
+        dir.display()
+    ))
+}
+
+pub fn f32_to_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn bytes_to_f32(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
