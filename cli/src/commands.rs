@@ -35,12 +35,49 @@ pub struct ModelArg {
     /// CLIP checkpoint: a local directory in Hugging Face format (config.json,
     /// model.safetensors, tokenizer.json) or a hub id such as openai/clip-vit-base-patch32,
     /// downloaded once into the Hugging Face cache (HF_HOME; HF_HUB_OFFLINE=1 stays offline).
-    #[arg(long, env = "CLIPSEARCH_MODEL", default_value = DEFAULT_MODEL)]
-    pub model: String,
+    /// [default: openai/clip-vit-base-patch32 for `index` and `embed`; for queries, the
+    /// model the index was built with]
+    #[arg(long, env = "CLIPSEARCH_MODEL")]
+    pub model: Option<String>,
+}
+
+impl ModelArg {
+    /// The model named, or the default checkpoint.
+    pub fn spec(&self) -> &str {
+        self.model.as_deref().unwrap_or(DEFAULT_MODEL)
+    }
+}
+
+/// Where the index lives.
+#[derive(Args, Clone)]
+pub struct IndexArg {
+    /// Index directory (default: $XDG_DATA_HOME/clipsearch/index, i.e.
+    /// ~/.local/share/clipsearch/index).
+    #[arg(long = "index", env = "CLIPSEARCH_INDEX", value_name = "DIR")]
+    pub index: Option<PathBuf>,
+}
+
+impl IndexArg {
+    pub fn path(&self) -> Result<PathBuf> {
+        match &self.index {
+            Some(p) => Ok(p.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("clipsearch").join("index"))
+                .ok_or_else(|| anyhow::anyhow!("no home directory: pass --index DIR")),
+        }
+    }
 }
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Index photo folders (incremental: unchanged files cost a stat).
+    Index(crate::index_cmd::IndexArgs),
+    /// Find images by text, by example image, or by a combination of both.
+    Search(crate::search_cmd::SearchArgs),
+    /// Reverse image lookup: the indexed images most similar to an image.
+    Similar(crate::search_cmd::SimilarArgs),
+    /// Groups of near-duplicate images in the index (resized, re-encoded copies).
+    Dupes(crate::search_cmd::DupesArgs),
     /// Print the embeddings of texts and images (one line per input).
     Embed(EmbedArgs),
 }
@@ -63,6 +100,10 @@ pub struct EmbedArgs {
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Embed(args) => embed(args),
+        Command::Index(args) => crate::index_cmd::run(args, cli.global.verbose > 0),
+        Command::Search(args) => crate::search_cmd::search(args),
+        Command::Similar(args) => crate::search_cmd::similar(args),
+        Command::Dupes(args) => crate::search_cmd::dupes(args),
     }
 }
 
@@ -103,7 +144,7 @@ fn embed(args: EmbedArgs) -> Result<i32> {
         (true, false) => Towers::Image,
         _ => Towers::Both,
     };
-    let files = resolve(&args.model.model)?;
+    let files = resolve(args.model.spec())?;
     let model = ClipModel::load(&files, towers)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -13,7 +13,13 @@ pub const BAD_INPUT: i32 = 4;
 pub const INDEX: i32 = 5;
 
 pub fn code_for(e: &anyhow::Error) -> i32 {
-    match e.downcast_ref::<Error>() {
+    let engine = match e.downcast_ref::<clipsearch_query::Error>() {
+        Some(clipsearch_query::Error::Engine(inner)) => Some(inner),
+        Some(clipsearch_query::Error::Parse(_)) => return USAGE,
+        Some(clipsearch_query::Error::EmptyIndex(_)) => return INDEX,
+        None => e.downcast_ref::<Error>(),
+    };
+    match engine {
         Some(
             Error::ModelUnavailable(_)
             | Error::Config { .. }

@@ -4,6 +4,8 @@
 
 mod commands;
 mod exit;
+mod index_cmd;
+mod search_cmd;
 
 use clap::Parser;
 
@@ -37,5 +39,6 @@ fn init_logging(verbose: u8, quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

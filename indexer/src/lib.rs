@@ -1,1 +1,219 @@
-//! indexer
+//! # clipsearch-indexer: photo folders into a clipsearch index
+//!
+//! One run: walk the roots ([`walk`]); sort every image into unchanged (same path, size and
+//! mtime: a stat, nothing more), previously failed and unchanged (not retried), or work; do the
+//! work in a pipeline ([`pipeline`]); then drop the catalogued files under the roots that are
+//! gone, and write a new search snapshot.
+//!
+//! The pipeline overlaps decoding with the model: a dedicated rayon pool reads, hashes, decodes
+//! and preprocesses files and feeds a bounded channel; the model thread embeds them in batches
+//! and commits each batch atomically. Content that the index already has (a moved, renamed or
+//! duplicated file) is never decoded or embedded again. Memory is bounded by the channel, the
+//! batch and the pool, whatever the collection size.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use clipsearch::model::{resolve, ModelIdentity};
+//! use clipsearch::store::Store;
+//! use clipsearch_indexer::{index, Options};
+//! let files = resolve("openai/clip-vit-base-patch32")?;
+//! let store = Store::open("index".as_ref(), Some(&ModelIdentity::of(&files)?))?;
+//! let opts = Options::new(vec!["/home/me/Pictures".into()]);
+//! let summary = index(&store, &files, &opts, &indicatif::ProgressBar::hidden(), &AtomicBool::new(false))?;
+//! println!("{} new, {} unchanged", summary.indexed, summary.unchanged);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod pipeline;
+pub mod walk;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use clipsearch::model::ModelFiles;
+use clipsearch::store::Store;
+use serde::Serialize;
+
+pub use clipsearch::Error;
+
+/// How a run behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub roots: Vec<PathBuf>,
+    /// Descend into hidden directories and index hidden files.
+    pub hidden: bool,
+    /// Images per model call.
+    pub batch_size: usize,
+    /// Threads that decode and preprocess while the model runs.
+    pub decode_threads: usize,
+    /// Collections at least this large get an HNSW graph.
+    pub hnsw_threshold: usize,
+}
+
+impl Options {
+    pub fn new(roots: Vec<PathBuf>) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Options {
+            roots,
+            hidden: false,
+            batch_size: 16,
+            decode_threads: (cores / 2).max(1),
+            hnsw_threshold: clipsearch::index::HNSW_THRESHOLD,
+        }
+    }
+}
+
+/// A file that could not be indexed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Files added or updated (embedded, or sharing an already stored embedding).
+    pub indexed: usize,
+    /// Files already indexed with the same size and modification time.
+    pub unchanged: usize,
+    /// Files found under a new path whose content was indexed under a path now gone.
+    pub moved: usize,
+    /// Files gone from disk and dropped from the index.
+    pub removed: usize,
+    /// Files that could not be indexed (including unchanged ones that failed before).
+    pub failed: usize,
+    /// Images that went through the model in this run.
+    pub embedded: usize,
+    pub seconds: f64,
+    /// The run was stopped (Ctrl-C) after committing its last batch.
+    pub interrupted: bool,
+    pub failures: Vec<Failure>,
+}
+
+/// Indexes `opts.roots` into `store` with the model in `model`.
+pub fn index(
+    store: &Store,
+    model: &ModelFiles,
+    opts: &Options,
+    progress: &indicatif::ProgressBar,
+    stop: &AtomicBool,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let roots: Vec<PathBuf> = opts
+        .roots
+        .iter()
+        .map(|r| {
+            r.canonicalize().map_err(|e| Error::Io {
+                path: r.clone(),
+                source: e,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+
+    progress.set_message("scanning");
+    let walked = walk::walk(
+        &roots,
+        opts.hidden,
+        &|f| matches!(store.file(&f.path), Ok(Some(r)) if r.size == f.size && r.mtime_ns == f.mtime_ns),
+    );
+    let mut work = Vec::new();
+    let mut seen: HashSet<PathBuf> = HashSet::with_capacity(walked.images.len());
+    for found in walked.images {
+        seen.insert(found.path.clone());
+        if let Some(r) = store.file(&found.path)? {
+            if r.size == found.size && r.mtime_ns == found.mtime_ns {
+                summary.unchanged += 1;
+                continue;
+            }
+        }
+        if let Some(f) = store.failed(&found.path)? {
+            if f.size == found.size && f.mtime_ns == found.mtime_ns {
+                summary.failures.push(Failure {
+                    path: found.path,
+                    reason: f.reason,
+                });
+                continue;
+            }
+        }
+        work.push(found);
+    }
+    for (path, reason) in &walked.errors {
+        summary.failures.push(Failure {
+            path: path.clone(),
+            reason: reason.clone(),
+        });
+    }
+
+    let outcome = pipeline::run(store, model, opts, work, progress, stop)?;
+    summary.embedded = outcome.embedded;
+    summary.failures.extend(outcome.failures);
+    summary.interrupted = outcome.interrupted;
+
+    if !summary.interrupted {
+        // Files under the roots that the walk did not see are gone, except under directories
+        // the walk could not read: an unmounted or unreadable folder must not empty the index.
+        let unreadable: Vec<&PathBuf> = walked.errors.iter().map(|(p, _)| p).collect();
+        let shielded = |p: &PathBuf| unreadable.iter().any(|u| p.starts_with(u));
+        let mut removed_hashes: HashMap<[u8; 16], usize> = HashMap::new();
+        let mut removed = 0;
+        for root in &roots {
+            let gone: Vec<(PathBuf, [u8; 16])> = store
+                .files_under(root)
+                .filter_map(|item| item.ok())
+                .filter(|(p, _)| !seen.contains(p) && !shielded(p))
+                .map(|(p, r)| (p, r.hash))
+                .collect();
+            for (path, hash) in gone {
+                if store.remove_file(&path)?.is_some() {
+                    *removed_hashes.entry(hash).or_default() += 1;
+                    removed += 1;
+                }
+            }
+            let stale: Vec<PathBuf> = store
+                .failures_under(root)
+                .filter_map(|item| item.ok())
+                .filter(|(p, _)| !seen.contains(p) && !shielded(p))
+                .map(|(p, _)| p)
+                .collect();
+            for path in stale {
+                store.remove_file(&path)?;
+            }
+        }
+        // A new path whose content left the index in this run was moved, not added.
+        for hash in &outcome.reused_hashes {
+            if let Some(n) = removed_hashes.get_mut(hash) {
+                if *n > 0 {
+                    *n -= 1;
+                    summary.moved += 1;
+                }
+            }
+        }
+        summary.removed = removed - summary.moved;
+        if removed > 0 {
+            store.collect_garbage()?;
+        }
+        let changed = outcome.committed > 0 || removed > 0;
+        let stale_snapshot = match store.snapshot_info()? {
+            None => store.file_count() > 0,
+            Some(info) => store.ids_after(info.max_id).next().is_some(),
+        };
+        if changed || stale_snapshot {
+            progress.set_message("writing search snapshot");
+            let dim = store.model()?.map(|m| m.dim).unwrap_or(0);
+            clipsearch::index::rebuild_snapshot(store, dim, opts.hnsw_threshold)?;
+        }
+        store.flush()?;
+        summary.indexed = outcome.committed - summary.moved;
+    } else {
+        summary.indexed = outcome.committed;
+    }
+    summary.failed = summary.failures.len();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}

@@ -98,6 +98,32 @@ fn fingerprint(files: &ModelFiles, pre: &PreprocessConfig) -> Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+fn identity_of(
+    files: &ModelFiles,
+    config: &ClipConfig,
+    pre: &PreprocessConfig,
+) -> Result<ModelIdentity> {
+    Ok(ModelIdentity {
+        name: files.name.clone(),
+        fingerprint: fingerprint(files, pre)?,
+        dim: config.projection_dim,
+        preprocess_version: PREPROCESS_VERSION,
+    })
+}
+
+impl ModelIdentity {
+    /// The identity of a checkpoint without loading its weights (milliseconds): enough to open
+    /// an index and find that nothing needs embedding.
+    pub fn of(files: &ModelFiles) -> Result<Self> {
+        let config = ClipConfig::from_file(&files.config())?;
+        let pre = PreprocessConfig::from_file_or_default(
+            &files.preprocessor(),
+            config.vision.image_size,
+        )?;
+        identity_of(files, &config, &pre)
+    }
+}
+
 impl ClipModel {
     /// Loads the requested towers of a checkpoint onto [`crate::device::select`]'s device.
     pub fn load(files: &ModelFiles, towers: Towers) -> Result<Self> {

@@ -98,6 +98,7 @@ pub struct Store {
     failed: sled::Tree,
     meta: sled::Tree,
     pub(crate) snapshots: sled::Tree,
+    query_cache: sled::Tree,
 }
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -107,6 +108,15 @@ fn store_err(e: impl std::fmt::Display) -> Error {
 pub(crate) fn path_key(p: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     p.as_os_str().as_bytes().to_vec()
+}
+
+/// `dir` as a key prefix that matches only paths inside it (`/a/b/`, never `/a/bc`).
+pub fn dir_prefix(dir: &Path) -> Vec<u8> {
+    let mut k = path_key(dir);
+    if k.last() != Some(&b'/') {
+        k.push(b'/');
+    }
+    k
 }
 
 pub(crate) fn key_path(k: &[u8]) -> PathBuf {
@@ -122,6 +132,37 @@ struct Holder {
 }
 
 impl Store {
+    /// Opens an index that must already exist (queries never create one).
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        if !dir.join("db").exists() {
+            return Err(Error::Index(format!(
+                "no index at {}: build one with `clipsearch index DIR...` (or pass --index)",
+                dir.display()
+            )));
+        }
+        Self::open(dir, None)
+    }
+
+    /// A text query's embedding from an earlier search, if cached.
+    pub fn cached_query(&self, text: &str) -> Result<Option<Vec<f32>>> {
+        Ok(self
+            .query_cache
+            .get(text.as_bytes())
+            .map_err(store_err)?
+            .map(|v| bytes_to_f32(&v)))
+    }
+
+    /// Remembers a text query's embedding (the cache is bounded: cleared past 10,000 entries).
+    pub fn cache_query(&self, text: &str, v: &[f32]) -> Result<()> {
+        if self.query_cache.len() > 10_000 {
+            self.query_cache.clear().map_err(store_err)?;
+        }
+        self.query_cache
+            .insert(text.as_bytes(), f32_to_bytes(v))
+            .map_err(store_err)?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the index at `dir`. `model` is checked against the index's
     /// recorded model; `None` skips the check (commands that use no model).
     pub fn open(dir: &Path, model: Option<&ModelIdentity>) -> Result<Self> {
@@ -160,6 +201,7 @@ impl Store {
             failed: open("failed")?,
             meta: open("meta")?,
             snapshots: open("snapshots")?,
+            query_cache: open("query_cache")?,
             db,
         };
         store.check_format()?;
@@ -393,6 +435,30 @@ impl Store {
     /// Every file that failed, in path order.
     pub fn failures(&self) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
         self.failed.iter().map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            let r = serde_json::from_slice(&v).map_err(store_err)?;
+            Ok((key_path(&k), r))
+        })
+    }
+
+    /// Catalogued files under `dir` (a path prefix at a component boundary).
+    pub fn files_under(
+        &self,
+        dir: &Path,
+    ) -> impl Iterator<Item = Result<(PathBuf, FileRecord)>> + '_ {
+        self.files.scan_prefix(dir_prefix(dir)).map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            let r = serde_json::from_slice(&v).map_err(store_err)?;
+            Ok((key_path(&k), r))
+        })
+    }
+
+    /// Failed files under `dir`.
+    pub fn failures_under(
+        &self,
+        dir: &Path,
+    ) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
+        self.failed.scan_prefix(dir_prefix(dir)).map(|item| {
             let (k, v) = item.map_err(store_err)?;
             let r = serde_json::from_slice(&v).map_err(store_err)?;
             Ok((key_path(&k), r))

@@ -51,3 +51,62 @@ pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
         .collect()
 }
+
+/// A photo-like test image: smooth colour fields with a per-seed pattern, so that images of
+/// different seeds embed differently and a resized copy embeds almost the same.
+pub fn photo(w: u32, h: u32, seed: u32) -> image::RgbImage {
+    let s = seed.wrapping_mul(2654435761);
+    image::RgbImage::from_fn(w, h, |x, y| {
+        let fx = x as f32 / w as f32;
+        let fy = y as f32 / h as f32;
+        let a = ((s & 0xff) as f32 / 255.0) * 6.0;
+        let b = (((s >> 8) & 0xff) as f32 / 255.0) * 6.0;
+        let r = (127.0 + 120.0 * (a * fx + b * fy).sin()) as u8;
+        let g = (127.0 + 120.0 * (b * fx * 3.0 - a * fy).cos()) as u8;
+        let bl = (((s >> 16) & 0xff) as f32 * (1.0 - fx * fy)) as u8;
+        image::Rgb([r, g, bl])
+    })
+}
+
+pub fn write_jpeg(path: &Path, img: &image::RgbImage) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90)
+        .encode_image(img)
+        .unwrap();
+}
+
+/// Builds a fresh index of `dir` with the tiny model; returns the summary JSON.
+pub fn index(dir: &Path, index: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = run(clipsearch()
+        .arg("index")
+        .arg(dir)
+        .arg("--index")
+        .arg(index)
+        .arg("--model")
+        .arg(tiny_model())
+        .arg("--json")
+        .args(extra));
+    assert!(out.status.success(), "index failed: {}", stderr(&out));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "one JSON object: {}", stdout(&out));
+    lines[0].clone()
+}
+
+/// `clipsearch search QUERY... --json` against `index`.
+pub fn search_json(index: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run(clipsearch()
+        .arg("search")
+        .args(args)
+        .arg("--index")
+        .arg(index)
+        .arg("--json"));
+    assert!(out.status.success(), "search failed: {}", stderr(&out));
+    json_lines(&out)
+}
+
+pub fn paths_of(results: &[serde_json::Value]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -1,0 +1,135 @@
+//! `clipsearch index`: the CLI face of clipsearch-indexer.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use clipsearch::model::{resolve, ModelIdentity};
+use clipsearch::store::Store;
+use clipsearch_indexer::{index, Options, Summary};
+
+use crate::commands::{IndexArg, ModelArg};
+use crate::exit;
+
+/// Arguments of `clipsearch index`.
+#[derive(Args)]
+pub struct IndexArgs {
+    /// Folders (or files) to index; run again to pick up changes.
+    #[arg(required = true, value_name = "DIR")]
+    pub roots: Vec<PathBuf>,
+    #[command(flatten)]
+    pub index: IndexArg,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Also index hidden files and descend into hidden folders.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Forget everything indexed so far and start over (e.g. after changing --model).
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Images per model call.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Threads that decode images while the model runs (default: half the cores).
+    #[arg(long)]
+    pub decode_threads: Option<usize>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
+    let dir = args.index.path()?;
+    // Without --model, an existing index keeps the model it was built with.
+    let spec = match (&args.model.model, args.rebuild) {
+        (Some(m), _) => m.clone(),
+        (None, false) => recorded_model(&dir).unwrap_or_else(|| args.model.spec().to_string()),
+        (None, true) => args.model.spec().to_string(),
+    };
+    let files = resolve(&spec)?;
+    let identity = ModelIdentity::of(&files)?;
+    let store = if args.rebuild {
+        let s = Store::open(&dir, None)?;
+        s.clear(&identity)?;
+        s
+    } else {
+        Store::open(&dir, Some(&identity))?
+    };
+    let mut opts = Options::new(args.roots);
+    opts.hidden = args.hidden;
+    opts.batch_size = args.batch_size.max(1);
+    if let Some(n) = args.decode_threads {
+        opts.decode_threads = n.max(1);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: leave now. Committed batches are safe on disk.
+                std::process::exit(130);
+            }
+            eprintln!("\nclipsearch: stopping after the current batch (Ctrl-C again to quit now)");
+        });
+    }
+    let progress = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg:12} [{bar:30}] {pos}/{len} images  {per_sec}  ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    if args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let summary = index(&store, &files, &opts, &progress, &stop)?;
+    progress.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print_summary(&summary, verbose, &dir);
+    }
+    Ok(if summary.interrupted { 130 } else { exit::OK })
+}
+
+/// The model an existing index was built with, read without taking its lock for long.
+fn recorded_model(dir: &std::path::Path) -> Option<String> {
+    if !dir.join("db").exists() {
+        return None;
+    }
+    let store = Store::open(dir, None).ok()?;
+    store.model().ok().flatten().map(|m| m.name)
+}
+
+fn print_summary(s: &Summary, verbose: bool, dir: &std::path::Path) {
+    let rate = if s.seconds > 0.0 {
+        s.embedded as f64 / s.seconds
+    } else {
+        0.0
+    };
+    println!(
+        "indexed {}, unchanged {}, moved {}, removed {}, failed {} in {:.1} s ({} embedded, {:.1} images/s)",
+        s.indexed, s.unchanged, s.moved, s.removed, s.failed, s.seconds, s.embedded, rate
+    );
+    if s.interrupted {
+        println!("interrupted: what was committed is searchable; run the same command to finish");
+    }
+    const FIRST: usize = 5;
+    let shown = if verbose {
+        s.failures.len()
+    } else {
+        FIRST.min(s.failures.len())
+    };
+    for f in &s.failures[..shown] {
+        println!("  failed: {}: {}", f.path.display(), f.reason);
+    }
+    if shown < s.failures.len() {
+        println!(
+            "  ... and {} more (--verbose lists all)",
+            s.failures.len() - shown
+        );
+    }
+    tracing::info!("index at {}", dir.display());
+}

@@ -1,0 +1,271 @@
+//! The decode → embed → commit pipeline.
+//!
+//! Decoding runs on its own rayon pool: candle's matrix kernels use the global pool, and a
+//! decoder blocked on a full channel must never hold a thread the model is waiting for. The
+//! channel is bounded, so at most `2 x batch + decode threads` preprocessed images exist at once.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clipsearch::model::{ClipConfig, ClipModel, ModelFiles, Towers};
+use clipsearch::preprocess::{decode, PreprocessConfig, Preprocessor};
+use clipsearch::store::{content_hash, ContentHash, FailedRecord, FileRecord, NewEntry, Store};
+use clipsearch::Error;
+use rayon::prelude::*;
+
+use crate::walk::Found;
+use crate::{Failure, Options};
+
+/// A file after the decode stage.
+enum Prepared {
+    /// New content: to be embedded.
+    Embed {
+        found: Found,
+        hash: ContentHash,
+        dims: (u32, u32),
+        pixels: Vec<f32>,
+    },
+    /// Content the index already holds.
+    Reuse {
+        found: Found,
+        hash: ContentHash,
+        dims: (u32, u32),
+    },
+    Failed {
+        found: Found,
+        reason: String,
+    },
+}
+
+fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
+    let bytes = match std::fs::read(&found.path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Prepared::Failed {
+                found,
+                reason: format!("cannot read: {e}"),
+            }
+        }
+    };
+    let hash = content_hash(&bytes);
+    if let Ok(true) = store.has_embedding(&hash) {
+        let dims = image::ImageReader::new(Cursor::new(&bytes))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok())
+            .unwrap_or((0, 0));
+        return Prepared::Reuse { found, hash, dims };
+    }
+    match decode::decode_bytes(&found.path, &bytes) {
+        Ok(rgb) => {
+            let (w, h) = rgb.dimensions();
+            let pixels = pre.pixels_to_tensor_data(rgb.as_raw(), w as usize, h as usize);
+            Prepared::Embed {
+                found,
+                hash,
+                dims: (w, h),
+                pixels,
+            }
+        }
+        Err(e) => Prepared::Failed {
+            reason: match e {
+                Error::Image { reason, .. } => reason,
+                other => other.to_string(),
+            },
+            found,
+        },
+    }
+}
+
+/// What the pipeline did.
+#[derive(Default)]
+pub struct Outcome {
+    /// Catalog entries written.
+    pub committed: usize,
+    pub embedded: usize,
+    /// Hashes of files committed without a model run (candidates for "moved").
+    pub reused_hashes: Vec<ContentHash>,
+    pub failures: Vec<Failure>,
+    pub interrupted: bool,
+}
+
+struct Batch {
+    /// Images to embed, in order.
+    embed: Vec<(Found, ContentHash, (u32, u32))>,
+    pixels: Vec<f32>,
+    /// Entries whose embedding is stored already or computed in this batch.
+    ready: Vec<NewEntry>,
+    failed: Vec<(PathBuf, FailedRecord)>,
+    /// Hash → position in `embed`, so that duplicates inside a batch are embedded once.
+    pending: HashMap<ContentHash, usize>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            embed: Vec::new(),
+            pixels: Vec::new(),
+            ready: Vec::new(),
+            failed: Vec::new(),
+            pending: HashMap::new(),
+        }
+    }
+    fn len(&self) -> usize {
+        self.embed.len() + self.ready.len() + self.failed.len()
+    }
+}
+
+fn entry(
+    store: &Store,
+    found: Found,
+    hash: ContentHash,
+    dims: (u32, u32),
+    embedding: Option<Vec<f32>>,
+) -> Result<NewEntry, Error> {
+    Ok(NewEntry {
+        record: FileRecord {
+            id: store.new_id()?,
+            size: found.size,
+            mtime_ns: found.mtime_ns,
+            hash,
+            width: dims.0,
+            height: dims.1,
+        },
+        path: found.path,
+        embedding,
+    })
+}
+
+/// Runs the pipeline over `work`.
+pub fn run(
+    store: &Store,
+    files: &ModelFiles,
+    opts: &Options,
+    work: Vec<Found>,
+    progress: &indicatif::ProgressBar,
+    stop: &AtomicBool,
+) -> Result<Outcome, Error> {
+    let mut outcome = Outcome::default();
+    if work.is_empty() {
+        return Ok(outcome);
+    }
+    let config = ClipConfig::from_file(&files.config())?;
+    let pre = Preprocessor::new(PreprocessConfig::from_file_or_default(
+        &files.preprocessor(),
+        config.vision.image_size,
+    )?);
+    let batch_size = opts.batch_size.max(1);
+    progress.set_length(work.len() as u64);
+    progress.set_position(0);
+    progress.set_message("indexing");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.decode_threads.max(1))
+        .thread_name(|i| format!("decode-{i}"))
+        .build()
+        .map_err(|e| Error::Index(format!("cannot start decoding threads: {e}")))?;
+    let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2 * batch_size);
+    let mut model: Option<ClipModel> = None;
+
+    std::thread::scope(|scope| -> Result<(), Error> {
+        let pre = &pre;
+        scope.spawn(move || {
+            pool.install(|| {
+                work.into_par_iter().for_each_with(tx, |tx, found| {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let _ = tx.send(prepare(found, store, pre));
+                })
+            })
+        });
+        let mut batch = Batch::new();
+        let flush = |batch: &mut Batch,
+                     model: &mut Option<ClipModel>,
+                     outcome: &mut Outcome|
+         -> Result<(), Error> {
+            let mut entries = Vec::with_capacity(batch.len());
+            if !batch.embed.is_empty() {
+                if model.is_none() {
+                    progress.set_message("loading model");
+                    *model = Some(ClipModel::load(files, Towers::Image)?);
+                    progress.set_message("indexing");
+                }
+                let image = model.as_ref().expect("loaded").image()?;
+                let vectors = image.embed_pixels(&batch.pixels)?;
+                outcome.embedded += vectors.len();
+                for ((found, hash, dims), v) in batch.embed.drain(..).zip(vectors) {
+                    entries.push(entry(store, found, hash, dims, Some(v))?);
+                }
+            }
+            for e in &batch.ready {
+                outcome.reused_hashes.push(e.record.hash);
+            }
+            entries.append(&mut batch.ready);
+            if !entries.is_empty() {
+                store.commit(&entries)?;
+                outcome.committed += entries.len();
+            }
+            if !batch.failed.is_empty() {
+                store.record_failures(&batch.failed)?;
+                outcome
+                    .failures
+                    .extend(batch.failed.drain(..).map(|(path, f)| Failure {
+                        path,
+                        reason: f.reason,
+                    }));
+            }
+            progress.inc(entries.len() as u64);
+            batch.pixels.clear();
+            batch.pending.clear();
+            Ok(())
+        };
+        for item in rx.iter() {
+            match item {
+                Prepared::Embed {
+                    found,
+                    hash,
+                    dims,
+                    pixels,
+                } => {
+                    if batch.pending.contains_key(&hash) {
+                        // Same content as an image already in this batch: committed after it.
+                        batch.ready.push(entry(store, found, hash, dims, None)?);
+                    } else {
+                        batch.pending.insert(hash, batch.embed.len());
+                        batch.embed.push((found, hash, dims));
+                        batch.pixels.extend_from_slice(&pixels);
+                    }
+                }
+                Prepared::Reuse { found, hash, dims } => {
+                    batch.ready.push(entry(store, found, hash, dims, None)?);
+                }
+                Prepared::Failed { found, reason } => {
+                    progress.inc(1);
+                    tracing::debug!(path = %found.path.display(), %reason, "skipped");
+                    batch.failed.push((
+                        found.path,
+                        FailedRecord {
+                            size: found.size,
+                            mtime_ns: found.mtime_ns,
+                            reason,
+                        },
+                    ));
+                }
+            }
+            if batch.embed.len() >= batch_size || batch.ready.len() + batch.failed.len() >= 256 {
+                flush(&mut batch, &mut model, &mut outcome)?;
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        flush(&mut batch, &mut model, &mut outcome)?;
+        // Unblock decoders waiting on a full channel after an interruption.
+        drop(rx);
+        Ok(())
+    })?;
+    outcome.interrupted = stop.load(Ordering::Relaxed);
+    Ok(outcome)
+}

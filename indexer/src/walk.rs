@@ -1,0 +1,130 @@
+//! Finding the images under the roots a user gave.
+//!
+//! Images are recognised by content (magic bytes), not by name; a file whose name says image but
+//! whose content does not is reported as bad, and other files are ignored silently (a photo
+//! folder holds videos, sidecars and notes too). Symbolic links are followed, with walkdir's loop
+//! detection; unreadable directories and loops are reported, never fatal. Hidden files and
+//! directories are skipped unless asked for.
+
+use std::fs::Metadata;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use clipsearch::preprocess::decode::SUPPORTED;
+
+/// A file the walk found.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// What the walk saw.
+#[derive(Default, Debug)]
+pub struct Walk {
+    /// Files whose content is a supported image (or whose name claims one: decoding will judge).
+    pub images: Vec<Found>,
+    /// Files or directories that could not be read, with the reason.
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "png", "webp", "gif", "bmp", "tif", "tiff",
+];
+
+pub fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+fn claims_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Whether the first bytes are those of a supported image format.
+pub fn sniff(path: &Path) -> std::io::Result<bool> {
+    let mut head = [0u8; 32];
+    let mut f = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < head.len() {
+        let r = f.read(&mut head[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(image::guess_format(&head[..n])
+        .map(|f| SUPPORTED.contains(&f))
+        .unwrap_or(false))
+}
+
+/// Walks `roots`. `known` says whether a path is already catalogued with this size and mtime:
+/// such files skip the content sniff, so an unchanged collection costs one stat per file.
+pub fn walk(roots: &[PathBuf], hidden: bool, known: &dyn Fn(&Found) -> bool) -> Walk {
+    let mut out = Walk::default();
+    for root in roots {
+        let it = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|e| hidden || e.depth() == 0 || !is_hidden(e.file_name()));
+        for entry in it {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
+                    let reason = if e.loop_ancestor().is_some() {
+                        "symbolic link loop (skipped)".to_string()
+                    } else {
+                        e.io_error()
+                            .map(|io| io.to_string())
+                            .unwrap_or_else(|| e.to_string())
+                    };
+                    out.errors.push((path, reason));
+                    continue;
+                }
+            };
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) => {
+                    out.errors.push((entry.path().to_path_buf(), e.to_string()));
+                    continue;
+                }
+            };
+            let found = Found {
+                path: entry.path().to_path_buf(),
+                size: meta.len(),
+                mtime_ns: mtime_ns(&meta),
+            };
+            if known(&found) {
+                out.images.push(found);
+                continue;
+            }
+            match sniff(&found.path) {
+                Ok(true) => out.images.push(found),
+                // Named like an image but is not one: decoding will report it as bad.
+                Ok(false) if claims_image(&found.path) => out.images.push(found),
+                Ok(false) => {}
+                Err(e) => out.errors.push((found.path, format!("cannot read: {e}"))),
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,209 @@
+//! Combined query expressions.
+//!
+//! Grammar (one term per command-line argument, so the shell's quoting does the tokenising):
+//!
+//! ```text
+//! expression := term (("+" | "-") term)*
+//! term       := ["+" | "-"] [WEIGHT ":"] item
+//! item       := "text:" TEXT | "image:" PATH | PATH-of-an-existing-image | TEXT
+//! ```
+//!
+//! `clipsearch search beach + dog - people`, `2:sunset + ./ref.jpg`, `image:cat.png - text:cat`.
+//! The query vector is the weighted sum of the terms' normalised embeddings, renormalised.
+
+use std::path::{Path, PathBuf};
+
+/// What a term refers to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Text(String),
+    Image(PathBuf),
+}
+
+/// One signed, weighted term.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Term {
+    pub weight: f32,
+    pub item: Item,
+}
+
+/// Parse errors, worded for the user.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ParseError {
+    #[error("empty query: give some text or an image path")]
+    Empty,
+    #[error("`{0}` at the end of the query needs a term after it")]
+    DanglingOperator(String),
+    #[error("two terms without `+` or `-` between them: `{0}` `{1}` (quote a text with spaces as one argument)")]
+    MissingOperator(String, String),
+    #[error("bad weight in `{0}`: expected a number before `:`")]
+    BadWeight(String),
+}
+
+fn looks_like_image(s: &str) -> bool {
+    let p = Path::new(s);
+    p.is_file()
+        && p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| {
+                matches!(
+                    e.to_ascii_lowercase().as_str(),
+                    "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff"
+                )
+            })
+            .unwrap_or(false)
+}
+
+fn parse_item(s: &str) -> Item {
+    if let Some(t) = s.strip_prefix("text:") {
+        Item::Text(t.to_string())
+    } else if let Some(p) = s.strip_prefix("image:") {
+        Item::Image(PathBuf::from(p))
+    } else if looks_like_image(s) {
+        Item::Image(PathBuf::from(s))
+    } else {
+        Item::Text(s.to_string())
+    }
+}
+
+fn parse_term(raw: &str, sign: f32) -> Result<Term, ParseError> {
+    let (sign, body) = match raw.strip_prefix('-') {
+        Some(rest) if !rest.is_empty() && !rest.starts_with(' ') => (-sign, rest),
+        _ => match raw.strip_prefix('+') {
+            Some(rest) if !rest.is_empty() => (sign, rest),
+            _ => (sign, raw),
+        },
+    };
+    // `2:sunset`, `0.5:image:x.jpg`; `text:` and `image:` are prefixes, not weights.
+    if let Some((w, rest)) = body.split_once(':') {
+        if !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            let weight: f32 = w
+                .parse()
+                .map_err(|_| ParseError::BadWeight(raw.to_string()))?;
+            return Ok(Term {
+                weight: sign * weight,
+                item: parse_item(rest),
+            });
+        }
+    }
+    Ok(Term {
+        weight: sign,
+        item: parse_item(body),
+    })
+}
+
+/// Parses command-line arguments into terms.
+pub fn parse(args: &[String]) -> Result<Vec<Term>, ParseError> {
+    let mut terms = Vec::new();
+    let mut sign: Option<f32> = Some(1.0);
+    for a in args {
+        match a.as_str() {
+            "+" | "-" => {
+                if sign.is_some() && !terms.is_empty() {
+                    return Err(ParseError::DanglingOperator(a.clone()));
+                }
+                sign = Some(if a == "-" { -1.0 } else { 1.0 });
+            }
+            _ => {
+                let Some(s) = sign.take() else {
+                    let prev = args
+                        .iter()
+                        .take_while(|x| *x != a)
+                        .last()
+                        .cloned()
+                        .unwrap_or_default();
+                    return Err(ParseError::MissingOperator(prev, a.clone()));
+                };
+                terms.push(parse_term(a, s)?);
+            }
+        }
+    }
+    if let Some(op) = args.last().filter(|a| *a == "+" || *a == "-") {
+        return Err(ParseError::DanglingOperator(op.clone()));
+    }
+    if terms.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    Ok(terms)
+}
+
+/// Weighted sum of normalised vectors, renormalised.
+pub fn combine(parts: &[(f32, Vec<f32>)]) -> Vec<f32> {
+    let dim = parts.first().map(|(_, v)| v.len()).unwrap_or(0);
+    let mut out = vec![0f32; dim];
+    for (w, v) in parts {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += w * x;
+        }
+    }
+    clipsearch::embedding::normalize(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn text(w: f32, t: &str) -> Term {
+        Term {
+            weight: w,
+            item: Item::Text(t.into()),
+        }
+    }
+
+    #[test]
+    fn signs_weights_and_prefixes() {
+        let t = parse(&args(&["beach", "+", "dog", "-", "people"])).unwrap();
+        assert_eq!(
+            t,
+            vec![text(1.0, "beach"), text(1.0, "dog"), text(-1.0, "people")]
+        );
+        let t = parse(&args(&[
+            "2:sunset",
+            "-",
+            "0.5:text:red car",
+            "+",
+            "image:x.jpg",
+        ]))
+        .unwrap();
+        assert_eq!(t[0], text(2.0, "sunset"));
+        assert_eq!(t[1], text(-0.5, "red car"));
+        assert_eq!(t[2].item, Item::Image("x.jpg".into()));
+        let t = parse(&args(&["dog on a beach"])).unwrap();
+        assert_eq!(t, vec![text(1.0, "dog on a beach")]);
+        let t = parse(&args(&["-people"])).unwrap();
+        assert_eq!(t, vec![text(-1.0, "people")]);
+        let t = parse(&args(&["text:12:30 clock"])).unwrap();
+        assert_eq!(t, vec![text(1.0, "12:30 clock")]);
+    }
+
+    #[test]
+    fn malformed_expressions_are_explained() {
+        assert_eq!(parse(&[]), Err(ParseError::Empty));
+        assert!(matches!(
+            parse(&args(&["a", "+"])),
+            Err(ParseError::DanglingOperator(_))
+        ));
+        assert!(matches!(
+            parse(&args(&["a", "b"])),
+            Err(ParseError::MissingOperator(_, _))
+        ));
+        assert!(matches!(
+            parse(&args(&["1.2.3:x"])),
+            Err(ParseError::BadWeight(_))
+        ));
+    }
+
+    #[test]
+    fn combination_is_renormalised() {
+        let v = combine(&[(1.0, vec![1.0, 0.0]), (1.0, vec![0.0, 1.0])]);
+        assert!((v[0] - 0.70710677).abs() < 1e-6 && (v[1] - 0.70710677).abs() < 1e-6);
+        let v = combine(&[(2.0, vec![1.0, 0.0]), (-1.0, vec![0.0, 1.0])]);
+        assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(v[0] > 0.0 && v[1] < 0.0);
+    }
+}
