@@ -265,7 +265,7 @@ fn sigkill_at_random_moments_then_rerun_leaves_exactly_one_record_per_file() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = 80 + round * 150 + seed % 100;
+        let delay = 50 + round * 60 + seed % 60;
         let mut child = clipsearch()
             .arg("index")
             .arg(&photos)

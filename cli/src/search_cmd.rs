@@ -18,7 +18,7 @@ pub struct ResultArgs {
     #[arg(short = 'n', long = "top", default_value_t = 10)]
     pub top: usize,
     /// Only results with at least this cosine similarity (-1..1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
     /// Only results inside this folder.
     #[arg(long, value_name = "DIR")]
