@@ -29,6 +29,10 @@ pub struct ResultArgs {
     /// Paths only, one per line (for xargs and image viewers).
     #[arg(long)]
     pub paths: bool,
+    /// Show a thumbnail above each result (kitty, iTerm2 and sixel terminals; coloured
+    /// blocks elsewhere).
+    #[arg(long, conflicts_with_all = ["json", "paths"])]
+    pub preview: bool,
     /// With --paths: separate paths with NUL instead of newline (xargs -0).
     #[arg(short = '0', long = "null", requires = "paths")]
     pub null: bool,
@@ -94,11 +98,31 @@ fn print_matches(matches: &[Match], r: &ResultArgs) -> Result<()> {
             out.write_all(m.path.as_os_str().as_bytes())?;
             out.write_all(if r.null { b"\0" } else { b"\n" })?;
         } else {
+            if r.preview {
+                out.flush()?;
+                preview(&m.path);
+            }
             writeln!(out, "{:.4}  {}", m.score, m.path.display())?;
         }
     }
     out.flush()?;
     Ok(())
+}
+
+/// Prints a small thumbnail of `path` in the terminal; a file that cannot be shown is skipped.
+fn preview(path: &std::path::Path) {
+    let Ok(rgb) = clipsearch::preprocess::decode::decode_file(path) else {
+        return;
+    };
+    let thumb = image::DynamicImage::ImageRgb8(rgb).thumbnail(320, 320);
+    let config = viuer::Config {
+        width: Some(24),
+        absolute_offset: false,
+        ..Default::default()
+    };
+    if let Err(e) = viuer::print(&thumb, &config) {
+        tracing::debug!("no preview for {}: {e}", path.display());
+    }
 }
 
 fn options(r: &ResultArgs) -> SearchOptions {

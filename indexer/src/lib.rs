@@ -74,6 +74,19 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// Where a run's time went. The stages overlap: decoding runs while the model does.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    /// Reading, hashing, decoding and preprocessing, summed over the decoding threads.
+    pub decode_cpu_seconds: f64,
+    /// Loading the model and running it (wall time of the model thread).
+    pub model_seconds: f64,
+    /// Committing batches to the index (wall time).
+    pub store_seconds: f64,
+    /// Writing the search snapshot at the end.
+    pub snapshot_seconds: f64,
+}
+
 /// What a run did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
@@ -93,6 +106,7 @@ pub struct Summary {
     /// The run was stopped (Ctrl-C) after committing its last batch.
     pub interrupted: bool,
     pub failures: Vec<Failure>,
+    pub timings: Timings,
 }
 
 /// Indexes `opts.roots` into `store` with the model in `model`.
@@ -154,6 +168,7 @@ pub fn index(
     summary.embedded = outcome.embedded;
     summary.failures.extend(outcome.failures);
     summary.interrupted = outcome.interrupted;
+    summary.timings = outcome.timings.clone();
 
     if !summary.interrupted {
         // Files under the roots that the walk did not see are gone, except under directories
@@ -205,8 +220,10 @@ pub fn index(
         };
         if changed || stale_snapshot {
             progress.set_message("writing search snapshot");
+            let t = Instant::now();
             let dim = store.model()?.map(|m| m.dim).unwrap_or(0);
             clipsearch::index::rebuild_snapshot(store, dim, opts.hnsw_threshold)?;
+            summary.timings.snapshot_seconds = t.elapsed().as_secs_f64();
         }
         store.flush()?;
         summary.indexed = outcome.committed - summary.moved;

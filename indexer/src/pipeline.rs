@@ -89,6 +89,7 @@ pub struct Outcome {
     pub reused_hashes: Vec<ContentHash>,
     pub failures: Vec<Failure>,
     pub interrupted: bool,
+    pub timings: crate::Timings,
 }
 
 struct Batch {
@@ -167,6 +168,8 @@ pub fn run(
         .map_err(|e| Error::Index(format!("cannot start decoding threads: {e}")))?;
     let (tx, rx) = crossbeam_channel::bounded::<Prepared>(2 * batch_size);
     let mut model: Option<ClipModel> = None;
+    let decode_ns = std::sync::atomic::AtomicU64::new(0);
+    let decode_ns = &decode_ns;
 
     std::thread::scope(|scope| -> Result<(), Error> {
         let pre = &pre;
@@ -176,7 +179,10 @@ pub fn run(
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    let _ = tx.send(prepare(found, store, pre));
+                    let t = std::time::Instant::now();
+                    let prepared = prepare(found, store, pre);
+                    decode_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    let _ = tx.send(prepared);
                 })
             })
         });
@@ -187,6 +193,7 @@ pub fn run(
          -> Result<(), Error> {
             let mut entries = Vec::with_capacity(batch.len());
             if !batch.embed.is_empty() {
+                let t = std::time::Instant::now();
                 if model.is_none() {
                     progress.set_message("loading model");
                     *model = Some(ClipModel::load(files, Towers::Image)?);
@@ -194,6 +201,7 @@ pub fn run(
                 }
                 let image = model.as_ref().expect("loaded").image()?;
                 let vectors = image.embed_pixels(&batch.pixels)?;
+                outcome.timings.model_seconds += t.elapsed().as_secs_f64();
                 outcome.embedded += vectors.len();
                 for ((found, hash, dims), v) in batch.embed.drain(..).zip(vectors) {
                     entries.push(entry(store, found, hash, dims, Some(v))?);
@@ -203,6 +211,7 @@ pub fn run(
                 outcome.reused_hashes.push(e.record.hash);
             }
             entries.append(&mut batch.ready);
+            let t = std::time::Instant::now();
             if !entries.is_empty() {
                 store.commit(&entries)?;
                 outcome.committed += entries.len();
@@ -216,6 +225,7 @@ pub fn run(
                         reason: f.reason,
                     }));
             }
+            outcome.timings.store_seconds += t.elapsed().as_secs_f64();
             progress.inc(entries.len() as u64);
             batch.pixels.clear();
             batch.pending.clear();
@@ -267,5 +277,6 @@ pub fn run(
         Ok(())
     })?;
     outcome.interrupted = stop.load(Ordering::Relaxed);
+    outcome.timings.decode_cpu_seconds = decode_ns.load(Ordering::Relaxed) as f64 / 1e9;
     Ok(outcome)
 }

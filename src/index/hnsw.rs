@@ -67,6 +67,15 @@ impl HnswIndex {
         HnswIndex { graph, params }
     }
 
+    /// Adds points to a (possibly reloaded) graph.
+    pub fn insert(&self, set: &VectorSet, which: &[usize]) {
+        let data: Vec<(&[f32], usize)> = which
+            .iter()
+            .map(|&i| (set.vector(i), set.ids[i] as usize))
+            .collect();
+        self.graph.parallel_insert_slice(&data);
+    }
+
     /// Serialises the graph: hnsw_rs writes two files, which we read back as bytes.
     pub fn dump(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;

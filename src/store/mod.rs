@@ -167,23 +167,38 @@ impl Store {
     /// recorded model; `None` skips the check (commands that use no model).
     pub fn open(dir: &Path, model: Option<&ModelIdentity>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
+            .cache_capacity(64 << 20);
+        let mut attempt = config.open();
+        // sled releases its lock from a background thread once the last handle is gone: a
+        // reopen right after a close (ours, or a holder that just exited and removed its
+        // holder.json) can find it still held for a moment.
+        for _ in 0..40 {
+            match &attempt {
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
+                        && holder_pid(dir).is_none_or(|p| p == std::process::id()) =>
                 {
-                    busy(dir)
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    attempt = config.open();
                 }
-                other => Error::Store(format!(
-                    "cannot open the index at {}: {other}; if it is damaged, delete that folder \
+                _ => break,
+            }
+        }
+        let db = attempt.map_err(|e| match e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                busy(dir)
+            }
+            other => Error::Store(format!(
+                "cannot open the index at {}: {other}; if it is damaged, delete that folder \
                      and index again",
-                    dir.display()
-                )),
-            })?;
+                dir.display()
+            )),
+        })?;
         let holder = Holder {
             pid: std::process::id(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -500,6 +515,11 @@ impl Drop for Store {
         let _ = self.db.flush();
         let _ = std::fs::remove_file(self.path.join("holder.json"));
     }
+}
+
+fn holder_pid(dir: &Path) -> Option<u32> {
+    let h: Holder = serde_json::from_slice(&std::fs::read(dir.join("holder.json")).ok()?).ok()?;
+    Some(h.pid)
 }
 
 fn busy(dir: &Path) -> Error {

@@ -1,0 +1,109 @@
+//! Cold-start latency of `clipsearch search`: wall time from process start to printed results,
+//! on a synthetic 100k-image index with a ViT-B/32-shaped model (random weights; speed does not
+//! depend on their values). "cold" = a query text never seen (text tower loaded and run);
+//! "warm" = a repeated query (answered from the index's query cache, no model loaded).
+//! The OS page cache is warm in both: this measures our start-up, not the disk.
+//! Run: `cargo bench -p clipsearch-cli --bench query_latency`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use clipsearch::embedding::normalize;
+use clipsearch::model::{synthetic, ClipConfig, ModelFiles, ModelIdentity};
+use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
+
+const N: usize = 100_000;
+
+fn build_index(dir: &Path, model: &ModelFiles, hnsw: bool) {
+    let identity = ModelIdentity::of(model).unwrap();
+    let store = Store::open(dir, Some(&identity)).unwrap();
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut entries = Vec::with_capacity(2000);
+    for i in 0..N {
+        let mut v: Vec<f32> = (0..identity.dim)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        normalize(&mut v);
+        entries.push(NewEntry {
+            path: format!("/photos/{:03}/{i:06}.jpg", i % 997).into(),
+            record: FileRecord {
+                id: store.new_id().unwrap(),
+                size: 1,
+                mtime_ns: 0,
+                hash: content_hash(&i.to_le_bytes()),
+                width: 1,
+                height: 1,
+            },
+            embedding: Some(v),
+        });
+        if entries.len() == 2000 {
+            store.commit(&entries).unwrap();
+            entries.clear();
+        }
+    }
+    let threshold = if hnsw { 1 } else { usize::MAX };
+    clipsearch::index::rebuild_snapshot(&store, identity.dim, threshold).unwrap();
+}
+
+fn time_search(index: &Path, query: &str) -> f64 {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_clipsearch"))
+        .args(["search", query, "-n", "10", "--index"])
+        .arg(index)
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 10);
+    secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("vit-b32");
+    let tokenizer =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-clip/tokenizer.json");
+    synthetic::write_random_checkpoint(&model_dir, &ClipConfig::vit_b32(), &tokenizer).unwrap();
+    let model = ModelFiles::local(&model_dir).unwrap();
+    for hnsw in [false, true] {
+        let kind = if hnsw {
+            "HNSW snapshot"
+        } else {
+            "exact snapshot"
+        };
+        let index = tmp.path().join(format!("index-{hnsw}"));
+        let t = Instant::now();
+        build_index(&index, &model, hnsw);
+        println!(
+            "{kind}: built a {N}-image index in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        time_search(&index, "warm-up: page cache");
+        let cold: Vec<f64> = (0..5)
+            .map(|i| time_search(&index, &format!("a dog on a beach {i}")))
+            .collect();
+        let warm: Vec<f64> = (0..5)
+            .map(|_| time_search(&index, "a dog on a beach 0"))
+            .collect();
+        println!(
+            "{kind}: search wall time at {N} vectors, ViT-B/32 text tower: cold median {:.3} s {cold:.3?}, warm (cached query) median {:.3} s {warm:.3?}",
+            median(cold.clone()),
+            median(warm.clone())
+        );
+    }
+}
