@@ -1,6 +1,6 @@
 //! Vector-index benchmarks at 100k x 512 (ViT-B/32's embedding width): exact scan vs HNSW query
-//! latency, HNSW build time, and the time to load each kind of snapshot from sled (what every
-//! query process pays). One-shot costs are timed once and printed; per-query costs go through
+//! latency, HNSW build time, and the time to load each kind of snapshot (what every query
+//! process pays). One-shot costs are timed once and printed; per-query costs go through
 //! criterion. Run: `cargo bench -p clipsearch --bench index`.
 
 use std::time::Instant;
@@ -42,8 +42,9 @@ fn clustered(n: usize, dim: usize) -> VectorSet {
     set
 }
 
-/// An index directory holding `set` (catalog + embeddings) and a snapshot of the given kind.
-fn store_with(set: &VectorSet, hnsw: bool) -> (tempfile::TempDir, f64) {
+/// An index directory holding `set` (catalog + embeddings) and a snapshot (with `graph` as its
+/// HNSW part, if given).
+fn store_with(set: &VectorSet, graph: Option<&HnswIndex>) -> (tempfile::TempDir, f64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         dir.path(),
@@ -73,7 +74,13 @@ fn store_with(set: &VectorSet, hnsw: bool) -> (tempfile::TempDir, f64) {
         store.commit(chunk).unwrap();
     }
     let t = Instant::now();
-    clipsearch::index::rebuild_snapshot(&store, set.dim, if hnsw { 1 } else { usize::MAX })
+    let dump = graph.map(|g| move |dir: &std::path::Path, name: &str| g.dump_to(dir, name));
+    store
+        .write_snapshot(
+            set,
+            dump.as_ref()
+                .map(|f| f as &dyn Fn(&std::path::Path, &str) -> clipsearch::Result<String>),
+        )
         .unwrap();
     (dir, t.elapsed().as_secs_f64())
 }
@@ -87,12 +94,6 @@ fn benches(c: &mut Criterion) {
     println!(
         "HNSW build, {N} x {DIM}: {:.1} s",
         t.elapsed().as_secs_f64()
-    );
-    let (g, d) = hnsw.dump().unwrap();
-    println!(
-        "HNSW dump: graph {:.1} MB, data {:.1} MB",
-        g.len() as f64 / 1e6,
-        d.len() as f64 / 1e6
     );
     let exact = ExactIndex::new(set.clone());
 
@@ -112,12 +113,18 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
-    drop(hnsw);
 
-    for kind in [false, true] {
-        let name = if kind { "hnsw" } else { "exact" };
-        let (dir, write) = store_with(&set, kind);
-        println!("snapshot ({name}) write incl. build: {write:.1} s");
+    for graph in [None, Some(&hnsw)] {
+        let name = if graph.is_some() { "hnsw" } else { "exact" };
+        let (dir, write) = store_with(&set, graph);
+        println!("snapshot ({name}) write: {write:.1} s");
+        let size: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        println!("snapshot ({name}) files: {:.0} MB", size as f64 / 1e6);
         let mut times = Vec::new();
         for _ in 0..3 {
             let store = Store::open_existing(dir.path()).unwrap();
@@ -126,7 +133,7 @@ fn benches(c: &mut Criterion) {
             times.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(index.len(), N);
         }
-        println!("snapshot ({name}) load from sled, {N} vectors: {times:.0?} ms");
+        println!("snapshot ({name}) load, {N} vectors: {times:.0?} ms");
     }
 }
 

@@ -123,9 +123,11 @@ fn top_under_threshold_json_and_paths_change_the_output() {
         &["a photo", "-n", "100", "--threshold", &cut.to_string()],
     );
     assert!(!thr.is_empty() && thr.len() < 11, "{}", thr.len());
-    assert!(thr
-        .iter()
-        .all(|r| r["score"].as_f64().unwrap() >= cut as f64));
+    assert!(
+        thr.iter()
+            .all(|r| r["score"].as_f64().unwrap() as f32 >= cut),
+        "{cut} {thr:?} {scores:?}"
+    );
 
     let out = run(clipsearch()
         .args(["search", "a photo", "-n", "4", "--paths", "--index"])

@@ -162,7 +162,7 @@ fn persisted_hnsw_reloads_and_answers_without_rebuild() {
         let ids = fill(&store, &set);
         // Threshold 1: force a graph even for this small set.
         let info = rebuild_snapshot(&store, 32, 1).unwrap();
-        assert!(info.hnsw);
+        assert!(info.hnsw.is_some());
         assert_eq!(info.count, 3000);
         let index = SearchIndex::load(&store).unwrap();
         (
@@ -185,6 +185,39 @@ fn persisted_hnsw_reloads_and_answers_without_rebuild() {
     let hits = index.search(&store, &probe, 10, &|_| true).unwrap();
     assert_eq!(hits.len(), 10);
     assert!(hits.iter().all(|h| h.id != id123));
+
+    // The next snapshot extends the stored graph with a new file instead of rebuilding it.
+    let v = Rng(77).unit(32);
+    let new_id = store.new_id().unwrap();
+    store
+        .commit(&[NewEntry {
+            path: "/photos/new.jpg".into(),
+            record: FileRecord {
+                id: new_id,
+                size: 1,
+                mtime_ns: 0,
+                hash: content_hash(b"new"),
+                width: 1,
+                height: 1,
+            },
+            embedding: Some(v.clone()),
+        }])
+        .unwrap();
+    let info = rebuild_snapshot(&store, 32, 1).unwrap();
+    assert!(info.hnsw.is_some());
+    assert_eq!(info.count, 3000, "one removed, one added");
+    let index = SearchIndex::load(&store).unwrap();
+    // Extended, not rebuilt: the removed point is still in the graph (3001 points), filtered.
+    assert_eq!(index.len(), 3001);
+    assert_eq!(
+        index.search(&store, &v, 1, &|_| true).unwrap()[0].id,
+        new_id
+    );
+    let hits = index.search(&store, &probe, 10, &|_| true).unwrap();
+    assert!(
+        hits.iter().all(|h| h.id != id123),
+        "the removed point stays filtered"
+    );
 }
 
 #[test]

@@ -25,7 +25,7 @@ impl NearestNeighbours for ExactIndex {
         // Per-chunk top-k, then a final merge: memory stays O(k x chunks), not O(n).
         let partial: Vec<Vec<Hit>> = self
             .set
-            .vectors
+            .vectors()
             .par_chunks(dim * 4096)
             .enumerate()
             .map(|(c, block)| {

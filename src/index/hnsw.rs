@@ -48,7 +48,6 @@ pub struct HnswIndex {
 }
 
 const MAX_LAYERS: usize = 16;
-const BASENAME: &str = "clipsearch";
 
 impl HnswIndex {
     /// Builds a graph over `set` (ids are file ids), inserting in parallel.
@@ -76,40 +75,27 @@ impl HnswIndex {
         self.graph.parallel_insert_slice(&data);
     }
 
-    /// Serialises the graph: hnsw_rs writes two files, which we read back as bytes.
-    pub fn dump(&self) -> Result<(Vec<u8>, Vec<u8>)> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let name = self
-            .graph
-            .file_dump(dir.path(), BASENAME)
-            .map_err(|e| Error::Index(format!("cannot dump the HNSW graph: {e}")))?;
-        let read = |ext: &str| {
-            let p = dir.path().join(format!("{name}.hnsw.{ext}"));
-            std::fs::read(&p).map_err(|e| Error::io(p, e))
-        };
-        Ok((read("graph")?, read("data")?))
+    /// Writes the graph into `dir` as hnsw_rs's two dump files; returns the basename used.
+    pub fn dump_to(&self, dir: &Path, basename: &str) -> Result<String> {
+        self.graph
+            .file_dump(dir, basename)
+            .map_err(|e| Error::Index(format!("cannot dump the HNSW graph: {e}")))
     }
 
-    /// Rebuilds the in-memory graph from [`HnswIndex::dump`]'s bytes without re-inserting.
-    pub fn load(graph: &[u8], data: &[u8], params: HnswParams) -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-        let write = |ext: &str, bytes: &[u8]| {
-            let p = dir.path().join(format!("{BASENAME}.hnsw.{ext}"));
-            std::fs::write(&p, bytes).map_err(|e| Error::io(p, e))
-        };
-        write("graph", graph)?;
-        write("data", data)?;
-        load_dir(dir.path(), params)
+    /// Loads a graph dumped by [`HnswIndex::dump_to`] without re-inserting anything.
+    pub fn load(dir: &Path, basename: &str, params: HnswParams) -> Result<Self> {
+        load_dir(dir, basename, params)
     }
 }
 
-fn load_dir(dir: &Path, params: HnswParams) -> Result<HnswIndex> {
+fn load_dir(dir: &Path, basename: &str, params: HnswParams) -> Result<HnswIndex> {
     // hnsw_rs asserts (panics) on malformed dumps: contain it and report a damaged snapshot.
     let dir = dir.to_path_buf();
+    let basename = basename.to_string();
     let loaded = std::panic::catch_unwind(move || {
         // The loaded graph borrows from its loader (for the optional mmap mode, which we do
         // not use); the loader is small and lives as long as the graph, so leak it.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, BASENAME)));
+        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
         io.load_hnsw::<f32, UnitCosine>()
     });
     match loaded {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{top_k, ExactIndex, Hit, HnswIndex, HnswParams, NearestNeighbours};
 use crate::error::Result;
-use crate::store::snapshot::{Part, SnapshotInfo, VectorSet};
+use crate::store::snapshot::{SnapshotInfo, VectorSet};
 use crate::store::Store;
 
 /// Collections at least this large get an HNSW graph; smaller ones are scanned exactly.
@@ -105,15 +105,40 @@ impl SearchIndex {
 }
 
 fn load_snapshot(store: &Store, info: &SnapshotInfo) -> Result<Box<dyn NearestNeighbours>> {
-    if info.hnsw {
-        let graph = store.read_part(info.generation, Part::HnswGraph)?;
-        let data = store.read_part(info.generation, Part::HnswData)?;
-        match HnswIndex::load(&graph, &data, HnswParams::default()) {
+    if let Some(basename) = &info.hnsw {
+        match HnswIndex::load(store.path(), basename, HnswParams::default()) {
             Ok(h) => return Ok(Box::new(h)),
             Err(e) => tracing::warn!("{e}; searching exactly until the next index run rebuilds it"),
         }
     }
     Ok(Box::new(ExactIndex::new(store.load_vectors(info)?)))
+}
+
+/// Above this share of removed points still in the graph, it is rebuilt rather than extended.
+const MAX_TOMBSTONE_SHARE: f64 = 0.1;
+
+/// The previous snapshot's graph extended with the points it lacks, when that is cheaper than a
+/// rebuild and leaves few removed points behind (they are filtered at query time).
+fn extend_previous(store: &Store, set: &VectorSet) -> Option<HnswIndex> {
+    let info = store.snapshot_info().ok()??;
+    let basename = info.hnsw.as_ref()?;
+    if info.dim != set.dim {
+        return None;
+    }
+    let old = store.load_vectors(&info).ok()?;
+    let live: std::collections::HashSet<u64> = set.ids.iter().copied().collect();
+    let tombstones = old.ids.iter().filter(|id| !live.contains(id)).count();
+    if tombstones as f64 > MAX_TOMBSTONE_SHARE * old.len().max(1) as f64 {
+        return None;
+    }
+    let index = HnswIndex::load(store.path(), basename, HnswParams::default()).ok()?;
+    let known: std::collections::HashSet<u64> = old.ids.iter().copied().collect();
+    let new: Vec<usize> = (0..set.len())
+        .filter(|&i| !known.contains(&set.ids[i]))
+        .collect();
+    index.insert(set, &new);
+    tracing::info!(added = new.len(), tombstones, "HNSW graph extended");
+    Some(index)
 }
 
 /// Writes a new snapshot of every catalogued file (with an HNSW graph at or above
@@ -126,20 +151,27 @@ pub fn rebuild_snapshot(store: &Store, dim: usize, hnsw_threshold: usize) -> Res
             set.push(rec.id, &v);
         }
     }
-    let dump = if set.len() >= hnsw_threshold {
+    let graph = if set.len() >= hnsw_threshold {
         let t = Instant::now();
-        let graph = HnswIndex::build(&set, HnswParams::default());
+        let graph = match extend_previous(store, &set) {
+            Some(g) => g,
+            None => HnswIndex::build(&set, HnswParams::default()),
+        };
         tracing::info!(
             points = set.len(),
             secs = t.elapsed().as_secs_f32(),
-            "HNSW built"
+            "HNSW ready"
         );
-        Some(graph.dump()?)
+        Some(graph)
     } else {
         None
     };
+    let dump = graph
+        .as_ref()
+        .map(|g| move |dir: &std::path::Path, name: &str| g.dump_to(dir, name));
     store.write_snapshot(
         &set,
-        dump.as_ref().map(|(g, d)| (g.as_slice(), d.as_slice())),
+        dump.as_ref()
+            .map(|f| f as &dyn Fn(&std::path::Path, &str) -> Result<String>),
     )
 }

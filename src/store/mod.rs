@@ -8,8 +8,8 @@
 //!   duplicates are embedded once and a moved file reuses its vector with no model run.
 //! - `failed`: path → [`FailedRecord`]: files that could not be indexed, with the reason, so that
 //!   an unchanged bad file is not retried on every run.
-//! - `meta`: format version, [`ModelIdentity`], snapshot pointer.
-//! - `snapshots`: the search snapshot's chunks (see [`snapshot`]).
+//! - `meta`: format version, [`ModelIdentity`], the pointer to the search snapshot in force
+//!   (whose files live beside the database: see [`snapshot`]).
 //!
 //! Crash safety: each batch of new files is one multi-tree transaction (embedding, id and catalog
 //! entry land together or not at all), followed by `flush()`: sled's durability point. A process
@@ -97,7 +97,6 @@ pub struct Store {
     embeddings: sled::Tree,
     failed: sled::Tree,
     meta: sled::Tree,
-    pub(crate) snapshots: sled::Tree,
     query_cache: sled::Tree,
 }
 
@@ -215,7 +214,6 @@ impl Store {
             embeddings: open("embeddings")?,
             failed: open("failed")?,
             meta: open("meta")?,
-            snapshots: open("snapshots")?,
             query_cache: open("query_cache")?,
             db,
         };
@@ -305,7 +303,7 @@ impl Store {
             &self.ids,
             &self.embeddings,
             &self.failed,
-            &self.snapshots,
+            &self.query_cache,
         ] {
             t.clear().map_err(store_err)?;
         }
