@@ -124,6 +124,23 @@ impl ModelIdentity {
     }
 }
 
+/// Loads every tensor the towers need, in parallel, as f32 on `device`.
+fn load_tensors(
+    st: &MmapedSafetensors,
+    config: &ClipConfig,
+    towers: Towers,
+    device: &Device,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    use rayon::prelude::*;
+    weights::expected_tensors(config, towers)
+        .into_par_iter()
+        .map(|(key, _)| {
+            let t = st.load(&key, device)?.to_dtype(DType::F32)?;
+            Ok((key, t))
+        })
+        .collect()
+}
+
 impl ClipModel {
     /// Loads the requested towers of a checkpoint onto [`crate::device::select`]'s device.
     pub fn load(files: &ModelFiles, towers: Towers) -> Result<Self> {
@@ -131,9 +148,11 @@ impl ClipModel {
         let weights = files.weights();
         // SAFETY: the file is mapped read-only; as with every mmap-based loader, a checkpoint
         // modified while we run is undefined behaviour, which is why we never write to one.
-        let st = unsafe { MmapedSafetensors::new(&weights) }.map_err(|e| Error::Image {
-            path: weights.clone(),
-            reason: format!("not a readable safetensors file: {e}"),
+        let st = unsafe { MmapedSafetensors::new(&weights) }.map_err(|e| {
+            Error::ModelUnavailable(format!(
+                "{}: not a readable safetensors file: {e}",
+                weights.display()
+            ))
         })?;
         weights::check(&weights, &st, &config, towers)?;
         let logit_scale = match st.get("logit_scale") {
@@ -151,17 +170,26 @@ impl ClipModel {
             &files.preprocessor(),
             config.vision.image_size,
         )?;
-        let identity = ModelIdentity {
-            name: files.name.clone(),
-            fingerprint: fingerprint(files, &pre_config)?,
-            dim: config.projection_dim,
-            preprocess_version: PREPROCESS_VERSION,
-        };
+        let identity = identity_of(files, &config, &pre_config)?;
         let device = crate::device::select();
-        let vb = VarBuilder::from_backend(Box::new(st), DType::F32, device.clone());
-        let text = if towers.text() {
-            let tokenizer =
-                ClipTokenizer::from_file(&files.tokenizer(), config.text.max_position_embeddings)?;
+        // Start-up latency matters for one-shot CLI queries: parse tokenizer.json (~130 ms for
+        // CLIP's) on another thread while the tensors are copied out of the mapping in
+        // parallel (~170 ms for the ViT-B/32 text tower when done one by one).
+        let (tokenizer, tensors) = std::thread::scope(|s| {
+            let tokenizer = towers.text().then(|| {
+                s.spawn(|| {
+                    ClipTokenizer::from_file(
+                        &files.tokenizer(),
+                        config.text.max_position_embeddings,
+                    )
+                })
+            });
+            let tensors = load_tensors(&st, &config, towers, &device);
+            let tokenizer = tokenizer.map(|h| h.join().expect("tokenizer thread panicked"));
+            (tokenizer.transpose(), tensors)
+        });
+        let vb = VarBuilder::from_tensors(tensors?, DType::F32, &device);
+        let text = if let Some(tokenizer) = tokenizer? {
             Some(TextEncoder {
                 transformer: ClipTextTransformer::new(vb.pp("text_model"), &config.candle_text())?,
                 projection: linear_no_bias(
