@@ -4,7 +4,8 @@
 //!
 //! Photos: `CLIPSEARCH_BENCH_PHOTOS=DIR`, or else the real photographs unpacked by
 //! `../shared/tools/fetch-photos.sh` into `target/bench-photos`.
-//! Run: `cargo bench -p clipsearch-cli --bench indexing` (`BATCH=32 DECODE_THREADS=1` to vary).
+//! Run: `cargo bench -p clipsearch-cli --bench indexing` (`BATCH=16 DECODE_THREADS=1` to vary
+//! the defaults, batch 8 and one decoding thread per core).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,7 +55,7 @@ fn main() {
     let tokenizer =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-clip/tokenizer.json");
     synthetic::write_random_checkpoint(&model, &ClipConfig::vit_b32(), &tokenizer).unwrap();
-    let batch = std::env::var("BATCH").unwrap_or_else(|_| "16".into());
+    let batch = std::env::var("BATCH").unwrap_or_else(|_| "8".into());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_clipsearch"));
     cmd.arg("index")
         .arg(&photos)

@@ -319,3 +319,47 @@ fn sigkill_at_random_moments_then_rerun_leaves_exactly_one_record_per_file() {
     let unique: std::collections::HashSet<_> = paths.iter().collect();
     assert_eq!(unique.len(), N, "exactly one record per file");
 }
+
+#[test]
+fn ctrl_c_stops_after_a_committed_batch_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let idx = tmp.path().join("idx");
+    std::fs::create_dir_all(&photos).unwrap();
+    const N: usize = 80;
+    for i in 0..N {
+        write_jpeg(
+            &photos.join(format!("img{i:03}.jpg")),
+            &photo(1200, 900, 500 + i as u32),
+        );
+    }
+    let child = clipsearch()
+        .arg("index")
+        .arg(&photos)
+        .arg("--index")
+        .arg(&idx)
+        .arg("--model")
+        .arg(tiny_model())
+        .args(["--batch-size", "2", "--decode-threads", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    // SAFETY: sending SIGINT to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let s = &json_lines(&out)[0];
+    assert_eq!(s["interrupted"], true, "{s}");
+    let done = s["indexed"].as_u64().unwrap();
+    assert!(done < N as u64, "stopped early: {s}");
+    // What was committed is searchable, and the next run does only the rest.
+    if done > 0 {
+        let found = paths_of(&search_json(&idx, &["x", "-n", "1000"])).len() as u64;
+        assert_eq!(found, done);
+    }
+    let s = index(&photos, &idx, &[]);
+    assert_eq!(s["unchanged"].as_u64().unwrap(), done, "{s}");
+    assert_eq!(s["indexed"].as_u64().unwrap(), N as u64 - done, "{s}");
+}

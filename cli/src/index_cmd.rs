@@ -30,9 +30,9 @@ pub struct IndexArgs {
     #[arg(long)]
     pub rebuild: bool,
     /// Images per model call.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// Threads that decode images while the model runs (default: half the cores).
+    /// Threads that decode images while the model runs (default: one per core).
     #[arg(long)]
     pub decode_threads: Option<usize>,
     /// Print the summary as one JSON object.
@@ -41,6 +41,18 @@ pub struct IndexArgs {
 }
 
 pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
+    // First, so that a Ctrl-C during start-up already stops cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: leave now. Committed batches are safe on disk.
+                std::process::exit(130);
+            }
+            eprintln!("\nclipsearch: stopping after the current batch (Ctrl-C again to quit now)");
+        });
+    }
     let dir = args.index.path()?;
     // Without --model, an existing index keeps the model it was built with.
     let spec = match (&args.model.model, args.rebuild) {
@@ -62,17 +74,6 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     opts.batch_size = args.batch_size.max(1);
     if let Some(n) = args.decode_threads {
         opts.decode_threads = n.max(1);
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                // Second Ctrl-C: leave now. Committed batches are safe on disk.
-                std::process::exit(130);
-            }
-            eprintln!("\nclipsearch: stopping after the current batch (Ctrl-C again to quit now)");
-        });
     }
     let progress = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(

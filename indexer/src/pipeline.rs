@@ -2,7 +2,8 @@
 //!
 //! Decoding runs on its own rayon pool: candle's matrix kernels use the global pool, and a
 //! decoder blocked on a full channel must never hold a thread the model is waiting for. The
-//! channel is bounded, so at most `2 x batch + decode threads` preprocessed images exist at once.
+//! channel is bounded, so at most `2 x batch + decode threads` preprocessed images exist at once
+//! (plus the batch being embedded): memory does not grow with the collection.
 
 use std::collections::HashMap;
 use std::io::Cursor;

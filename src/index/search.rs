@@ -11,11 +11,12 @@ use crate::store::Store;
 /// Collections at least this large get an HNSW graph; smaller ones are scanned exactly.
 ///
 /// Measured on this project's 2-core reference machine at 100k x 512 (`benches/index.rs`): an
-/// exact top-10 scan takes 21 ms, an HNSW search 8 ms, but building that graph takes 300 s and
-/// the snapshot to load grows from 205 MB to 490 MB (hnsw_rs stores its own copy of the
-/// vectors). A query process loads the snapshot once per query from the CLI, so the exact scan
-/// wins on total latency well past 100k; the graph pays off only for long-lived servers on
-/// larger collections. Exact search scales linearly (~0.2 µs a vector), ~40 ms at 200k.
+/// exact top-10 scan takes 21 ms, an HNSW search 8 ms; but building that graph takes 250-300 s,
+/// the snapshot grows from 206 MB to 490 MB (hnsw_rs keeps its own copy of the vectors), and
+/// loading it takes 1.5-2.3 s against 0.2 ms for the memory-mapped exact snapshot. A CLI query
+/// loads the snapshot every time, so the exact scan wins on total latency well past 100k; the
+/// graph pays off only for long-lived processes on larger collections. Exact search scales
+/// linearly (~0.2 µs a vector): ~40 ms at 200k.
 pub const HNSW_THRESHOLD: usize = 200_000;
 
 pub struct SearchIndex {
@@ -39,15 +40,13 @@ impl SearchIndex {
             Some(info) => Some(load_snapshot(store, info)?),
         };
         let mut delta = VectorSet::new(dim);
-        let after = info.as_ref().map(|i| i.max_id).unwrap_or(0);
-        let floor = if info.is_some() { after } else { 0 };
-        for item in store.ids_after(floor) {
+        // Everything when there is no snapshot yet (ids start at 0), else what came after it.
+        let start = info.as_ref().map(|i| i.first_uncovered()).unwrap_or(0);
+        for item in store.ids_from(start) {
             let (id, path) = item?;
-            if info.is_none() || id > after {
-                if let Some(rec) = store.file(&path)? {
-                    if let Some(v) = store.embedding(&rec.hash)? {
-                        delta.push(id, &v);
-                    }
+            if let Some(rec) = store.file(&path)? {
+                if let Some(v) = store.embedding(&rec.hash)? {
+                    delta.push(id, &v);
                 }
             }
         }

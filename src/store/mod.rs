@@ -482,9 +482,10 @@ impl Store {
         self.files.len()
     }
 
-    /// Files whose id is above `id` (committed after a snapshot was taken).
-    pub fn ids_after(&self, id: u64) -> impl Iterator<Item = Result<(u64, PathBuf)>> + '_ {
-        self.ids.range((id + 1).to_be_bytes()..).map(|item| {
+    /// Files whose id is at least `start` (with `max_id + 1` of a snapshot: the files committed
+    /// after it). Ids start at 0.
+    pub fn ids_from(&self, start: u64) -> impl Iterator<Item = Result<(u64, PathBuf)>> + '_ {
+        self.ids.range(start.to_be_bytes()..).map(|item| {
             let (k, v) = item.map_err(store_err)?;
             let id = u64::from_be_bytes(k.as_ref().try_into().map_err(store_err)?);
             Ok((id, key_path(&v)))

@@ -43,6 +43,17 @@ pub struct SnapshotInfo {
     pub hnsw: Option<String>,
 }
 
+impl SnapshotInfo {
+    /// The lowest file id the snapshot does not cover (ids start at 0).
+    pub fn first_uncovered(&self) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            self.max_id + 1
+        }
+    }
+}
+
 /// Vector storage: built in memory, or mapped from a snapshot file.
 #[derive(Debug)]
 enum Data {
