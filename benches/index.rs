@@ -53,6 +53,7 @@ fn store_with(set: &VectorSet, graph: Option<&HnswIndex>) -> (tempfile::TempDir,
             fingerprint: "bench".into(),
             dim: set.dim,
             preprocess_version: 1,
+            decode: "exact".into(),
         }),
     )
     .unwrap();

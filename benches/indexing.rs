@@ -5,7 +5,7 @@
 //! Photos: `CLIPSEARCH_BENCH_PHOTOS=DIR`, or else the real photographs unpacked by
 //! `../shared/tools/fetch-photos.sh` into `target/bench-photos`.
 //! Run: `cargo bench -p clipsearch-cli --bench indexing` (`BATCH=16 DECODE_THREADS=1` to vary
-//! the defaults, batch 8 and one decoding thread per core).
+//! the defaults, batch 8 and one decoding thread per core; `FAST=1` for `--fast` decoding).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +64,10 @@ fn main() {
         .arg("--model")
         .arg(&model)
         .args(["--json", "--batch-size", &batch]);
+    let fast = std::env::var_os("FAST").is_some();
+    if fast {
+        cmd.arg("--fast");
+    }
     if let Ok(n) = std::env::var("DECODE_THREADS") {
         cmd.args(["--decode-threads", &n]);
     }
@@ -79,12 +83,13 @@ fn main() {
     let embedded = s["embedded"].as_f64().unwrap();
     println!("photos: {count} files in {}", photos.display());
     println!(
-        "indexed {} ({} embedded, {} failed) in {wall:.1} s wall: {:.2} images/s, peak RSS {:.0} MB (batch {batch})",
+        "indexed {} ({} embedded, {} failed) in {wall:.1} s wall: {:.2} images/s, peak RSS {:.0} MB (batch {batch}{})",
         s["indexed"],
         s["embedded"],
         s["failed"],
         embedded / wall,
-        children_peak_rss_mb()
+        children_peak_rss_mb(),
+        if fast { ", --fast" } else { "" }
     );
     println!("time split: {}", s["timings"]);
 }

@@ -16,6 +16,7 @@ fn main() {
             fingerprint: "probe".into(),
             dim: 512,
             preprocess_version: 1,
+            decode: "exact".into(),
         };
         let store = Store::open(&dir, Some(&id)).unwrap();
         let mut s = 88172645463325252u64;

@@ -204,6 +204,27 @@ fn renamed_moved_deleted_and_duplicated_files() {
 }
 
 #[test]
+fn fast_decoding_is_recorded_and_not_mixed_silently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    write_jpeg(&photos.join("big.jpg"), &photo(800, 600, 3));
+    let idx = tmp.path().join("idx");
+    let s = index(&photos, &idx, &["--fast"]);
+    assert_eq!(s["embedded"], 1);
+    write_jpeg(&photos.join("more.jpg"), &photo(800, 600, 4));
+    let out = run(clipsearch()
+        .arg("index")
+        .arg(&photos)
+        .arg("--index")
+        .arg(&idx));
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--fast"), "{}", stderr(&out));
+    let s = index(&photos, &idx, &["--fast"]);
+    assert_eq!(s["embedded"], 1);
+}
+
+#[test]
 fn other_model_and_rebuild() {
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clipsearch::model::{ClipConfig, ClipModel, ModelFiles, Towers};
-use clipsearch::preprocess::{decode, PreprocessConfig, Preprocessor};
+use clipsearch::preprocess::{PreprocessConfig, Preprocessor};
 use clipsearch::store::{content_hash, ContentHash, FailedRecord, FileRecord, NewEntry, Store};
 use clipsearch::Error;
 use rayon::prelude::*;
@@ -59,7 +59,7 @@ fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
             .unwrap_or((0, 0));
         return Prepared::Reuse { found, hash, dims };
     }
-    match decode::decode_bytes(&found.path, &bytes) {
+    match pre.decode(&found.path, &bytes) {
         Ok(rgb) => {
             let (w, h) = rgb.dimensions();
             let pixels = pre.pixels_to_tensor_data(rgb.as_raw(), w as usize, h as usize);
@@ -154,10 +154,13 @@ pub fn run(
         return Ok(outcome);
     }
     let config = ClipConfig::from_file(&files.config())?;
-    let pre = Preprocessor::new(PreprocessConfig::from_file_or_default(
-        &files.preprocessor(),
-        config.vision.image_size,
-    )?);
+    let pre_config =
+        PreprocessConfig::from_file_or_default(&files.preprocessor(), config.vision.image_size)?;
+    let pre = if opts.fast {
+        Preprocessor::fast(pre_config)
+    } else {
+        Preprocessor::new(pre_config)
+    };
     let batch_size = opts.batch_size.max(1);
     progress.set_length(work.len() as u64);
     progress.set_position(0);

@@ -166,7 +166,14 @@ impl<'s> Searcher<'s> {
         }
         if self.image.is_none() {
             let files = self.files()?;
-            self.image = Some(ClipModel::load(&files, Towers::Image)?);
+            let mut model = ClipModel::load(&files, Towers::Image)?;
+            if self.identity.decode == clipsearch::model::SCALED_DECODE {
+                // Embed outside images the way the index's were.
+                let config = model.image()?.preprocessor().config.clone();
+                let fast = clipsearch::preprocess::Preprocessor::fast(config).decode;
+                model.image_mut()?.set_decode(fast);
+            }
+            self.image = Some(model);
         }
         Ok(self
             .image

@@ -44,7 +44,17 @@ pub struct ModelIdentity {
     pub fingerprint: String,
     pub dim: usize,
     pub preprocess_version: u32,
+    /// `exact`, or `dct-scaled` for indexes built with DCT-scaled JPEG decoding (`--fast`).
+    #[serde(default = "exact_decode")]
+    pub decode: String,
 }
+
+fn exact_decode() -> String {
+    "exact".into()
+}
+
+/// The `decode` value of an index built with DCT-scaled JPEG decoding.
+pub const SCALED_DECODE: &str = "dct-scaled";
 
 /// The text tower with its projection and tokenizer.
 pub struct TextEncoder {
@@ -108,6 +118,7 @@ fn identity_of(
         fingerprint: fingerprint(files, pre)?,
         dim: config.projection_dim,
         preprocess_version: PREPROCESS_VERSION,
+        decode: exact_decode(),
     })
 }
 
@@ -250,6 +261,12 @@ impl ClipModel {
             .ok_or_else(|| Error::Index("the text tower was not loaded".into()))
     }
 
+    pub fn image_mut(&mut self) -> Result<&mut ImageEncoder> {
+        self.image
+            .as_mut()
+            .ok_or_else(|| Error::Index("the image tower was not loaded".into()))
+    }
+
     pub fn image(&self) -> Result<&ImageEncoder> {
         self.image
             .as_ref()
@@ -334,6 +351,11 @@ impl ImageEncoder {
         let mut feats = self.features_from_pixels(pixels)?;
         feats.iter_mut().for_each(|v| normalize(v));
         Ok(feats)
+    }
+
+    /// Decodes JPEGs exactly or DCT-scaled (to match an index built with `--fast`).
+    pub fn set_decode(&mut self, mode: crate::preprocess::decode::DecodeMode) {
+        self.preprocessor.decode = mode;
     }
 
     /// Decodes, preprocesses and embeds one file.

@@ -144,11 +144,31 @@ impl PreprocessConfig {
 #[derive(Clone, Debug)]
 pub struct Preprocessor {
     pub config: PreprocessConfig,
+    pub decode: decode::DecodeMode,
 }
 
 impl Preprocessor {
+    /// Exact decoding, as the reference.
     pub fn new(config: PreprocessConfig) -> Self {
-        Preprocessor { config }
+        Preprocessor {
+            config,
+            decode: decode::DecodeMode::Exact,
+        }
+    }
+
+    /// With DCT-scaled JPEG decoding down to (at least) the resize target: faster, and
+    /// embeddings within the bound of `tests/fast_decode.rs` of the exact ones.
+    pub fn fast(config: PreprocessConfig) -> Self {
+        let min_short = config.shortest_edge;
+        Preprocessor {
+            config,
+            decode: decode::DecodeMode::Scaled { min_short },
+        }
+    }
+
+    /// Decodes an in-memory file in this preprocessor's mode.
+    pub fn decode(&self, path: &Path, bytes: &[u8]) -> Result<image::RgbImage> {
+        decode::decode_bytes_with(path, bytes, self.decode)
     }
 
     /// Number of f32 values in one preprocessed image (3 x crop height x crop width).
@@ -215,7 +235,8 @@ impl Preprocessor {
 
     /// Decode a file and preprocess it.
     pub fn load_file(&self, path: &Path) -> Result<Vec<f32>> {
-        let rgb = decode::decode_file(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let rgb = self.decode(path, &bytes)?;
         let (w, h) = rgb.dimensions();
         Ok(self.pixels_to_tensor_data(rgb.as_raw(), w as usize, h as usize))
     }

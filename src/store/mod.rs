@@ -270,9 +270,20 @@ impl Store {
             Some(m)
                 if m.fingerprint == model.fingerprint
                     && m.dim == model.dim
-                    && m.preprocess_version == model.preprocess_version =>
+                    && m.preprocess_version == model.preprocess_version
+                    && m.decode == model.decode =>
             {
                 Ok(())
+            }
+            Some(m) if m.fingerprint == model.fingerprint && m.decode != model.decode => {
+                Err(Error::Index(format!(
+                    "the index at {} was built with {} JPEG decoding, not {}: run with{} `--fast` \
+                     to keep it consistent, or `--rebuild`",
+                    self.path.display(),
+                    m.decode,
+                    model.decode,
+                    if m.decode == "exact" { "out" } else { "" }
+                )))
             }
             Some(m) if m.fingerprint == model.fingerprint => Err(Error::Index(format!(
                 "the index at {} was built with an older image preprocessing (version {}, now {}): \
