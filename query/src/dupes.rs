@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
+use clipsearch::store::snapshot::VectorSet;
+
 use crate::{Error, Match, Searcher};
 
-/// Default threshold: see the closing note of the search issue and `tests/cli_search.rs`.
+/// Default threshold. Not measured on a pretrained CLIP here (none is available offline); the
+/// tests pass their own (see the search issue's closing note).
 pub const DEFAULT_THRESHOLD: f32 = 0.97;
-
-/// How many neighbours of each image are examined.
-const NEIGHBOURS: usize = 16;
 
 struct UnionFind(Vec<usize>);
 
@@ -29,37 +29,32 @@ impl UnionFind {
     }
 }
 
-/// Groups of two or more near-duplicates, largest first; within a group, by path.
+/// Groups of two or more near-duplicates, largest first; within a group, by path. Each file's
+/// score is its best similarity to another member.
 pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Error> {
     let store = searcher.store();
     let mut files = Vec::new();
+    let mut set: Option<VectorSet> = None;
     for item in store.files() {
         let (path, rec) = item?;
-        files.push((path, rec));
-    }
-    let pos: HashMap<u64, usize> = files
-        .iter()
-        .enumerate()
-        .map(|(i, (_, r))| (r.id, i))
-        .collect();
-    let mut uf = UnionFind((0..files.len()).collect());
-    let mut best: HashMap<usize, f32> = HashMap::new();
-    for (i, (_, rec)) in files.iter().enumerate() {
         let Some(v) = store.embedding(&rec.hash)? else {
             continue;
         };
-        let hits = searcher.index().search(store, &v, NEIGHBOURS, &|_| true)?;
-        for h in hits {
-            if h.score < threshold {
-                break;
-            }
-            if let Some(&j) = pos.get(&h.id) {
-                if j != i {
-                    uf.union(i, j);
-                    let e = best.entry(i).or_insert(h.score);
-                    *e = e.max(h.score);
-                }
-            }
+        set.get_or_insert_with(|| VectorSet::new(v.len()))
+            .push(files.len() as u64, &v);
+        files.push((path, rec.id));
+    }
+    let Some(set) = set else {
+        return Ok(Vec::new());
+    };
+    let mut uf = UnionFind((0..files.len()).collect());
+    let mut best: HashMap<usize, f32> = HashMap::new();
+    for (a, b, score) in clipsearch::index::pairs_above(&set, threshold)? {
+        let (a, b) = (a as usize, b as usize);
+        uf.union(a, b);
+        for i in [a, b] {
+            let e = best.entry(i).or_insert(score);
+            *e = e.max(score);
         }
     }
     let mut by_root: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -75,7 +70,7 @@ pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Er
                 .map(|i| Match {
                     path: files[i].0.clone(),
                     score: best.get(&i).copied().unwrap_or(1.0),
-                    id: files[i].1.id,
+                    id: files[i].1,
                 })
                 .collect()
         })

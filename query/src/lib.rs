@@ -226,10 +226,6 @@ impl<'s> Searcher<'s> {
         }
         Ok(out)
     }
-
-    pub(crate) fn index(&self) -> &SearchIndex {
-        &self.index
-    }
 }
 
 fn clipsearch_mtime(meta: &std::fs::Metadata) -> i64 {

@@ -9,10 +9,12 @@
 
 mod exact;
 mod hnsw;
+mod pairs;
 mod search;
 
 pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams, UnitCosine};
+pub use pairs::pairs_above;
 pub use search::{rebuild_snapshot, SearchIndex, HNSW_THRESHOLD};
 
 /// One search result.
