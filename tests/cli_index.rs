@@ -287,14 +287,8 @@ fn sigkill_at_random_moments_then_rerun_leaves_exactly_one_record_per_file() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = 50 + round * 60 + seed % 60;
-        let mut child = clipsearch()
-            .arg("index")
-            .arg(&photos)
-            .arg("--index")
-            .arg(&idx)
-            .arg("--model")
-            .arg(tiny_model())
-            .args(["--batch-size", "4", "--json"])
+        let mut child = index_command(&photos, &idx)
+            .args(["--batch-size", "4"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -354,14 +348,8 @@ fn ctrl_c_stops_after_a_committed_batch_and_the_next_run_finishes() {
             &photo(1200, 900, 500 + i as u32),
         );
     }
-    let child = clipsearch()
-        .arg("index")
-        .arg(&photos)
-        .arg("--index")
-        .arg(&idx)
-        .arg("--model")
-        .arg(tiny_model())
-        .args(["--batch-size", "2", "--decode-threads", "1", "--json"])
+    let child = index_command(&photos, &idx)
+        .args(["--batch-size", "2", "--decode-threads", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

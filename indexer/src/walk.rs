@@ -6,10 +6,8 @@
 //! detection; unreadable directories and loops are reported, never fatal. Hidden files and
 //! directories are skipped unless asked for.
 
-use std::fs::Metadata;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
 use clipsearch::preprocess::decode::SUPPORTED;
 
@@ -34,13 +32,7 @@ const IMAGE_EXTENSIONS: &[&str] = &[
     "jpg", "jpeg", "jpe", "png", "webp", "gif", "bmp", "tif", "tiff",
 ];
 
-pub fn mtime_ns(meta: &Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use clipsearch::store::mtime_ns;
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')

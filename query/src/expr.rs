@@ -96,7 +96,7 @@ fn parse_term(raw: &str, sign: f32) -> Result<Term, ParseError> {
 pub fn parse(args: &[String]) -> Result<Vec<Term>, ParseError> {
     let mut terms = Vec::new();
     let mut sign: Option<f32> = Some(1.0);
-    for a in args {
+    for (i, a) in args.iter().enumerate() {
         match a.as_str() {
             "+" | "-" => {
                 if sign.is_some() && !terms.is_empty() {
@@ -106,13 +106,7 @@ pub fn parse(args: &[String]) -> Result<Vec<Term>, ParseError> {
             }
             _ => {
                 let Some(s) = sign.take() else {
-                    let prev = args
-                        .iter()
-                        .take_while(|x| *x != a)
-                        .last()
-                        .cloned()
-                        .unwrap_or_default();
-                    return Err(ParseError::MissingOperator(prev, a.clone()));
+                    return Err(ParseError::MissingOperator(args[i - 1].clone(), a.clone()));
                 };
                 terms.push(parse_term(a, s)?);
             }

@@ -155,7 +155,7 @@ impl<'s> Searcher<'s> {
             if let Some(rec) = self.store.file(&canonical)? {
                 let meta = std::fs::metadata(&canonical).ok();
                 let fresh = meta
-                    .map(|m| m.len() == rec.size && clipsearch_mtime(&m) == rec.mtime_ns)
+                    .map(|m| m.len() == rec.size && clipsearch::store::mtime_ns(&m) == rec.mtime_ns)
                     .unwrap_or(false);
                 if fresh {
                     if let Some(v) = self.store.embedding(&rec.hash)? {
@@ -226,12 +226,4 @@ impl<'s> Searcher<'s> {
         }
         Ok(out)
     }
-}
-
-fn clipsearch_mtime(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

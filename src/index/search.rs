@@ -171,6 +171,6 @@ pub fn rebuild_snapshot(store: &Store, dim: usize, hnsw_threshold: usize) -> Res
     store.write_snapshot(
         &set,
         dump.as_ref()
-            .map(|f| f as &dyn Fn(&std::path::Path, &str) -> Result<String>),
+            .map(|f| f as &crate::store::snapshot::HnswDump),
     )
 }

@@ -109,6 +109,23 @@ pub(crate) fn path_key(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
 
+/// Decodes one `path -> JSON record` entry of the `files` or `failed` tree.
+fn decode_record<T: serde::de::DeserializeOwned>(
+    item: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Result<(PathBuf, T)> {
+    let (k, v) = item.map_err(store_err)?;
+    Ok((key_path(&k), serde_json::from_slice(&v).map_err(store_err)?))
+}
+
+/// Modification time in nanoseconds since the epoch, as the catalog records it.
+pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// `dir` as a key prefix that matches only paths inside it (`/a/b/`, never `/a/bc`).
 pub fn dir_prefix(dir: &Path) -> Vec<u8> {
     let mut k = path_key(dir);
@@ -449,20 +466,12 @@ impl Store {
 
     /// Every catalogued file, in path order.
     pub fn files(&self) -> impl Iterator<Item = Result<(PathBuf, FileRecord)>> + '_ {
-        self.files.iter().map(|item| {
-            let (k, v) = item.map_err(store_err)?;
-            let r = serde_json::from_slice(&v).map_err(store_err)?;
-            Ok((key_path(&k), r))
-        })
+        self.files.iter().map(decode_record)
     }
 
     /// Every file that failed, in path order.
     pub fn failures(&self) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
-        self.failed.iter().map(|item| {
-            let (k, v) = item.map_err(store_err)?;
-            let r = serde_json::from_slice(&v).map_err(store_err)?;
-            Ok((key_path(&k), r))
-        })
+        self.failed.iter().map(decode_record)
     }
 
     /// Catalogued files under `dir` (a path prefix at a component boundary).
@@ -470,11 +479,7 @@ impl Store {
         &self,
         dir: &Path,
     ) -> impl Iterator<Item = Result<(PathBuf, FileRecord)>> + '_ {
-        self.files.scan_prefix(dir_prefix(dir)).map(|item| {
-            let (k, v) = item.map_err(store_err)?;
-            let r = serde_json::from_slice(&v).map_err(store_err)?;
-            Ok((key_path(&k), r))
-        })
+        self.files.scan_prefix(dir_prefix(dir)).map(decode_record)
     }
 
     /// Failed files under `dir`.
@@ -482,11 +487,7 @@ impl Store {
         &self,
         dir: &Path,
     ) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
-        self.failed.scan_prefix(dir_prefix(dir)).map(|item| {
-            let (k, v) = item.map_err(store_err)?;
-            let r = serde_json::from_slice(&v).map_err(store_err)?;
-            Ok((key_path(&k), r))
-        })
+        self.failed.scan_prefix(dir_prefix(dir)).map(decode_record)
     }
 
     pub fn file_count(&self) -> usize {

@@ -75,17 +75,22 @@ pub fn write_jpeg(path: &Path, img: &image::RgbImage) {
         .unwrap();
 }
 
-/// Builds a fresh index of `dir` with the tiny model; returns the summary JSON.
-pub fn index(dir: &Path, index: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = run(clipsearch()
-        .arg("index")
+/// `clipsearch index DIR --index INDEX --model tiny --json`, not yet run.
+pub fn index_command(dir: &Path, index: &Path) -> Command {
+    let mut cmd = clipsearch();
+    cmd.arg("index")
         .arg(dir)
         .arg("--index")
         .arg(index)
         .arg("--model")
         .arg(tiny_model())
-        .arg("--json")
-        .args(extra));
+        .arg("--json");
+    cmd
+}
+
+/// Indexes `dir` into `index` with the tiny model; returns the summary JSON.
+pub fn index(dir: &Path, index: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = run(index_command(dir, index).args(extra));
     assert!(out.status.success(), "index failed: {}", stderr(&out));
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 1, "one JSON object: {}", stdout(&out));
