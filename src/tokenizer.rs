@@ -69,6 +69,11 @@ impl ClipTokenizer {
 
     /// Token ids with start and end tokens, truncated to the context length (end token kept).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_checked(text)?.0)
+    }
+
+    /// Like [`ClipTokenizer::encode`], also saying whether the text had to be truncated.
+    pub fn encode_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
         let enc = self
             .inner
             .encode(text, true)
@@ -84,22 +89,11 @@ impl ClipTokenizer {
         if ids.last() != Some(&self.end_id) {
             ids.push(self.end_id);
         }
-        if ids.len() > self.context_length {
+        let truncated = ids.len() > self.context_length;
+        if truncated {
             ids.truncate(self.context_length);
             ids[self.context_length - 1] = self.end_id;
         }
-        Ok(ids)
-    }
-
-    /// Whether `text` is longer than the context and would be truncated.
-    pub fn is_truncated(&self, text: &str) -> Result<bool> {
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer {
-                path: PathBuf::from("tokenizer.json"),
-                reason: e.to_string(),
-            })?;
-        Ok(enc.get_ids().len() > self.context_length)
+        Ok((ids, truncated))
     }
 }

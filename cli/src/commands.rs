@@ -150,11 +150,6 @@ fn embed(args: EmbedArgs) -> Result<i32> {
     let mut out = stdout.lock();
     if !args.texts.is_empty() {
         let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-        for t in &texts {
-            if model.text()?.tokenizer().is_truncated(t)? {
-                tracing::warn!("text longer than the model's context, truncated: {t:?}");
-            }
-        }
         for (t, v) in texts.iter().zip(model.text()?.embed(&texts)?) {
             print_embedding(&mut out, args.json, "text", t, &v)?;
         }

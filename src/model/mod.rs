@@ -310,12 +310,21 @@ impl TextEncoder {
         Ok(out)
     }
 
-    /// L2-normalised embeddings of `texts`.
+    /// L2-normalised embeddings of `texts`; a text longer than the context is truncated, with
+    /// a warning.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let ids = texts
-            .iter()
-            .map(|t| self.tokenizer.encode(t))
-            .collect::<Result<Vec<_>>>()?;
+        let mut ids = Vec::with_capacity(texts.len());
+        for t in texts {
+            let (seq, truncated) = self.tokenizer.encode_checked(t)?;
+            if truncated {
+                tracing::warn!(
+                    "text longer than the model's {} tokens, truncated: {:?}",
+                    self.tokenizer.context_length(),
+                    t.chars().take(60).collect::<String>()
+                );
+            }
+            ids.push(seq);
+        }
         let mut feats = self.features_from_ids(&ids)?;
         feats.iter_mut().for_each(|v| normalize(v));
         Ok(feats)
