@@ -146,11 +146,10 @@ pub fn index(
     let mut seen: HashSet<PathBuf> = HashSet::with_capacity(walked.images.len());
     for found in walked.images {
         seen.insert(found.path.clone());
-        if let Some(r) = store.file(&found.path)? {
-            if r.size == found.size && r.mtime_ns == found.mtime_ns {
-                summary.unchanged += 1;
-                continue;
-            }
+        // The walk already looked this file up in the catalog.
+        if found.unchanged {
+            summary.unchanged += 1;
+            continue;
         }
         if let Some(f) = store.failed(&found.path)? {
             if f.size == found.size && f.mtime_ns == found.mtime_ns {

@@ -17,6 +17,8 @@ pub struct Found {
     pub path: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
+    /// Already catalogued with this size and mtime (the caller's `known` said so).
+    pub unchanged: bool,
 }
 
 /// What the walk saw.
@@ -100,12 +102,14 @@ pub fn walk(roots: &[PathBuf], hidden: bool, known: &dyn Fn(&Found) -> bool) -> 
                     continue;
                 }
             };
-            let found = Found {
+            let mut found = Found {
                 path: entry.path().to_path_buf(),
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
+                unchanged: false,
             };
             if known(&found) {
+                found.unchanged = true;
                 out.images.push(found);
                 continue;
             }
