@@ -9,47 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use clipsearch::embedding::normalize;
-use clipsearch::model::{synthetic, ClipConfig, ModelFiles, ModelIdentity};
-use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
+use clipsearch::model::{synthetic, ClipConfig, ModelFiles};
+
+mod support;
 
 const N: usize = 100_000;
-
-fn build_index(dir: &Path, model: &ModelFiles, hnsw: bool) {
-    let identity = ModelIdentity::of(model).unwrap();
-    let store = Store::open(dir, Some(&identity)).unwrap();
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    let mut entries = Vec::with_capacity(2000);
-    for i in 0..N {
-        let mut v: Vec<f32> = (0..identity.dim)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        normalize(&mut v);
-        entries.push(NewEntry {
-            path: format!("/photos/{:03}/{i:06}.jpg", i % 997).into(),
-            record: FileRecord {
-                id: store.new_id().unwrap(),
-                size: 1,
-                mtime_ns: 0,
-                hash: content_hash(&i.to_le_bytes()),
-                width: 1,
-                height: 1,
-            },
-            embedding: Some(v),
-        });
-        if entries.len() == 2000 {
-            store.commit(&entries).unwrap();
-            entries.clear();
-        }
-    }
-    let threshold = if hnsw { 1 } else { usize::MAX };
-    clipsearch::index::rebuild_snapshot(&store, identity.dim, threshold).unwrap();
-}
 
 fn time_search(index: &Path, query: &str) -> f64 {
     let t = Instant::now();
@@ -95,7 +59,7 @@ fn main() {
         };
         let index = tmp.path().join(format!("index-{hnsw}"));
         let t = Instant::now();
-        build_index(&index, &model, hnsw);
+        support::build_index(&index, &model, N, hnsw);
         println!(
             "{kind}: built a {N}-image index in {:.1} s",
             t.elapsed().as_secs_f64()

@@ -80,6 +80,16 @@ pub enum Command {
     Dupes(crate::search_cmd::DupesArgs),
     /// Print the embeddings of texts and images (one line per input).
     Embed(EmbedArgs),
+    /// Serve the index over HTTP: a search page and a JSON API.
+    Serve(crate::serve_cmd::ServeArgs),
+    /// Run the whole pipeline offline on generated images with the bundled demo model.
+    Demo(crate::demo_cmd::DemoArgs),
+    /// Zero-shot classification: the most likely of some labels for each image.
+    Classify(crate::classify_cmd::ClassifyArgs),
+    /// Train or fine-tune CLIP on image-caption pairs with the contrastive objective.
+    Train(crate::train_cmd::TrainArgs),
+    /// Generate the synthetic world of captioned shapes the demo model knows.
+    DemoData(crate::train_cmd::DemoDataArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +114,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Search(args) => crate::search_cmd::search(args),
         Command::Similar(args) => crate::search_cmd::similar(args),
         Command::Dupes(args) => crate::search_cmd::dupes(args),
+        Command::Serve(args) => crate::serve_cmd::run(args),
+        Command::Demo(args) => crate::demo_cmd::run(args),
+        Command::Classify(args) => crate::classify_cmd::run(args),
+        Command::Train(args) => crate::train_cmd::run(args),
+        Command::DemoData(args) => crate::train_cmd::demo_data(args),
     }
 }
 

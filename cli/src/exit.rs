@@ -11,13 +11,20 @@ pub const USAGE: i32 = 2;
 pub const MODEL: i32 = 3;
 pub const BAD_INPUT: i32 = 4;
 pub const INDEX: i32 = 5;
+/// Stopped by Ctrl-C (128 + SIGINT), with the work so far saved.
+pub const INTERRUPTED: i32 = 130;
 
 pub fn code_for(e: &anyhow::Error) -> i32 {
     let engine = match e.downcast_ref::<clipsearch_query::Error>() {
         Some(clipsearch_query::Error::Engine(inner)) => Some(inner),
         Some(clipsearch_query::Error::Parse(_)) => return USAGE,
         Some(clipsearch_query::Error::EmptyIndex(_)) => return INDEX,
-        None => e.downcast_ref::<Error>(),
+        None => match e.downcast_ref::<clipsearch_train::Error>() {
+            Some(clipsearch_train::Error::Engine(inner)) => Some(inner),
+            Some(clipsearch_train::Error::Data(_)) => return BAD_INPUT,
+            Some(clipsearch_train::Error::Io { .. }) => return FAILURE,
+            None => e.downcast_ref::<Error>(),
+        },
     };
     match engine {
         Some(

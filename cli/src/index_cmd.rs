@@ -101,7 +101,11 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     } else {
         print_summary(&summary, verbose, &dir);
     }
-    Ok(if summary.interrupted { 130 } else { exit::OK })
+    Ok(if summary.interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
 }
 
 /// The model an existing index was built with, read without taking its lock for long.

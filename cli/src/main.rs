@@ -2,10 +2,15 @@
 //! parses arguments, sets up logging and turns typed errors into messages and exit codes; the
 //! work happens in the library crates.
 
+mod classify_cmd;
 mod commands;
+mod demo_cmd;
 mod exit;
 mod index_cmd;
+mod progress;
 mod search_cmd;
+mod serve_cmd;
+mod train_cmd;
 
 use clap::Parser;
 

@@ -19,8 +19,11 @@
 //! # Ok::<(), clipsearch_query::Error>(())
 //! ```
 
+pub mod classify;
 pub mod dupes;
 pub mod expr;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -110,6 +113,12 @@ impl<'s> Searcher<'s> {
         self.store
     }
 
+    /// Picks up what was indexed since this searcher was made (a new snapshot, new files).
+    pub fn reload(&mut self) -> Result<(), Error> {
+        self.index = SearchIndex::load(self.store)?;
+        Ok(())
+    }
+
     fn files(&mut self) -> Result<ModelFiles, Error> {
         if let Some(f) = &self.model_files {
             return Ok(f.clone());
@@ -159,23 +168,32 @@ impl<'s> Searcher<'s> {
                 }
             }
         }
+        Ok(self.image_model()?.image()?.embed_file(path)?)
+    }
+
+    /// Embeds an image given as file contents (an upload); `name` is used in messages.
+    pub fn embed_image_bytes(&mut self, name: &Path, bytes: &[u8]) -> Result<Vec<f32>, Error> {
+        let encoder = self.image_model()?.image()?;
+        let pre = encoder.preprocessor();
+        let rgb = pre.decode(name, bytes)?;
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let pixels = pre.pixels_to_tensor_data(rgb.as_raw(), w, h);
+        Ok(encoder.embed_pixels(&pixels)?.remove(0))
+    }
+
+    /// The image tower, loaded on first use, decoding the way the index's images were.
+    fn image_model(&mut self) -> Result<&ClipModel, Error> {
         if self.image.is_none() {
             let files = self.files()?;
             let mut model = ClipModel::load(&files, Towers::Image)?;
             if self.identity.decode == clipsearch::model::SCALED_DECODE {
-                // Embed outside images the way the index's were.
                 let config = model.image()?.preprocessor().config.clone();
                 let fast = clipsearch::preprocess::Preprocessor::fast(config).decode;
                 model.image_mut()?.set_decode(fast);
             }
             self.image = Some(model);
         }
-        Ok(self
-            .image
-            .as_ref()
-            .expect("loaded")
-            .image()?
-            .embed_file(path)?)
+        Ok(self.image.as_ref().expect("loaded"))
     }
 
     /// The normalised query vector of an expression.

@@ -84,6 +84,10 @@ pub fn resolve(spec: &str) -> Result<ModelFiles> {
     if path.is_dir() {
         return ModelFiles::local(path);
     }
+    // Hub ids always contain a slash, so the bundled model's bare name cannot shadow one.
+    if spec == super::bundled::DEMO {
+        return super::bundled::demo();
+    }
     if !is_hub_id(spec) {
         return Err(Error::ModelUnavailable(format!(
             "--model {spec}: no such directory, and not a hub id of the form owner/name"
@@ -102,7 +106,10 @@ fn unavailable(id: &str, why: &str) -> Error {
          To use it without network access, download {files} (and preprocessor_config.json) \
          from https://huggingface.co/{id}/tree/main into a directory and pass it with \
          `--model DIR` (or CLIPSEARCH_MODEL=DIR); or fetch it once while online so that it is \
-         in the Hugging Face cache ({cache}).",
+         in the Hugging Face cache ({cache}).\n\
+         To try clipsearch offline now, `--model demo` selects the small model bundled with it: \
+         it knows only a synthetic world of coloured shapes (circles, squares, stars... in 8 \
+         colours; see `clipsearch demo`), not photographs of dogs and beaches.",
         files = REQUIRED_FILES.join(", "),
         cache = hf_hub::Cache::from_env().path().display(),
     ))
@@ -185,6 +192,10 @@ mod tests {
             .to_string();
         assert!(msg.contains("model.safetensors"), "{msg}");
         assert!(msg.contains("--model"), "{msg}");
+        assert!(
+            msg.contains("--model demo") && msg.contains("shapes"),
+            "{msg}"
+        );
         assert!(
             msg.contains("huggingface.co/openai/clip-vit-base-patch32"),
             "{msg}"

@@ -13,6 +13,7 @@
 //!   and run each batch at the length of its own texts.
 //! - candle returns raw projections; our API returns L2-normalised embeddings.
 
+pub mod bundled;
 pub mod config;
 pub mod hub;
 pub mod synthetic;

@@ -160,6 +160,12 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     false
 }
 
+/// Whether the file name has the extension of a [`SUPPORTED`] format (for picking images out
+/// of a folder; decoding itself goes by content).
+pub fn has_image_extension(path: &Path) -> bool {
+    ImageFormat::from_path(path).is_ok_and(|f| SUPPORTED.contains(&f))
+}
+
 /// Formats we index (GIF: first frame).
 pub const SUPPORTED: &[ImageFormat] = &[
     ImageFormat::Jpeg,

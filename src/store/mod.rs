@@ -537,10 +537,25 @@ fn busy(dir: &Path) -> Error {
     let holder: Option<Holder> = std::fs::read(dir.join("holder.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let who = match holder {
+    let server: Option<serde_json::Value> = std::fs::read(dir.join("server.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let who = match &holder {
         Some(h) => format!("process {} (`{}`)", h.pid, h.command),
         None => "another process".to_string(),
     };
+    let serving = server.filter(|s| {
+        holder
+            .as_ref()
+            .is_some_and(|h| s["pid"].as_u64() == Some(h.pid as u64))
+    });
+    if let Some(url) = serving.as_ref().and_then(|s| s["url"].as_str()) {
+        return Error::Index(format!(
+            "the index at {} is being served by {who}: query it there ({url}, or \
+             {url}api/search?q=TEXT for JSON), or stop that server to use the index directly",
+            dir.display()
+        ));
+    }
     Error::Index(format!(
         "the index at {} is in use by {who}. Wait for it to finish (or stop it: an interrupted \
          index run resumes next time), or pass a different --index",

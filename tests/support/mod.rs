@@ -23,6 +23,11 @@ pub fn clipsearch() -> Command {
         cmd.env_remove(var);
     }
     cmd.env("HF_HUB_OFFLINE", "1");
+    // The bundled demo model unpacks into a cache: keep it out of the user's.
+    cmd.env(
+        "CLIPSEARCH_CACHE",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"),
+    );
     cmd
 }
 
@@ -73,6 +78,46 @@ pub fn write_jpeg(path: &Path, img: &image::RgbImage) {
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90)
         .encode_image(img)
         .unwrap();
+}
+
+/// A `clipsearch serve` process on a free loopback port, killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `clipsearch serve --index INDEX --bind 127.0.0.1:0 EXTRA...` and waits until it
+/// says where it listens.
+pub fn serve(index: &Path, extra: &[&str]) -> Server {
+    use std::io::BufRead;
+    let mut child = clipsearch()
+        .arg("serve")
+        .arg("--index")
+        .arg(index)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server { child, addr }
 }
 
 /// `clipsearch index DIR --index INDEX --model tiny --json`, not yet run.

@@ -1,0 +1,68 @@
+//! `clipsearch serve`: the CLI face of clipsearch-query's HTTP server.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use clipsearch::store::Store;
+use clipsearch_query::serve::{serve, ServeOptions};
+
+use crate::commands::{IndexArg, ModelArg};
+use crate::exit;
+
+/// Arguments of `clipsearch serve`.
+#[derive(Args)]
+#[command(
+    after_help = "API (JSON; errors are {\"error\": ...} with a fitting status):
+  GET  /api/search?q=TEXT&n=K       text search: {\"results\": [{id, path, score, thumbnail, image}]}
+  POST /api/query                   {\"terms\": [{\"text\": \"beach\"}, {\"id\": 42, \"weight\": -0.5}], \"n\": 10}
+  GET  /api/similar/ID?n=K          images like an indexed one
+  POST /api/similar?n=K             images like the uploaded file (the request body)
+  GET  /api/dupes?threshold=T       near-duplicate groups
+  GET  /api/stats                   files, failures, model
+  GET  /thumb/ID, /image/ID         a thumbnail (JPEG, cached) or the original file
+Files are served by index id only, and only while they are unchanged since indexing."
+)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback requires --token.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub bind: SocketAddr,
+    /// Bearer token clients must send (`Authorization: Bearer TOKEN`, or `?token=` in the
+    /// page's URL).
+    #[arg(long, env = "CLIPSEARCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest upload, in MiB.
+    #[arg(long, default_value_t = 32)]
+    pub max_upload_mb: usize,
+    /// Keep these folders indexed while serving: new, changed, moved and deleted files are
+    /// picked up within a second or so of the change (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub watch: Vec<std::path::PathBuf>,
+    /// Longest a request may take, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub index: IndexArg,
+    #[command(flatten)]
+    pub model: ModelArg,
+}
+
+pub fn run(args: ServeArgs) -> Result<i32> {
+    let options = ServeOptions {
+        bind: args.bind,
+        token: args.token.filter(|t| !t.is_empty()),
+        max_upload: args.max_upload_mb << 20,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        watch: args.watch,
+        ..Default::default()
+    };
+    clipsearch_query::serve::check_exposure(&options)?;
+    let store = Store::open_existing(&args.index.path()?)?;
+    serve(store, args.model.model.as_deref(), options, |addr| {
+        println!("serving http://{addr}/ (Ctrl-C to stop)");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,381 @@
+//! The JSON API: every handler answers JSON, errors included (`{"error": "..."}` with a status
+//! that fits), and runs model or store work on the blocking pool.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::{dupes, expr, Error, Match, SearchOptions, Searcher};
+
+/// Most results one request may ask for.
+const MAX_RESULTS: usize = 1000;
+
+/// An error as the API reports it.
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::Parse(_) => StatusCode::BAD_REQUEST,
+            Error::EmptyIndex(_) => StatusCode::NOT_FOUND,
+            Error::Engine(clipsearch::Error::Image { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<clipsearch::Error> for ApiError {
+    fn from(e: clipsearch::Error) -> Self {
+        Error::Engine(e).into()
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::bad_request(e.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::bad_request(format!("{}: ids are whole numbers", e.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                status,
+                "the upload is larger than the server's --max-upload-mb",
+            );
+        }
+        ApiError::new(status, e.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::new(e.status(), e.body_text())
+    }
+}
+
+/// Runs `f` on the blocking pool with the searcher locked (a panic there poisons nothing that
+/// matters: the searcher holds caches only, so a poisoned lock is taken over).
+pub(crate) async fn with_searcher<T: Send + 'static>(
+    state: Arc<AppState>,
+    f: impl FnOnce(&AppState, &mut Searcher<'static>) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let mut searcher = state
+            .searcher
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&state, &mut searcher)
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"))?
+}
+
+fn results(hits: Vec<Match>) -> Value {
+    let list: Vec<Value> = hits
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "path": m.path.to_string_lossy(),
+                "score": m.score,
+                "thumbnail": format!("/thumb/{}", m.id),
+                "image": format!("/image/{}", m.id),
+            })
+        })
+        .collect();
+    json!({ "results": list })
+}
+
+fn count(n: Option<usize>) -> usize {
+    n.unwrap_or(24).clamp(1, MAX_RESULTS)
+}
+
+/// The stored embedding of an indexed id.
+fn embedding_of_id(state: &AppState, id: u64) -> Result<Vec<f32>, ApiError> {
+    let path = state
+        .store
+        .path_of(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))?;
+    state
+        .store
+        .embedding_of(&path)?
+        .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SearchParams {
+    q: Option<String>,
+    n: Option<usize>,
+    threshold: Option<f32>,
+}
+
+/// `GET /api/search?q=TEXT&n=K[&threshold=T]`
+pub(crate) async fn search(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let text =
+        p.q.map(|q| q.trim().to_string())
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| ApiError::bad_request("give the text to search for as ?q=..."))?;
+    let opts = SearchOptions {
+        top: count(p.n),
+        threshold: p.threshold,
+        under: None,
+    };
+    with_searcher(state, move |_, searcher| {
+        let v = searcher.embed_text(&text)?;
+        Ok(Json(results(searcher.search(&v, &opts)?)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TermBody {
+    text: Option<String>,
+    id: Option<u64>,
+    #[serde(default = "one")]
+    weight: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueryBody {
+    terms: Vec<TermBody>,
+    n: Option<usize>,
+    threshold: Option<f32>,
+}
+
+/// `POST /api/query` with `{"terms": [{"text": "beach"}, {"id": 42, "weight": -0.5}], "n": 10}`:
+/// the weighted sum of texts and indexed images, renormalised.
+pub(crate) async fn query(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<QueryBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    if body.terms.is_empty() {
+        return Err(ApiError::bad_request("`terms` is empty"));
+    }
+    let opts = SearchOptions {
+        top: count(body.n),
+        threshold: body.threshold,
+        under: None,
+    };
+    with_searcher(state, move |state, searcher| {
+        let mut parts = Vec::new();
+        for t in &body.terms {
+            if !t.weight.is_finite() {
+                return Err(ApiError::bad_request("a weight must be a finite number"));
+            }
+            let v = match (&t.text, t.id) {
+                (Some(text), None) if !text.trim().is_empty() => searcher.embed_text(text)?,
+                (None, Some(id)) => embedding_of_id(state, id)?,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "each term needs exactly one of a non-empty `text` or an `id`",
+                    ))
+                }
+            };
+            parts.push((t.weight, v));
+        }
+        let v = expr::combine(&parts);
+        if v.iter().all(|x| *x == 0.0) {
+            return Err(ApiError::bad_request("the terms cancel out"));
+        }
+        Ok(Json(results(searcher.search(&v, &opts)?)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CountParams {
+    n: Option<usize>,
+}
+
+/// `GET /api/similar/{id}?n=K`: the images nearest to an indexed one (itself left out).
+pub(crate) async fn similar_to_id(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<u64>, PathRejection>,
+    params: Result<Query<CountParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    let Query(p) = params?;
+    let n = count(p.n);
+    with_searcher(state, move |state, searcher| {
+        let v = embedding_of_id(state, id)?;
+        let opts = SearchOptions {
+            top: n + 1,
+            ..Default::default()
+        };
+        let mut hits = searcher.search(&v, &opts)?;
+        hits.retain(|m| m.id != id);
+        hits.truncate(n);
+        Ok(Json(results(hits)))
+    })
+    .await
+}
+
+/// `POST /api/similar?n=K` with an image file as the body: reverse lookup of an upload.
+pub(crate) async fn similar_to_upload(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<CountParams>, QueryRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let body = body?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "send the image file as the request body",
+        ));
+    }
+    let opts = SearchOptions {
+        top: count(p.n),
+        ..Default::default()
+    };
+    with_searcher(state, move |_, searcher| {
+        let v = searcher.embed_image_bytes(&PathBuf::from("upload"), &body)?;
+        Ok(Json(results(searcher.search(&v, &opts)?)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DupesParams {
+    threshold: Option<f32>,
+}
+
+/// `GET /api/dupes?threshold=T`: groups of near-duplicates, largest first.
+pub(crate) async fn dupes(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<DupesParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = params?;
+    let threshold = p.threshold.unwrap_or(dupes::DEFAULT_THRESHOLD);
+    if !(-1.0..=1.0).contains(&threshold) {
+        return Err(ApiError::bad_request(
+            "threshold is a cosine similarity, -1 to 1",
+        ));
+    }
+    with_searcher(state, move |_, searcher| {
+        let groups: Vec<Value> = dupes::groups(searcher, threshold)?
+            .into_iter()
+            .map(|g| results(g)["results"].clone())
+            .collect();
+        Ok(Json(json!({ "threshold": threshold, "groups": groups })))
+    })
+    .await
+}
+
+/// `GET /api/stats`
+pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    with_searcher(state, move |state, _| {
+        let store = state.store;
+        let model = store.model()?;
+        Ok(Json(json!({
+            "files": store.file_count(),
+            "failed": store.failures().count(),
+            "model": model.as_ref().map(|m| m.name.clone()),
+            "dim": model.as_ref().map(|m| m.dim),
+            "index": store.path().to_string_lossy(),
+        })))
+    })
+    .await
+}
+
+/// `GET /`: the search page (one self-contained file: no build step, no network).
+pub(crate) async fn page() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(include_str!("page.html")),
+    )
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint (see GET / for the page, /api/search?q=... for search)")
+}
+
+pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+}
+
+/// Constant-time comparison, so that response times do not leak the token.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// With `--token`, every API, thumbnail and image request must carry it, as
+/// `Authorization: Bearer TOKEN` or (for `<img src>`, which cannot set headers) `?token=TOKEN`.
+pub(crate) async fn require_token(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = state.options.token.as_deref() {
+        let header_ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
+        let query_ok = req.uri().query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .any(|(k, v)| k == "token" && same(v.as_bytes(), token.as_bytes()))
+        });
+        if !header_ok && !query_ok {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this server needs its token: `Authorization: Bearer TOKEN`",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}

@@ -1,0 +1,129 @@
+//! Thumbnails and originals, by index id only. A file is served only if it is in the catalog
+//! under that id and its bytes still hash to the indexed content, so nothing outside the index
+//! (a traversal, a symlink swapped in later, a file edited since) can come out.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use clipsearch::store::{content_hash, FileRecord};
+
+use super::api::{with_searcher, ApiError};
+use super::AppState;
+
+/// The catalog entry of a live id.
+fn indexed(state: &AppState, id: u64) -> Result<(PathBuf, FileRecord), ApiError> {
+    let missing = || ApiError::not_found(format!("no image with id {id} in the index"));
+    let path = state.store.path_of(id)?.ok_or_else(missing)?;
+    let rec = state.store.file(&path)?.ok_or_else(missing)?;
+    if rec.id != id {
+        return Err(missing());
+    }
+    Ok((path, rec))
+}
+
+/// The file's bytes, if they are still exactly what was indexed.
+fn verified(path: &FsPath, rec: &FileRecord) -> Result<Vec<u8>, ApiError> {
+    let changed = || {
+        ApiError::new(
+            StatusCode::GONE,
+            "the file changed or disappeared since it was indexed: run `clipsearch index` again",
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(|_| changed())?;
+    if !meta.is_file() || meta.len() != rec.size {
+        return Err(changed());
+    }
+    let bytes = std::fs::read(path).map_err(|_| changed())?;
+    if content_hash(&bytes) != rec.hash {
+        return Err(changed());
+    }
+    Ok(bytes)
+}
+
+fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn image_response(bytes: Vec<u8>, mime: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `GET /thumb/{id}`: a JPEG no larger than the configured size, oriented as the original,
+/// cached on disk beside the index by content (a moved file keeps its thumbnail).
+pub(crate) async fn thumbnail(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    // Decoding is CPU work: it runs on the blocking pool (the searcher lock is not needed, but
+    // holding it keeps thumbnail bursts from starving queries of the two cores).
+    with_searcher(state, move |state, _| {
+        let (path, rec) = indexed(state, id)?;
+        let size = state.options.thumbnail_size;
+        let cached = state
+            .thumbnails
+            .join(format!("{}-{size}.jpg", hex(&rec.hash)));
+        if let Ok(bytes) = std::fs::read(&cached) {
+            return Ok(image_response(bytes, "image/jpeg"));
+        }
+        let bytes = verified(&path, &rec)?;
+        let rgb = clipsearch::preprocess::decode::decode_bytes(&path, &bytes)?;
+        let thumb = image::imageops::thumbnail(
+            &rgb,
+            rgb.width()
+                .min(size * rgb.width() / rgb.width().max(rgb.height()))
+                .max(1),
+            rgb.height()
+                .min(size * rgb.height() / rgb.width().max(rgb.height()))
+                .max(1),
+        );
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82)
+            .encode_image(&thumb)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        // Best effort: a cache that cannot be written costs only time.
+        if std::fs::create_dir_all(&state.thumbnails).is_ok() {
+            let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &out).is_ok() {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+        }
+        Ok(image_response(out, "image/jpeg"))
+    })
+    .await
+}
+
+/// `GET /image/{id}`: the original file.
+pub(crate) async fn original(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    with_searcher(state, move |state, _| {
+        let (path, rec) = indexed(state, id)?;
+        let bytes = verified(&path, &rec)?;
+        let mime = match image::guess_format(&bytes) {
+            Ok(image::ImageFormat::Jpeg) => "image/jpeg",
+            Ok(image::ImageFormat::Png) => "image/png",
+            Ok(image::ImageFormat::WebP) => "image/webp",
+            Ok(image::ImageFormat::Gif) => "image/gif",
+            Ok(image::ImageFormat::Bmp) => "image/bmp",
+            Ok(image::ImageFormat::Tiff) => "image/tiff",
+            _ => "application/octet-stream",
+        };
+        Ok(image_response(bytes, mime))
+    })
+    .await
+}

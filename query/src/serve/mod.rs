@@ -1,0 +1,172 @@
+//! `clipsearch serve`: the index and the model held in memory behind an HTTP API and a web page.
+//!
+//! Files are only ever addressed by their index id, never by a path from the request, and a
+//! file is served only while its bytes still hash to what was indexed: a path traversal has
+//! nothing to name, and an indexed file later replaced (say, by a symlink to a secret) is
+//! refused. Bodies are capped, requests time-limited, and every handler turns failures into a
+//! JSON error with a fitting status instead of panicking. The server binds to loopback unless
+//! told otherwise, and anywhere else only with a bearer token.
+//!
+//! Model work runs on tokio's blocking pool; the searcher (with its lazily loaded towers and
+//! caches) sits behind one mutex, so concurrent queries queue for the CPU rather than race.
+
+mod api;
+mod files;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use clipsearch::store::Store;
+
+use crate::{Error, Searcher};
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub bind: SocketAddr,
+    /// Required (as `Authorization: Bearer T` or `?token=T`) on every request but the page.
+    pub token: Option<String>,
+    /// Largest request body (uploaded images), bytes.
+    pub max_upload: usize,
+    /// Longest a request may take.
+    pub timeout: Duration,
+    /// Largest side of a thumbnail, pixels.
+    pub thumbnail_size: u32,
+    /// Folders to keep indexed while serving (`--watch`).
+    pub watch: Vec<PathBuf>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            token: None,
+            max_upload: 32 << 20,
+            timeout: Duration::from_secs(60),
+            thumbnail_size: 320,
+            watch: Vec::new(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub store: &'static Store,
+    pub searcher: Mutex<Searcher<'static>>,
+    pub options: ServeOptions,
+    pub thumbnails: PathBuf,
+}
+
+/// Refuses a non-loopback address without a token: an index of someone's photos must not be
+/// readable by the whole network by accident.
+pub fn check_exposure(opts: &ServeOptions) -> Result<(), Error> {
+    if !opts.bind.ip().is_loopback() && opts.token.as_deref().is_none_or(str::is_empty) {
+        return Err(Error::Engine(clipsearch::Error::Index(format!(
+            "refusing to serve on {} without --token: anyone who can reach it could browse the \
+             indexed photos. Pass --token SECRET (clients send `Authorization: Bearer SECRET`), \
+             or bind to 127.0.0.1",
+            opts.bind
+        ))));
+    }
+    Ok(())
+}
+
+/// The router, for tests and for [`serve`].
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let limit = state.options.max_upload;
+    let timeout = state.options.timeout;
+    let protected = Router::new()
+        .route("/api/search", get(api::search))
+        .route("/api/query", post(api::query))
+        .route("/api/similar/{id}", get(api::similar_to_id))
+        .route("/api/similar", post(api::similar_to_upload))
+        .route("/api/dupes", get(api::dupes))
+        .route("/api/stats", get(api::stats))
+        .route("/thumb/{id}", get(files::thumbnail))
+        .route("/image/{id}", get(files::original))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ));
+    Router::new()
+        .route("/", get(api::page))
+        .merge(protected)
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            api::panic_response,
+        ))
+        .with_state(state)
+}
+
+/// Serves the index at `store` until Ctrl-C. `ready` is called with the bound address (port 0
+/// picks a free one) before the first request is accepted.
+pub fn serve(
+    store: Store,
+    model: Option<&str>,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), Error> {
+    check_exposure(&options)?;
+    // The server lives as long as the process: a leaked store gives the searcher the 'static
+    // borrow the handlers need without reference counting every lookup.
+    let store: &'static Store = Box::leak(Box::new(store));
+    let searcher = Searcher::new(store, model)?;
+    let thumbnails = store.path().join("thumbnails");
+    let state = Arc::new(AppState {
+        store,
+        searcher: Mutex::new(searcher),
+        options: options.clone(),
+        thumbnails,
+    });
+    if !options.watch.is_empty() {
+        let identity = store
+            .model()?
+            .ok_or_else(|| Error::EmptyIndex(store.path().into()))?;
+        let files = clipsearch::model::resolve(model.unwrap_or(&identity.name))?;
+        watch::start(state.clone(), files, options.watch.clone())?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| clipsearch::Error::Index(format!("cannot start the server: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|e| {
+                clipsearch::Error::Index(format!(
+                    "cannot listen on {}: {e} (is another server running there? pick one with --bind)",
+                    options.bind
+                ))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| clipsearch::Error::Index(e.to_string()))?;
+        // For other commands that find the index busy: where to ask instead.
+        let _ = std::fs::write(
+            store.path().join("server.json"),
+            serde_json::json!({ "pid": std::process::id(), "url": format!("http://{addr}/") })
+                .to_string(),
+        );
+        ready(addr);
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .map_err(|e| clipsearch::Error::Index(format!("server failed: {e}")))?;
+        let _ = std::fs::remove_file(store.path().join("server.json"));
+        store.flush()?;
+        Ok(())
+    })
+}

@@ -1,0 +1,233 @@
+//! The search page in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver) against the real server. Type a query, see thumbnails, open one, ask for more
+//! like it, see similar photos; a screenshot is saved to `target/browser/search.png`.
+//!
+//! Needs the `chromium` and `chromium-driver` packages (`.ci/run` installs them), so it is a
+//! separate target: `cargo test -p clipsearch-cli --test browser`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find(names: &[&str]) -> PathBuf {
+    names
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("none of {names:?} exists: install Debian's chromium and chromium-driver (bash .ci/run does)")
+        })
+}
+
+/// A WebDriver session.
+struct Browser {
+    base: String,
+    _driver: Killed,
+}
+
+impl Drop for Browser {
+    /// Ends the session (closing Chromium) even when an assertion failed, before the driver is
+    /// killed: a killed driver would leave its browser running.
+    fn drop(&mut self) {
+        if self.base.contains("/session/") {
+            let _ = ureq::delete(&self.base).call();
+        }
+    }
+}
+
+impl Browser {
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let req = ureq::request(method, &url).timeout(Duration::from_secs(60));
+        let res = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let text = match res {
+            Ok(r) => r.into_string().unwrap(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!(
+                    "{method} {path}: {code} {}",
+                    r.into_string().unwrap_or_default()
+                )
+            }
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        serde_json::from_str::<Value>(&text).unwrap()["value"].clone()
+    }
+
+    fn start() -> (Browser, String) {
+        let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]);
+        let chromium = find(&["/usr/bin/chromium", "/usr/bin/chromium-browser"]);
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut browser = Browser {
+            base: format!("http://127.0.0.1:{port}"),
+            _driver: Killed(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{}/status", browser.base))
+            .call()
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let session = browser.call(
+            "POST",
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": chromium,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--window-size=1280,900"]
+                }
+            }}})),
+        );
+        let id = session["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {session}"))
+            .to_string();
+        browser.base = format!("{}/session/{id}", browser.base);
+        (browser, id)
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        // The reference is the object's one value (under W3C's web-element key).
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+    }
+
+    /// Polls `js` until it returns something truthy.
+    fn wait_for(&self, js: &str, what: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let v = self.script(js);
+            if v.as_bool() == Some(true) || v.as_u64().is_some_and(|n| n > 0) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn search_open_and_more_like_this_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..8 {
+        write_jpeg(&photos.join(format!("p{i}.jpg")), &photo(480, 360, i));
+    }
+    let index_dir = tmp.path().join("index");
+    index(&photos, &index_dir, &[]);
+    let server = serve(&index_dir, &[]);
+    let url = format!("http://{}/", server.addr);
+    let (browser, _) = Browser::start();
+
+    browser.call("POST", "/url", Some(json!({ "url": url })));
+    let q = browser.element("#q");
+    browser.call(
+        "POST",
+        &format!("/element/{q}/value"),
+        Some(json!({"text": "a photo of a sunset\u{E007}"})),
+    );
+    // Every indexed photo is shown, as a thumbnail that loaded.
+    let loaded = |n: usize| {
+        format!(
+            "const imgs = [...document.querySelectorAll('.hit img')];\
+             return imgs.length === {n} && imgs.every(i => i.complete && i.naturalWidth > 0)"
+        )
+    };
+    browser.wait_for(&loaded(8), "8 thumbnails");
+    let scores = browser.script(
+        "return [...document.querySelectorAll('.hit .score')].map(s => parseFloat(s.textContent))",
+    );
+    let scores: Vec<f64> = serde_json::from_value(scores).unwrap();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "best first: {scores:?}"
+    );
+
+    let first = browser.element(".hit");
+    let first_id = browser.script("return document.querySelector('.hit').dataset.id");
+    browser.call("POST", &format!("/element/{first}/click"), Some(json!({})));
+    browser.wait_for(
+        "const v = document.getElementById('viewer'), i = document.getElementById('large');\
+         return v.classList.contains('open') && i.complete && i.naturalWidth > 0",
+        "the large photo",
+    );
+    let more = browser.element("#more");
+    browser.call("POST", &format!("/element/{more}/click"), Some(json!({})));
+    browser.wait_for(
+        "return document.getElementById('status').textContent.startsWith('7 results for images like')",
+        "similar photos",
+    );
+    let ids =
+        browser.script("return [...document.querySelectorAll('.hit')].map(h => h.dataset.id)");
+    let ids: Vec<String> = serde_json::from_value(ids).unwrap();
+    assert_eq!(ids.len(), 7);
+    assert!(
+        !ids.iter().any(|i| Some(i.as_str()) == first_id.as_str()),
+        "the photo itself is left out"
+    );
+    browser.wait_for(&loaded(7), "similar thumbnails");
+
+    let png = browser.call("GET", "/screenshot", None);
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        png.as_str().unwrap(),
+    )
+    .unwrap();
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("search.png"), &png).unwrap();
+    assert!(image::load_from_memory(&png).unwrap().width() >= 1000);
+}
