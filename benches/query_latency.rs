@@ -9,8 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use clipsearch::model::{synthetic, ClipConfig, ModelFiles};
-
 mod support;
 
 const N: usize = 100_000;
@@ -39,11 +37,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("vit-b32");
-    let tokenizer =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-clip/tokenizer.json");
-    synthetic::write_random_checkpoint(&model_dir, &ClipConfig::vit_b32(), &tokenizer).unwrap();
-    let model = ModelFiles::local(&model_dir).unwrap();
+    let model = support::vit_b32(tmp.path());
     // At 100k the index uses an exact snapshot (see HNSW_THRESHOLD); QUERY_BENCH_HNSW=1 also
     // measures a forced HNSW snapshot (its build takes minutes).
     let kinds: &[bool] = if std::env::var_os("QUERY_BENCH_HNSW").is_some() {

@@ -6,11 +6,8 @@
 //! Run: `cargo bench -p clipsearch-cli --bench serve_load`.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use clipsearch::model::{synthetic, ClipConfig, ModelFiles};
 
 mod support;
 
@@ -33,11 +30,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let tmp = tempfile::tempdir().unwrap();
-    let model_dir = tmp.path().join("vit-b32");
-    let tokenizer =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-clip/tokenizer.json");
-    synthetic::write_random_checkpoint(&model_dir, &ClipConfig::vit_b32(), &tokenizer).unwrap();
-    let model = ModelFiles::local(&model_dir).unwrap();
+    let model = support::vit_b32(tmp.path());
     let index = tmp.path().join("index");
     let t = Instant::now();
     support::build_index(&index, &model, N, false);

@@ -5,7 +5,17 @@
 use std::path::Path;
 
 use clipsearch::embedding::normalize;
-use clipsearch::model::{ModelFiles, ModelIdentity};
+use clipsearch::model::{synthetic, ClipConfig, ModelFiles, ModelIdentity};
+
+/// A ViT-B/32-shaped checkpoint with random weights (speed does not depend on their values),
+/// written under `dir`.
+pub fn vit_b32(dir: &Path) -> ModelFiles {
+    let model_dir = dir.join("vit-b32");
+    let tokenizer =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-clip/tokenizer.json");
+    synthetic::write_random_checkpoint(&model_dir, &ClipConfig::vit_b32(), &tokenizer).unwrap();
+    ModelFiles::local(&model_dir).unwrap()
+}
 use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
 
 /// Fills a new index at `dir` with `n` vectors (paths `/photos/DDD/NNNNNN.jpg`, which do not

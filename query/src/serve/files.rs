@@ -80,15 +80,11 @@ pub(crate) async fn thumbnail(
         }
         let bytes = verified(&path, &rec)?;
         let rgb = clipsearch::preprocess::decode::decode_bytes(&path, &bytes)?;
-        let thumb = image::imageops::thumbnail(
-            &rgb,
-            rgb.width()
-                .min(size * rgb.width() / rgb.width().max(rgb.height()))
-                .max(1),
-            rgb.height()
-                .min(size * rgb.height() / rgb.width().max(rgb.height()))
-                .max(1),
-        );
+        // Longest side `size` (never enlarged), aspect kept.
+        let (w, h) = rgb.dimensions();
+        let long = w.max(h).max(size);
+        let thumb =
+            image::imageops::thumbnail(&rgb, (w * size / long).max(1), (h * size / long).max(1));
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82)
             .encode_image(&thumb)
