@@ -174,10 +174,7 @@ impl<'s> Searcher<'s> {
     /// Embeds an image given as file contents (an upload); `name` is used in messages.
     pub fn embed_image_bytes(&mut self, name: &Path, bytes: &[u8]) -> Result<Vec<f32>, Error> {
         let encoder = self.image_model()?.image()?;
-        let pre = encoder.preprocessor();
-        let rgb = pre.decode(name, bytes)?;
-        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-        let pixels = pre.pixels_to_tensor_data(rgb.as_raw(), w, h);
+        let pixels = encoder.preprocessor().load_bytes(name, bytes)?;
         Ok(encoder.embed_pixels(&pixels)?.remove(0))
     }
 

@@ -256,12 +256,17 @@ impl Preprocessor {
         Ok(self.crop(&resized, rw, rh))
     }
 
+    /// Decode file contents (`path` names them in errors) and preprocess them.
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
+        let rgb = self.decode(path, bytes)?;
+        let (w, h) = rgb.dimensions();
+        Ok(self.pixels_to_tensor_data(rgb.as_raw(), w as usize, h as usize))
+    }
+
     /// Decode a file and preprocess it.
     pub fn load_file(&self, path: &Path) -> Result<Vec<f32>> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let rgb = self.decode(path, &bytes)?;
-        let (w, h) = rgb.dimensions();
-        Ok(self.pixels_to_tensor_data(rgb.as_raw(), w as usize, h as usize))
+        self.load_bytes(path, &bytes)
     }
 }
 

@@ -18,8 +18,6 @@ pub struct Pair {
     pub captions: Vec<String>,
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
-
 /// Reads the pairs of a folder (sidecar captions), a `.jsonl` or a `.csv` manifest. Paths in a
 /// manifest are relative to the manifest's folder.
 pub fn read_pairs(source: &Path) -> Result<Vec<Pair>> {
@@ -63,11 +61,9 @@ fn from_folder(dir: &Path) -> Result<Vec<Pair>> {
     {
         let entry = entry.map_err(|e| Error::Data(format!("{}: {e}", dir.display())))?;
         let path = entry.path();
-        let is_image = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if !entry.file_type().is_file() || !is_image {
+        if !entry.file_type().is_file()
+            || !clipsearch::preprocess::decode::has_image_extension(path)
+        {
             continue;
         }
         let sidecar = path.with_extension("txt");

@@ -146,6 +146,15 @@ impl TrainableClip {
         self.p("logit_scale")
     }
 
+    /// Keeps the temperature parameter within `[0, max]`, as CLIP does after each update
+    /// (so that `exp` stays within [1, e^max]); returns the new value.
+    pub fn clamp_logit_scale(&self, max: f64) -> Result<Tensor> {
+        let var = &self.params["logit_scale"];
+        let clamped = var.clamp(0.0, max)?;
+        var.set(&clamped)?;
+        Ok(clamped)
+    }
+
     /// Rows of `x` (`[n, in]`) through the linear layer `name`.
     fn linear(&self, x: &Tensor, name: &str, bias: bool) -> Result<Tensor> {
         let y = x.matmul(&self.p(&format!("{name}.weight")).t()?)?;

@@ -194,15 +194,7 @@ pub fn train(
         };
         let lr = learning_rate(step, opts.warmup, opts.steps, opts.optimizer.lr);
         opt.step(&grads, lr, scale)?;
-        // As CLIP does: keep the temperature parameter where exp() stays within [1, 100].
-        let ls = model.logit_scale();
-        let clamped = ls.clamp(0.0, max_log_scale)?;
-        model
-            .vars()
-            .find(|(k, _)| *k == "logit_scale")
-            .expect("logit_scale exists")
-            .1
-            .set(&clamped)?;
+        let clamped = model.clamp_logit_scale(max_log_scale)?;
         let loss = out.loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         if !loss.is_finite() {
             return Err(Error::Data(format!(
