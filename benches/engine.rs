@@ -1,10 +1,10 @@
-//! Engine benchmarks: preprocessing a large JPEG, image-tower throughput by batch size, and the
-//! latency of one text query, with a ViT-B/32-shaped model (random weights: speed does not
-//! depend on their values). Run: `cargo bench -p clipsearch --bench engine`.
+//! Engine benchmarks: preprocessing a large JPEG (exact and fast mode), image-tower throughput
+//! by batch size (f32 and int8), and the latency of one text query, with a ViT-B/32-shaped model
+//! (random weights: speed does not depend on their values). Run: `cargo bench -p clipsearch --bench engine`.
 
 use std::path::Path;
 
-use clipsearch::model::{synthetic, ClipConfig, ClipModel, ModelFiles, Towers};
+use clipsearch::model::{synthetic, ClipConfig, ClipModel, ModelFiles, Precision, Towers};
 use clipsearch::preprocess::{PreprocessConfig, Preprocessor};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -47,26 +47,40 @@ fn benches(c: &mut Criterion) {
     g.bench_function("resize+crop only, 4000x3000 to 224", |b| {
         b.iter(|| pre.pixels_to_tensor_data(rgb.as_raw(), 4000, 3000))
     });
+    let fast = Preprocessor::fast(PreprocessConfig::clip_default(224));
+    g.bench_function("fast mode: decode+resize+crop 4000x3000 JPEG to 224", |b| {
+        b.iter(|| fast.load_file(&jpeg).unwrap())
+    });
     g.finish();
 
     let model = vit_b32(&tmp.path().join("vit-b32"));
-    let image = model.image().unwrap();
+    let int8 = ClipModel::load_with(
+        &ModelFiles::local(&tmp.path().join("vit-b32")).unwrap(),
+        Towers::Image,
+        Precision::Int8,
+    )
+    .unwrap();
     let one = pre.pixels_to_tensor_data(rgb.as_raw(), 4000, 3000);
-    let mut g = c.benchmark_group("image tower ViT-B/32");
-    g.sample_size(10);
-    for batch in [1usize, 8, 32] {
-        let pixels: Vec<f32> = one
-            .iter()
-            .copied()
-            .cycle()
-            .take(one.len() * batch)
-            .collect();
-        g.throughput(Throughput::Elements(batch as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(batch), &pixels, |b, p| {
-            b.iter(|| image.embed_pixels(p).unwrap())
-        });
+    for (name, tower) in [
+        ("image tower ViT-B/32", model.image().unwrap()),
+        ("image tower ViT-B/32 int8", int8.image().unwrap()),
+    ] {
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10);
+        for batch in [1usize, 8, 32] {
+            let pixels: Vec<f32> = one
+                .iter()
+                .copied()
+                .cycle()
+                .take(one.len() * batch)
+                .collect();
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_with_input(BenchmarkId::from_parameter(batch), &pixels, |b, p| {
+                b.iter(|| tower.embed_pixels(p).unwrap())
+            });
+        }
+        g.finish();
     }
-    g.finish();
 
     let text = model.text().unwrap();
     let mut g = c.benchmark_group("text query ViT-B/32");

@@ -54,6 +54,7 @@ fn store_with(set: &VectorSet, graph: Option<&HnswIndex>) -> (tempfile::TempDir,
             dim: set.dim,
             preprocess_version: 1,
             decode: "exact".into(),
+            precision: "f32".into(),
         }),
     )
     .unwrap();

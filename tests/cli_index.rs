@@ -220,6 +220,11 @@ fn fast_decoding_is_recorded_and_not_mixed_silently() {
         .arg(&idx));
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("--fast"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("int8 image tower"),
+        "{}",
+        stderr(&out)
+    );
     let s = index(&photos, &idx, &["--fast"]);
     assert_eq!(s["embedded"], 1);
 }

@@ -132,6 +132,7 @@ fn identity(dim: usize) -> ModelIdentity {
         dim,
         preprocess_version: 1,
         decode: "exact".into(),
+        precision: "f32".into(),
     }
 }
 

@@ -210,8 +210,16 @@ fn png_decoding_and_preprocessing_are_exact() {
     assert_eq!(checked, 4);
 }
 
+/// With libjpeg-turbo (the default `turbojpeg` feature) JPEGs decode as Pillow decodes them,
+/// to the level; without it, zune-jpeg's IDCT and upsampling differ by a few levels.
+const JPEG_TOLERANCE: f32 = if cfg!(feature = "turbojpeg") {
+    1e-6
+} else {
+    0.05
+};
+
 #[test]
-fn jpeg_preprocessing_is_within_decoder_tolerance() {
+fn jpeg_preprocessing_matches_the_reference() {
     let r = Reference::load();
     let m = model();
     let pre = m.image().unwrap().preprocessor();
@@ -225,7 +233,7 @@ fn jpeg_preprocessing_is_within_decoder_tolerance() {
             &r.pixels("pixel_values", i),
         );
         eprintln!("{file}: max abs {d}");
-        assert!(d <= 0.05, "{file}: max abs {d}");
+        assert!(d <= JPEG_TOLERANCE, "{file}: max abs {d}");
     }
     // The EXIF-rotated file: we honour Orientation=6, the reference's target for that is given.
     let ours = pre
@@ -233,7 +241,7 @@ fn jpeg_preprocessing_is_within_decoder_tolerance() {
         .unwrap();
     let d = max_abs(&ours, &r.pixels("pixel_values_exif_transposed", 0));
     eprintln!("EXIF orientation: max abs {d}");
-    assert!(d <= 0.05, "EXIF orientation: max abs {d}");
+    assert!(d <= JPEG_TOLERANCE, "EXIF orientation: max abs {d}");
 }
 
 #[test]

@@ -50,8 +50,6 @@ pub struct Options {
     pub decode_threads: usize,
     /// Collections at least this large get an HNSW graph.
     pub hnsw_threshold: usize,
-    /// DCT-scaled JPEG decoding (faster; embeddings within a tested bound of exact ones).
-    pub fast: bool,
 }
 
 impl Options {
@@ -68,7 +66,6 @@ impl Options {
             batch_size: 8,
             decode_threads: cores.max(1),
             hnsw_threshold: clipsearch::index::HNSW_THRESHOLD,
-            fast: false,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod bundled;
 pub mod config;
 pub mod hub;
 pub mod synthetic;
+pub mod vision;
 pub mod weights;
 
 use candle_core::{safetensors::MmapedSafetensors, DType, Device, IndexOp, Module, Tensor};
@@ -48,10 +49,45 @@ pub struct ModelIdentity {
     /// `exact`, or `dct-scaled` for indexes built with DCT-scaled JPEG decoding (`--fast`).
     #[serde(default = "exact_decode")]
     pub decode: String,
+    /// The image tower's arithmetic: `f32` (the reference's), or `int8` (`--fast`).
+    #[serde(default = "f32_precision")]
+    pub precision: String,
 }
 
 fn exact_decode() -> String {
     "exact".into()
+}
+
+fn f32_precision() -> String {
+    Precision::F32.as_str().into()
+}
+
+/// How the image tower computes: as the reference does, or with int8 linear layers
+/// ([`vision`]): about twice as fast, embeddings within a tested bound of the f32 ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    Int8,
+}
+
+impl Precision {
+    /// The name recorded in an index's metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// The precision an index's metadata names (unknown names are f32's: older indexes).
+    pub fn from_name(name: &str) -> Self {
+        if name == Precision::Int8.as_str() {
+            Precision::Int8
+        } else {
+            Precision::F32
+        }
+    }
 }
 
 /// The `decode` value of an index built with DCT-scaled JPEG decoding.
@@ -67,10 +103,18 @@ pub struct TextEncoder {
 
 /// The vision tower with its projection and preprocessing.
 pub struct ImageEncoder {
-    transformer: ClipVisionTransformer,
-    projection: Linear,
+    tower: VisionTower,
     preprocessor: Preprocessor,
     device: Device,
+}
+
+enum VisionTower {
+    /// candle-transformers' tower: the reference's arithmetic.
+    F32 {
+        transformer: Box<ClipVisionTransformer>,
+        projection: Linear,
+    },
+    Int8(Box<vision::Int8VisionTower>),
 }
 
 /// A loaded CLIP model (one or both towers).
@@ -120,6 +164,7 @@ fn identity_of(
         dim: config.projection_dim,
         preprocess_version: PREPROCESS_VERSION,
         decode: exact_decode(),
+        precision: f32_precision(),
     })
 }
 
@@ -156,6 +201,11 @@ fn load_tensors(
 impl ClipModel {
     /// Loads the requested towers of a checkpoint onto [`crate::device::select`]'s device.
     pub fn load(files: &ModelFiles, towers: Towers) -> Result<Self> {
+        Self::load_with(files, towers, Precision::F32)
+    }
+
+    /// As [`ClipModel::load`], with the image tower computing at `precision`.
+    pub fn load_with(files: &ModelFiles, towers: Towers, precision: Precision) -> Result<Self> {
         let config = ClipConfig::from_file(&files.config())?;
         let weights = files.weights();
         // SAFETY: the file is mapped read-only; as with every mmap-based loader, a checkpoint
@@ -182,7 +232,8 @@ impl ClipModel {
             &files.preprocessor(),
             config.vision.image_size,
         )?;
-        let identity = identity_of(files, &config, &pre_config)?;
+        let mut identity = identity_of(files, &config, &pre_config)?;
+        identity.precision = precision.as_str().into();
         let device = crate::device::select();
         // Start-up latency matters for one-shot CLI queries: parse tokenizer.json (~130 ms for
         // CLIP's) on another thread while the tensors are copied out of the mapping in
@@ -216,16 +267,26 @@ impl ClipModel {
             None
         };
         let image = if towers.image() {
-            Some(ImageEncoder {
-                transformer: ClipVisionTransformer::new(
-                    vb.pp("vision_model"),
-                    &config.candle_vision(),
-                )?,
-                projection: linear_no_bias(
-                    vb.pp("visual_projection"),
-                    config.vision.hidden_size,
+            let tower = match precision {
+                Precision::F32 => VisionTower::F32 {
+                    transformer: Box::new(ClipVisionTransformer::new(
+                        vb.pp("vision_model"),
+                        &config.candle_vision(),
+                    )?),
+                    projection: linear_no_bias(
+                        vb.pp("visual_projection"),
+                        config.vision.hidden_size,
+                        config.projection_dim,
+                    )?,
+                },
+                Precision::Int8 => VisionTower::Int8(Box::new(vision::Int8VisionTower::load(
+                    vb.clone(),
+                    &config.vision,
                     config.projection_dim,
-                )?,
+                )?)),
+            };
+            Some(ImageEncoder {
+                tower,
                 preprocessor: Preprocessor::new(pre_config),
                 device,
             })
@@ -337,6 +398,14 @@ impl ImageEncoder {
         &self.preprocessor
     }
 
+    /// The arithmetic of this tower.
+    pub fn precision(&self) -> Precision {
+        match self.tower {
+            VisionTower::F32 { .. } => Precision::F32,
+            VisionTower::Int8(_) => Precision::Int8,
+        }
+    }
+
     /// Unnormalised image features (`get_image_features`) of preprocessed images laid end to end.
     pub fn features_from_pixels(&self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
         let c = &self.preprocessor.config;
@@ -350,9 +419,13 @@ impl ImageEncoder {
             )));
         }
         let input = Tensor::from_slice(pixels, (n, 3, c.crop_height, c.crop_width), &self.device)?;
-        let feats = self
-            .projection
-            .forward(&self.transformer.forward(&input)?)?;
+        let feats = match &self.tower {
+            VisionTower::F32 {
+                transformer,
+                projection,
+            } => projection.forward(&transformer.forward(&input)?)?,
+            VisionTower::Int8(tower) => tower.forward(&input)?,
+        };
         Ok(feats.to_vec2::<f32>()?)
     }
 

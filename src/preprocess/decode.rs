@@ -44,6 +44,15 @@ pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
             "truncated JPEG (no end-of-image marker after the scan data)".into(),
         ));
     }
+    #[cfg(feature = "turbojpeg")]
+    if format == ImageFormat::Jpeg {
+        // libjpeg-turbo is what Pillow decodes with: the reference's pixels, exactly, and
+        // faster than zune-jpeg. Anything it does not take (CMYK, too large, an error) goes on
+        // to the general path below, which reports errors.
+        if let Some(rgb) = jpeg_header(bytes).and_then(|h| turbo_decode(bytes, 1, h)) {
+            return Ok(rgb);
+        }
+    }
     let mut reader = reader;
     let mut limits = Limits::default();
     limits.max_alloc = Some(1 << 30);
@@ -77,6 +86,9 @@ pub enum DecodeMode {
     /// JPEGs at least twice the target size are decoded at 1/2, 1/4 or 1/8 scale inside the
     /// IDCT (the smallest whose short side still reaches `min_short`): several times less work
     /// for photos, at the price of slightly different pixels (bounded by a test).
+    ///
+    /// Fast mode's resize goes with it: large images of any format are first reduced by
+    /// averaging blocks ([`super::resample::resize_rgb_reducing`]).
     Scaled { min_short: usize },
 }
 
@@ -96,13 +108,42 @@ fn decode_jpeg_scaled(bytes: &[u8], min_short: usize) -> Option<RgbImage> {
     if image::guess_format(bytes).ok()? != ImageFormat::Jpeg || !jpeg_is_complete(bytes) {
         return None;
     }
-    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    dec.read_info().ok()?;
-    let info = dec.info()?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    if w.min(h) < 2 * min_short || (w as u64 * h as u64) > MAX_PIXELS {
+    let header = jpeg_header(bytes)?;
+    let (w, h) = (header.width, header.height);
+    if w.min(h) < 2 * min_short {
         return None;
     }
+    if w.min(h) >= 8 * min_short {
+        // At 1/8 a pixel is its block's DC coefficient alone: of a progressive JPEG only the
+        // first scans (DC of every component) are needed, often a tenth of the file. Decoded
+        // by jpeg-decoder: libjpeg-turbo would smooth the DCs of a file whose AC scans are
+        // missing ("block smoothing"), a blur of several levels.
+        if let Some(rgb) =
+            progressive_dc_prefix(bytes).and_then(|b| jd_scaled(&b, min_short, header))
+        {
+            return Some(rgb);
+        }
+    }
+    #[cfg(feature = "turbojpeg")]
+    {
+        // 1/8, 1/4 or 1/2 (libjpeg-turbo's SIMD-accelerated scales): the smallest whose short
+        // side still reaches `min_short`.
+        let denom = [8, 4, 2]
+            .into_iter()
+            .find(|d| w.min(h).div_ceil(*d) >= min_short)?;
+        if let Some(rgb) = turbo_decode(bytes, denom, header) {
+            return Some(rgb);
+        }
+    }
+    jd_scaled(bytes, min_short, header)
+}
+
+/// jpeg-decoder's DCT-scaled decoding, at the smallest scale whose short side still reaches
+/// `min_short`, EXIF orientation applied.
+fn jd_scaled(bytes: &[u8], min_short: usize, header: JpegHeader) -> Option<RgbImage> {
+    let (w, h) = (header.width, header.height);
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    dec.read_info().ok()?;
     // Request the size whose short side is `min_short`; the decoder picks the smallest IDCT
     // scale that still covers it in both dimensions.
     let (rw, rh) = if w <= h {
@@ -126,12 +167,141 @@ fn decode_jpeg_scaled(bytes: &[u8], min_short: usize) -> Option<RgbImage> {
         }
         _ => return None,
     };
+    let mut img = DynamicImage::ImageRgb8(rgb);
+    img.apply_orientation(header.orientation);
+    Some(img.into_rgb8())
+}
+
+/// For a progressive JPEG whose scans start with the first DC pass of every component: the file
+/// up to the end of those scans, then an end-of-image marker. A decoder makes the same picture of
+/// it at 1/8 scale, but for the DC bits refined by later scans (when the encoder split them,
+/// at most a few levels). `None` for anything else.
+fn progressive_dc_prefix(bytes: &[u8]) -> Option<Vec<u8>> {
+    let be16 =
+        |at: usize| Some(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]) as usize);
+    let mut components: Option<&[u8]> = None;
+    let mut with_dc: Vec<u8> = Vec::new();
+    let mut i = 2; // after SOI
+    loop {
+        if *bytes.get(i)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(i + 1)?;
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        let len = be16(i + 2)?;
+        match marker {
+            0xC2 => {
+                // SOF2: progressive, Huffman. Nf at offset 7 of the segment, then 3 bytes each.
+                let nf = *bytes.get(i + 9)? as usize;
+                let ids = bytes.get(i + 10..i + 10 + 3 * nf)?;
+                components = Some(ids);
+            }
+            // Any other frame type (baseline, lossless, arithmetic) or the end: not for us.
+            0xC0 | 0xC1 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xD9 => return None,
+            0xDA => {
+                let frame = components?;
+                let ns = *bytes.get(i + 4)? as usize;
+                let ids = bytes.get(i + 5..i + 5 + 2 * ns)?;
+                let ss = *bytes.get(i + 5 + 2 * ns)?;
+                let ah = *bytes.get(i + 7 + 2 * ns)? >> 4;
+                if ss != 0 {
+                    return None; // an AC scan before every DC: an unusual script, decode it all
+                }
+                if ah == 0 {
+                    with_dc.extend(ids.iter().step_by(2));
+                }
+                // Entropy-coded data ends at the first marker (0xFF not followed by a stuffed
+                // zero or a restart marker).
+                let mut j = i + 2 + len;
+                while j + 1 < bytes.len()
+                    && !(bytes[j] == 0xFF
+                        && bytes[j + 1] != 0
+                        && !(0xD0..=0xD7).contains(&bytes[j + 1]))
+                {
+                    j += 1;
+                }
+                if j + 1 >= bytes.len() {
+                    return None;
+                }
+                if frame.iter().step_by(3).all(|id| with_dc.contains(id)) {
+                    let mut out = Vec::with_capacity(j + 2);
+                    out.extend_from_slice(&bytes[..j]);
+                    out.extend_from_slice(&[0xFF, 0xD9]);
+                    return Some(out);
+                }
+                i = j;
+                continue;
+            }
+            _ => {}
+        }
+        i += 2 + len;
+    }
+}
+
+/// What the fast paths need to know of a JPEG before decoding it.
+#[derive(Clone, Copy)]
+struct JpegHeader {
+    width: usize,
+    height: usize,
+    orientation: image::metadata::Orientation,
+}
+
+/// The header of an 8-bit colour or grey JPEG within the size limit; `None` otherwise (CMYK
+/// and 16-bit ones are left to the general path, which converts them as Pillow does).
+fn jpeg_header(bytes: &[u8]) -> Option<JpegHeader> {
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    dec.read_info().ok()?;
+    let info = dec.info()?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    let plain = matches!(
+        info.pixel_format,
+        jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
+    );
+    if !plain || width == 0 || height == 0 || (width as u64 * height as u64) > MAX_PIXELS {
+        return None;
+    }
     let orientation = dec
         .exif_data()
         .and_then(image::metadata::Orientation::from_exif_chunk)
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::ImageRgb8(rgb);
-    img.apply_orientation(orientation);
+    Some(JpegHeader {
+        width,
+        height,
+        orientation,
+    })
+}
+
+/// Decodes with libjpeg-turbo at scale `1 / denom` (inside the IDCT), EXIF orientation applied.
+/// Its defaults are Pillow's (accurate integer IDCT, smooth chroma upsampling), so at scale 1
+/// the pixels are the reference's.
+#[cfg(feature = "turbojpeg")]
+fn turbo_decode(bytes: &[u8], denom: usize, header: JpegHeader) -> Option<RgbImage> {
+    use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
+    let factor = ScalingFactor::new(1, denom);
+    let mut dec = Decompressor::new().ok()?;
+    dec.set_scaling_factor(factor).ok()?;
+    let scaled = dec.read_header(bytes).ok()?.scaled(factor);
+    let (w, h) = (scaled.width, scaled.height);
+    let expected = (header.width.div_ceil(denom), header.height.div_ceil(denom));
+    if (w, h) != expected {
+        return None; // the two parsers disagree: let the general path decide
+    }
+    let mut pixels = vec![0u8; 3 * w * h];
+    let image = Image {
+        pixels: pixels.as_mut_slice(),
+        width: w,
+        pitch: 3 * w,
+        height: h,
+        format: PixelFormat::RGB,
+    };
+    // Warnings (corrupt data libjpeg-turbo would paper over) come back as errors: the general
+    // path then decides, and reports.
+    dec.decompress(bytes, image).ok()?;
+    let mut img = DynamicImage::ImageRgb8(RgbImage::from_raw(w as u32, h as u32, pixels)?);
+    img.apply_orientation(header.orientation);
     Some(img.into_rgb8())
 }
 
@@ -226,6 +396,53 @@ fn composite_over_white(rgba: &image::RgbaImage) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn dc_scans_of_a_progressive_jpeg_are_found() {
+        let bytes = fixture("progressive.jpg");
+        let prefix = progressive_dc_prefix(&bytes).expect("a progressive file");
+        assert!(
+            prefix.len() * 4 < bytes.len(),
+            "{} of {} bytes",
+            prefix.len(),
+            bytes.len()
+        );
+        assert!(prefix.ends_with(&[0xFF, 0xD9]) && jpeg_is_complete(&prefix));
+        // A baseline JPEG has no such prefix.
+        assert!(progressive_dc_prefix(&fixture("reference/images/astronaut.jpg")).is_none());
+    }
+
+    #[test]
+    fn dc_scans_decode_like_the_whole_file_at_one_eighth() {
+        let bytes = fixture("progressive.jpg");
+        let header = jpeg_header(&bytes).unwrap();
+        let prefix = progressive_dc_prefix(&bytes).unwrap();
+        // 512 x 512 at 1/8 is 64 x 64.
+        let a = jd_scaled(&prefix, 64, header).expect("the prefix decodes");
+        let b = jd_scaled(&bytes, 64, header).unwrap();
+        assert_eq!(a.dimensions(), (64, 64));
+        assert_eq!(a.dimensions(), b.dimensions());
+        let diffs: Vec<i32> = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (*x as i32 - *y as i32).abs())
+            .collect();
+        let worst = *diffs.iter().max().unwrap();
+        let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+        eprintln!("DC scans only vs whole file at 1/8: max {worst}, mean {mean:.3} levels");
+        // Only the DC bit that a later scan refines is missing.
+        assert!(worst <= 4 && mean <= 1.0, "max {worst}, mean {mean}");
+    }
 
     #[test]
     fn opaque_and_transparent_alpha() {

@@ -196,7 +196,10 @@ impl Preprocessor {
     /// Resize, crop and normalise RGB pixels (`w` x `h`, interleaved) into CHW f32.
     pub fn pixels_to_tensor_data(&self, rgb: &[u8], w: usize, h: usize) -> Vec<f32> {
         let (rw, rh) = self.resized_dims(w, h);
-        let resized = resample::resize_rgb(rgb, w, h, rw, rh);
+        let resized = match self.decode {
+            decode::DecodeMode::Exact => resample::resize_rgb(rgb, w, h, rw, rh),
+            decode::DecodeMode::Scaled { .. } => resample::resize_rgb_reducing(rgb, w, h, rw, rh),
+        };
         self.crop_and_normalise(&resized, rw, rh)
     }
 

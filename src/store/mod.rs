@@ -288,18 +288,27 @@ impl Store {
                 if m.fingerprint == model.fingerprint
                     && m.dim == model.dim
                     && m.preprocess_version == model.preprocess_version
-                    && m.decode == model.decode =>
+                    && m.decode == model.decode
+                    && m.precision == model.precision =>
             {
                 Ok(())
             }
-            Some(m) if m.fingerprint == model.fingerprint && m.decode != model.decode => {
+            Some(m)
+                if m.fingerprint == model.fingerprint
+                    && (m.decode != model.decode || m.precision != model.precision) =>
+            {
+                let mode = |m: &ModelIdentity| {
+                    format!("{} JPEG decoding, {} image tower", m.decode, m.precision)
+                };
+                let fast = m.decode != "exact" || m.precision != "f32";
                 Err(Error::Index(format!(
-                    "the index at {} was built with {} JPEG decoding, not {}: run with{} `--fast` \
+                    "the index at {} was built in {} mode ({}), not {}: run with{} `--fast` \
                      to keep it consistent, or `--rebuild`",
                     self.path.display(),
-                    m.decode,
-                    model.decode,
-                    if m.decode == "exact" { "out" } else { "" }
+                    if fast { "fast" } else { "exact" },
+                    mode(&m),
+                    mode(model),
+                    if fast { "" } else { "out" }
                 )))
             }
             Some(m) if m.fingerprint == model.fingerprint => Err(Error::Index(format!(

@@ -35,6 +35,20 @@ pub const BACKGROUNDS: [(&str, [u8; 3]); 3] = [
     ("black", [22, 22, 22]),
 ];
 
+/// Colourless objects (black or white, whichever stands out from the background) that training
+/// sets mix in with shape-only captions. They make shape worth learning from the first step:
+/// without them a model first learns colour alone, and the text of each shape picks up the
+/// absence of its held-out colour ("green things are never circles"), which later misnames
+/// exactly the combinations held out. They are never in test sets or among [`COLOURS`].
+pub const ACHROMATIC: [(&str, [u8; 3]); 2] = [("white", [235, 235, 235]), ("black", [30, 30, 30])];
+
+/// The share of training scenes drawn in [`ACHROMATIC`] colours.
+pub const ACHROMATIC_SHARE: f64 = 0.25;
+
+pub fn is_achromatic(colour: &str) -> bool {
+    ACHROMATIC.iter().any(|(n, _)| *n == colour)
+}
+
 /// (shape, colour) pairs never shown in training sets.
 pub const HELD_OUT: [(&str, &str); 6] = [
     ("circle", "green"),
@@ -74,6 +88,17 @@ pub struct Object {
     pub rotation: f32,
 }
 
+impl Object {
+    /// Where it is, as captions say it ("on the left", "at the top", "in the middle").
+    fn place(&self) -> String {
+        match self.position.as_str() {
+            "middle" => "in the middle".to_string(),
+            p @ ("top" | "bottom") => format!("at the {p}"),
+            p => format!("on the {p}"),
+        }
+    }
+}
+
 /// A generated image's content: what the captions and the evaluation labels say.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scene {
@@ -104,7 +129,9 @@ impl Scene {
         let background = pick(rng, &BACKGROUNDS).0.to_string();
         let jitter = |rng: &mut ChaCha8Rng| rng.random_range(-0.04f32..0.04);
         let rotation = |rng: &mut ChaCha8Rng| rng.random_range(-0.2f32..0.2);
-        let objects = if rng.random_bool(2.0 / 3.0) {
+        // Only training sets draw this, so test sets stay what they were for a given seed.
+        let achromatic = split == Split::Train && rng.random_bool(ACHROMATIC_SHARE);
+        let mut objects = if rng.random_bool(2.0 / 3.0) {
             let (shape, colour) = combo(rng, split, &background);
             let large = rng.random_bool(0.4);
             let (size, radius, position) = if large {
@@ -152,6 +179,16 @@ impl Scene {
                 })
                 .collect()
         };
+        if achromatic {
+            let contrast = match background.as_str() {
+                "white" => "black",
+                "black" => "white",
+                _ => pick(rng, &ACHROMATIC).0,
+            };
+            for o in &mut objects {
+                o.colour = contrast.into();
+            }
+        }
         Scene {
             objects,
             background,
@@ -161,14 +198,13 @@ impl Scene {
     /// Several captions of the scene, the most specific first.
     pub fn captions(&self) -> Vec<String> {
         let bg = &self.background;
+        if self.objects.iter().any(|o| is_achromatic(&o.colour)) {
+            return self.shape_captions();
+        }
         match self.objects.as_slice() {
             [o] => {
                 let (c, s) = (&o.colour, &o.shape);
-                let place = match o.position.as_str() {
-                    "middle" => "in the middle".to_string(),
-                    p @ ("top" | "bottom") => format!("at the {p}"),
-                    p => format!("on the {p}"),
-                };
+                let place = o.place();
                 let a = article(c);
                 vec![
                     format!("a {} {c} {s} {place}", o.size),
@@ -205,6 +241,42 @@ impl Scene {
         }
     }
 
+    /// Captions of an achromatic scene: shapes, sizes and places, never a colour.
+    fn shape_captions(&self) -> Vec<String> {
+        let bg = &self.background;
+        match self.objects.as_slice() {
+            [o] => {
+                let s = &o.shape;
+                let place = o.place();
+                vec![
+                    format!("a {} {s} {place}", o.size),
+                    format!("a {s}"),
+                    format!("a photo of a {s}"),
+                    format!("a {s} on a {bg} background"),
+                    format!("a {} {s}", o.size),
+                ]
+            }
+            [a, b] if a.shape == b.shape => {
+                let plural = plural(&a.shape);
+                vec![
+                    format!("two {plural}"),
+                    format!("two {plural} on a {bg} background"),
+                    format!("a photo of two {plural}"),
+                ]
+            }
+            [a, b] => {
+                let (sa, sb) = (&a.shape, &b.shape);
+                vec![
+                    format!("a {sa} and a {sb}"),
+                    format!("a {sa} to the left of a {sb}"),
+                    format!("a {sb} to the right of a {sa}"),
+                    format!("a {sb} and a {sa}"),
+                ]
+            }
+            _ => vec![],
+        }
+    }
+
     /// Renders the scene as a `size` x `size` RGB image.
     pub fn render(&self, size: u32, rng: &mut ChaCha8Rng) -> image::RgbImage {
         let bg = colour_of(&BACKGROUNDS, &self.background);
@@ -214,7 +286,11 @@ impl Scene {
             image::Rgb(bg.map(|v| (v as i16 + shade + noise).clamp(0, 255) as u8))
         });
         for o in &self.objects {
-            let base = colour_of(&COLOURS, &o.colour);
+            let base = if is_achromatic(&o.colour) {
+                colour_of(&ACHROMATIC, &o.colour)
+            } else {
+                colour_of(&COLOURS, &o.colour)
+            };
             let tint: [i16; 3] = std::array::from_fn(|_| rng.random_range(-12i16..=12));
             let fill: [f32; 3] =
                 std::array::from_fn(|c| (base[c] as i16 + tint[c]).clamp(0, 255) as f32);
@@ -410,10 +486,36 @@ mod tests {
                 seen.insert((o.shape, o.colour));
             }
         }
-        assert_eq!(seen.len(), SHAPES.len() * COLOURS.len() - HELD_OUT.len());
+        let coloured = seen.iter().filter(|(_, c)| !is_achromatic(c)).count();
+        assert_eq!(coloured, SHAPES.len() * COLOURS.len() - HELD_OUT.len());
+        // Colourless training scenes exist, are captioned without colour words, and are
+        // drawn in a colour that stands out from the background.
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let scenes: Vec<Scene> = (0..2000)
+            .map(|_| Scene::random(&mut rng, Split::Train))
+            .collect();
+        let plain: Vec<&Scene> = scenes
+            .iter()
+            .filter(|s| s.objects.iter().all(|o| is_achromatic(&o.colour)))
+            .collect();
+        assert!((400..600).contains(&plain.len()), "{}", plain.len());
+        for s in plain {
+            assert_ne!(s.objects[0].colour, s.background, "{s:?}");
+            for c in s.captions() {
+                let c = c.replace(&format!("on a {} background", s.background), "");
+                assert!(
+                    COLOURS
+                        .iter()
+                        .chain(&ACHROMATIC)
+                        .all(|(name, _)| !c.split(' ').any(|w| w == *name)),
+                    "{c:?}"
+                );
+            }
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let held = (0..3000)
             .flat_map(|_| Scene::random(&mut rng, Split::Test).objects)
+            .inspect(|o| assert!(!is_achromatic(&o.colour), "{o:?}"))
             .filter(|o| is_held_out(&o.shape, &o.colour))
             .count();
         assert!(held > 100, "{held}");

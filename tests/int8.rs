@@ -1,0 +1,71 @@
+//! The int8 image tower (`clipsearch index --fast`) against the f32 one, with the tiny fixture
+//! model and the bundled demo model, on the fixture photographs.
+//!
+//! Bound: cosine >= 0.99 between the int8 and the f32 embedding of every image (the bound
+//! for fast mode; observed: above 0.9998). Exact mode is untouched: the parity tests hold it to
+//! the reference.
+
+use std::path::Path;
+
+use clipsearch::embedding::dot;
+use clipsearch::model::{resolve, ClipModel, ModelFiles, Precision, Towers};
+
+const BOUND: f32 = 0.99;
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn check(files: &ModelFiles) {
+    let exact = ClipModel::load_with(files, Towers::Image, Precision::F32).unwrap();
+    let int8 = ClipModel::load_with(files, Towers::Image, Precision::Int8).unwrap();
+    assert_eq!(exact.image().unwrap().precision(), Precision::F32);
+    assert_eq!(int8.image().unwrap().precision(), Precision::Int8);
+    // The index records which arithmetic filled it.
+    assert_eq!(exact.identity.precision, "f32");
+    assert_eq!(int8.identity.precision, "int8");
+    assert_eq!(exact.identity.fingerprint, int8.identity.fingerprint);
+
+    let dir = fixtures().join("reference/images");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let pre = exact.image().unwrap().preprocessor();
+    let mut pixels = Vec::new();
+    for p in &names {
+        pixels.extend(pre.load_file(p).unwrap());
+    }
+    // One batch of all images: batching must not matter either.
+    let a = exact.image().unwrap().embed_pixels(&pixels).unwrap();
+    let b = int8.image().unwrap().embed_pixels(&pixels).unwrap();
+    let mut different = false;
+    for ((p, x), y) in names.iter().zip(&a).zip(&b) {
+        let cos = dot(x, y);
+        eprintln!("{}: {}: cosine {cos}", files.name, p.display());
+        assert!(cos >= BOUND, "{}: cosine {cos} < {BOUND}", p.display());
+        different |= x != y;
+    }
+    assert!(
+        different,
+        "int8 embeddings are bit-identical: not quantized"
+    );
+    let single = int8
+        .image()
+        .unwrap()
+        .embed_pixels(&pixels[..pre.len()])
+        .unwrap();
+    assert!(dot(&single[0], &b[0]) > 0.99999, "batch of one vs batch");
+}
+
+#[test]
+fn int8_tower_of_the_tiny_model_stays_within_the_bound() {
+    check(&ModelFiles::local(&fixtures().join("tiny-clip")).unwrap());
+}
+
+#[test]
+fn int8_tower_of_the_demo_model_stays_within_the_bound() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
+    check(&resolve(demo.to_str().unwrap()).unwrap());
+}
