@@ -277,6 +277,31 @@ fn vertical_row(rows: &[u8], k: &[i32], dst: &mut [u8]) {
 
 #[cfg(test)]
 mod tests {
+    /// The AVX2 versions are the same source compiled for another target: they must give the
+    /// same bytes (the parity tests exercise whichever this CPU picks).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_and_portable_loops_agree() {
+        if !super::has_avx2() {
+            return;
+        }
+        let (w, out_w) = (997usize, 224usize);
+        let line: Vec<u8> = (0..w * 3).map(|i| ((i * 7919) % 256) as u8).collect();
+        let c = super::coefficients(w, out_w);
+        let (mut planes, mut planes2) = (vec![0u8; w * 3], vec![0u8; w * 3]);
+        let (mut a, mut b) = (vec![0u8; out_w * 3], vec![0u8; out_w * 3]);
+        super::horizontal_row(&line, &mut planes, &mut a, &c);
+        // SAFETY: AVX2 checked above.
+        unsafe { super::horizontal_row_avx2(&line, &mut planes2, &mut b, &c) };
+        assert_eq!(a, b);
+        let k = &c.weights[..c.bounds[0].1];
+        let rows: Vec<u8> = line.iter().cycle().take(k.len() * 300).copied().collect();
+        let (mut a, mut b) = (vec![0u8; 300], vec![0u8; 300]);
+        super::vertical_row(&rows, k, &mut a);
+        // SAFETY: AVX2 checked above.
+        unsafe { super::vertical_row_avx2(&rows, k, &mut b) };
+        assert_eq!(a, b);
+    }
     #[test]
     fn reduce_averages_blocks_and_edges() {
         // 5 x 3 image, factor 2: blocks of 2x2, then 1x2 at the right edge, 2x1 and 1x1 at the
