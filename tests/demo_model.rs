@@ -8,8 +8,7 @@
 //! images shows that shape in that colour. Precision@5 is printed too.
 //!
 //! `CLIPSEARCH_EVAL_MODEL=DIR` evaluates another checkpoint the same way (for training runs).
-//! Run: `cargo test -p clipsearch-cli --test demo_model -- --nocapture`. It is not part of the
-//! default test run while the shipped model misses the shape bound (README, "The demo model").
+//! Run: `cargo test -p clipsearch-cli --test demo_model -- --nocapture` to see the figures.
 
 use clipsearch::embedding::dot;
 use clipsearch::model::{resolve, ClipModel, Towers};
