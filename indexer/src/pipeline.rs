@@ -143,8 +143,8 @@ fn entry(
 /// Decoding threads yield to the model's: the model's matrix products are split across every core
 /// and wait for their slowest part, so a decoder holding a core stalls the whole product, while
 /// a decoder that only fills the gaps (the model's single-threaded steps, the waits between
-/// batches) costs the model nothing. Measured with `cargo bench -p clipsearch-cli --bench
-/// indexing`.
+/// batches) costs the model nothing. `CLIPSEARCH_DECODE_NICE=0` leaves them at normal priority,
+/// for comparing the two with `cargo bench -p clipsearch-cli --bench indexing`.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("CLIPSEARCH_DECODE_NICE").is_none_or(|v| v != "0") {
