@@ -17,8 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clipsearch::embedding::dot;
-use clipsearch::model::{synthetic, ClipConfig};
 use clipsearch::store::Store;
+
+mod support;
 
 fn photos() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("CLIPSEARCH_BENCH_PHOTOS") {
@@ -115,10 +116,7 @@ fn main() {
     let count = std::fs::read_dir(&photos).unwrap().count();
     println!("photos: {count} files in {}", photos.display());
     let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("vit-b32");
-    let tokenizer =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-clip/tokenizer.json");
-    synthetic::write_random_checkpoint(&model, &ClipConfig::vit_b32(), &tokenizer).unwrap();
+    let model = support::vit_b32(tmp.path()).dir;
     let batch = std::env::var("BATCH").unwrap_or_else(|_| "8".into());
     let modes: &[bool] = match std::env::var("MODE").as_deref() {
         Ok("exact") => &[false],

@@ -70,8 +70,7 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     let files = resolve(&spec)?;
     let mut identity = ModelIdentity::of(&files)?;
     if args.fast {
-        identity.decode = clipsearch::model::SCALED_DECODE.into();
-        identity.precision = clipsearch::model::Precision::Int8.as_str().into();
+        identity.set_fast_mode();
     }
     let store = if args.rebuild {
         let s = Store::open(&dir, None)?;

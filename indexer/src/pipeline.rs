@@ -10,7 +10,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clipsearch::model::{ClipConfig, ClipModel, ModelFiles, Precision, Towers, SCALED_DECODE};
+use clipsearch::model::{ClipConfig, ClipModel, ModelFiles, Precision, Towers};
 use clipsearch::preprocess::{PreprocessConfig, Preprocessor};
 use clipsearch::store::{content_hash, ContentHash, FailedRecord, FileRecord, NewEntry, Store};
 use clipsearch::Error;
@@ -175,10 +175,7 @@ pub fn run(
     // The index says how its images were embedded (exact or fast mode); every run, and a
     // watcher's, must embed the same way.
     let (scaled, precision) = match store.model()? {
-        Some(m) => (
-            m.decode == SCALED_DECODE,
-            Precision::from_name(&m.precision),
-        ),
+        Some(m) => (m.scaled_decode(), m.precision()),
         None => (false, Precision::F32),
     };
     let pre = if scaled {

@@ -182,9 +182,8 @@ impl<'s> Searcher<'s> {
     fn image_model(&mut self) -> Result<&ClipModel, Error> {
         if self.image.is_none() {
             let files = self.files()?;
-            let precision = clipsearch::model::Precision::from_name(&self.identity.precision);
-            let mut model = ClipModel::load_with(&files, Towers::Image, precision)?;
-            if self.identity.decode == clipsearch::model::SCALED_DECODE {
+            let mut model = ClipModel::load_with(&files, Towers::Image, self.identity.precision())?;
+            if self.identity.scaled_decode() {
                 let config = model.image()?.preprocessor().config.clone();
                 let fast = clipsearch::preprocess::Preprocessor::fast(config).decode;
                 model.image_mut()?.set_decode(fast);

@@ -179,6 +179,27 @@ impl ModelIdentity {
         )?;
         identity_of(files, &config, &pre)
     }
+
+    /// Marks the identity as fast mode's (`index --fast`): DCT-scaled decoding, int8 tower.
+    pub fn set_fast_mode(&mut self) {
+        self.decode = SCALED_DECODE.into();
+        self.precision = Precision::Int8.as_str().into();
+    }
+
+    /// Whether anything in how images were embedded departs from the reference's arithmetic.
+    pub fn is_fast_mode(&self) -> bool {
+        self.scaled_decode() || self.precision() != Precision::F32
+    }
+
+    /// Whether JPEGs were decoded DCT-scaled.
+    pub fn scaled_decode(&self) -> bool {
+        self.decode == SCALED_DECODE
+    }
+
+    /// The image tower's arithmetic.
+    pub fn precision(&self) -> Precision {
+        Precision::from_name(&self.precision)
+    }
 }
 
 /// Loads every tensor the towers need, in parallel, as f32 on `device`.

@@ -300,7 +300,7 @@ impl Store {
                 let mode = |m: &ModelIdentity| {
                     format!("{} JPEG decoding, {} image tower", m.decode, m.precision)
                 };
-                let fast = m.decode != "exact" || m.precision != "f32";
+                let fast = m.is_fast_mode();
                 Err(Error::Index(format!(
                     "the index at {} was built in {} mode ({}), not {}: run with{} `--fast` \
                      to keep it consistent, or `--rebuild`",
