@@ -1,6 +1,6 @@
 //! End-to-end indexing throughput on real photos with a ViT-B/32-shaped model (random weights:
 //! speed does not depend on their values): images/s, peak RSS of the `clipsearch index` process,
-//! and where the time went (decode CPU, model, store, snapshot).
+//! and where the time went (decode CPU, model, store, publishing views for readers).
 //!
 //! Photos: `CLIPSEARCH_BENCH_PHOTOS=DIR`, or else the real photographs unpacked by
 //! `../shared/tools/fetch-photos.sh` into `target/bench-photos`.
@@ -101,6 +101,12 @@ fn index_run(photos: &Path, model: &Path, index: &Path, fast: bool, batch: &str)
         rate / RCLIP,
     );
     println!("       time split: {}", s["timings"]);
+    let publish = s["timings"]["publish_seconds"].as_f64().unwrap_or(0.0);
+    println!(
+        "       publishing: {} views in {publish:.3} s, {:.2}% of the run",
+        s["timings"]["publications"],
+        100.0 * publish / wall
+    );
     rate
 }
 

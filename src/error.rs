@@ -44,6 +44,10 @@ pub enum Error {
     Store(String),
     #[error("{0}")]
     Index(String),
+    /// The index has no published view yet: its first run has not got that far, or it was
+    /// written by a version that did not publish views.
+    #[error("the index at {} has no published view to search yet", .0.display())]
+    NoView(PathBuf),
 }
 
 impl Error {

@@ -411,14 +411,32 @@ fn watch_keeps_the_index_current_and_the_cli_is_pointed_at_the_server() {
         "the deleted photo is no longer found: {r}"
     );
 
-    // The CLI cannot open an index a server holds: it says where the server is.
+    // Readers run beside the server that indexes: the CLI searches the same views.
     let out = run(clipsearch()
-        .args(["search", "a photo", "--index"])
+        .args(["search", "a photo", "-n", "100", "--json", "--index"])
         .arg(&lib.index));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&out).len(), 7);
+    // A second writer cannot: it is told where the server is.
+    let out = run(&mut index_command(&lib.photos, &lib.index));
     assert_eq!(out.status.code(), Some(5));
     assert!(
         stderr(&out).contains(&format!("http://{addr}/")),
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_server_without_watch_picks_up_what_an_index_run_beside_it_publishes() {
+    let lib = library();
+    let server = start(&lib.index, &[]);
+    let addr = server.addr.as_str();
+    assert_eq!(get(addr, "/api/stats").json()["files"], 7);
+    // The server holds no lock: an index run beside it works, and its results show up.
+    write_jpeg(&lib.photos.join("later.jpg"), &photo(500, 400, 91));
+    index(&lib.photos, &lib.index, &[]);
+    wait_for_files(addr, 8);
+    let id = id_of(addr, &lib.photos.join("later.jpg"));
+    assert_eq!(get(addr, &format!("/thumb/{id}")).status, 200);
 }

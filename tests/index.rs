@@ -1,12 +1,12 @@
 //! The vector index: each implementation of `NearestNeighbours` against the same expectations,
-//! HNSW recall against exact search, and persistence through the sled snapshot.
+//! HNSW recall against exact search, and published views (what readers search).
 
 use clipsearch::embedding::normalize;
 use clipsearch::index::{
-    rebuild_snapshot, ExactIndex, HnswIndex, HnswParams, NearestNeighbours, SearchIndex,
+    publish, ExactIndex, GraphPolicy, HnswIndex, HnswParams, NearestNeighbours, SearchIndex,
 };
 use clipsearch::model::ModelIdentity;
-use clipsearch::store::snapshot::VectorSet;
+use clipsearch::store::vectors::VectorSet;
 use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
 
 /// Deterministic pseudo-random numbers (xorshift), so failures reproduce.
@@ -163,103 +163,203 @@ fn fill(store: &Store, set: &VectorSet) -> Vec<u64> {
     ids
 }
 
+fn commit_one(store: &Store, name: &str, v: &[f32]) -> u64 {
+    let id = store.new_id().unwrap();
+    store
+        .commit(&[NewEntry {
+            path: format!("/photos/{name}").into(),
+            record: FileRecord {
+                id,
+                size: 7,
+                mtime_ns: 42,
+                hash: content_hash(name.as_bytes()),
+                width: 3,
+                height: 2,
+            },
+            embedding: Some(v.to_vec()),
+        }])
+        .unwrap();
+    id
+}
+
+fn ids(hits: &[clipsearch::index::Hit]) -> Vec<u64> {
+    hits.iter().map(|h| h.id).collect()
+}
+
 #[test]
-fn persisted_hnsw_reloads_and_answers_without_rebuild() {
+fn a_published_graph_reloads_answers_the_same_and_is_extended_not_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let set = clustered(3000, 32, 30, 5);
     let probe = set.vector(123).to_vec();
-    let (before, id123) = {
-        let store = Store::open(dir.path(), Some(&identity(32))).unwrap();
-        let ids = fill(&store, &set);
-        // Threshold 1: force a graph even for this small set.
-        let info = rebuild_snapshot(&store, 32, 1).unwrap();
-        assert!(info.hnsw.is_some());
-        assert_eq!(info.count, 3000);
-        let index = SearchIndex::load(&store).unwrap();
-        (
-            index.search(&store, &probe, 10, &|_| true).unwrap(),
-            ids[123],
-        )
-    };
-    assert!(before.iter().any(|h| h.id == id123), "{before:?}");
-    // A new process: the graph comes from sled, nothing is re-inserted.
     let store = Store::open(dir.path(), Some(&identity(32))).unwrap();
-    let index = SearchIndex::load(&store).unwrap();
+    let file_ids = fill(&store, &set);
+    let id123 = file_ids[123];
+    // Threshold 1: force a graph even for this small set.
+    let first = publish(&store, GraphPolicy::Update { threshold: 1 })
+        .unwrap()
+        .unwrap();
+    let graph = first.graph.clone().expect("a graph at the threshold");
+    assert_eq!((first.count, graph.points), (3000, 3000));
+    // Readers need no lock: the writer still holds the database.
+    let index = SearchIndex::open(dir.path()).unwrap();
     assert_eq!(index.len(), 3000);
-    let after = index.search(&store, &probe, 10, &|_| true).unwrap();
-    assert_eq!(before, after, "reloaded graph answers the same");
+    let before = index.search(&probe, 10, &|_| true);
+    assert!(before.iter().any(|h| h.id == id123), "{before:?}");
+    let again = SearchIndex::open(dir.path()).unwrap();
+    assert_eq!(
+        before,
+        again.search(&probe, 10, &|_| true),
+        "reloaded graph answers the same"
+    );
 
-    // A removed file disappears from results even before the next snapshot.
+    // A removed file leaves the next view, and a reader of it never sees the file, though the
+    // graph (kept as it is by a periodic publication) still holds its point.
     store
         .remove_file(std::path::Path::new("/photos/00123.jpg"))
         .unwrap();
-    let hits = index.search(&store, &probe, 10, &|_| true).unwrap();
+    let kept = publish(&store, GraphPolicy::Keep).unwrap().unwrap();
+    assert_eq!(kept.graph, first.graph, "Keep leaves the graph alone");
+    let index = SearchIndex::open(dir.path()).unwrap();
+    assert_eq!(index.len(), 2999);
+    let hits = index.search(&probe, 10, &|_| true);
     assert_eq!(hits.len(), 10);
-    assert!(hits.iter().all(|h| h.id != id123));
+    assert!(hits.iter().all(|h| h.id != id123), "{hits:?}");
 
-    // The next snapshot extends the stored graph with a new file instead of rebuilding it.
+    // A file committed later is found by the exact scan of what the graph does not cover...
     let v = Rng(77).unit(32);
-    let new_id = store.new_id().unwrap();
-    store
-        .commit(&[NewEntry {
-            path: "/photos/new.jpg".into(),
-            record: FileRecord {
-                id: new_id,
-                size: 1,
-                mtime_ns: 0,
-                hash: content_hash(b"new"),
-                width: 1,
-                height: 1,
-            },
-            embedding: Some(v.clone()),
-        }])
+    let new_id = commit_one(&store, "new.jpg", &v);
+    let kept = publish(&store, GraphPolicy::Keep).unwrap().unwrap();
+    assert_eq!(kept.graph, first.graph);
+    let index = SearchIndex::open(dir.path()).unwrap();
+    assert_eq!(
+        index.search(&v, 1, &|_| true)[0].id,
+        new_id,
+        "tail scanned exactly"
+    );
+    // ...and the final publication of a run extends the graph with it instead of rebuilding.
+    let last = publish(&store, GraphPolicy::Update { threshold: 1 })
+        .unwrap()
         .unwrap();
-    let info = rebuild_snapshot(&store, 32, 1).unwrap();
-    assert!(info.hnsw.is_some());
-    assert_eq!(info.count, 3000, "one removed, one added");
-    let index = SearchIndex::load(&store).unwrap();
-    // Extended, not rebuilt: the removed point is still in the graph (3001 points), filtered.
-    assert_eq!(index.len(), 3001);
-    // (HNSW is approximate: the new point must be among the top 10 for itself.)
-    let near_v = index.search(&store, &v, 10, &|_| true).unwrap();
+    let g = last.graph.clone().unwrap();
+    assert_ne!(g.basename, graph.basename, "a new graph file");
+    assert_eq!(
+        g.points, 3001,
+        "extended: the removed point stays in it, filtered"
+    );
+    assert_eq!(g.max_id, new_id);
+    assert_eq!(last.count, 3000, "one removed, one added");
+    let index = SearchIndex::open(dir.path()).unwrap();
+    let near_v = index.search(&v, 10, &|_| true);
     assert!(near_v.iter().any(|h| h.id == new_id), "{near_v:?}");
-    let hits = index.search(&store, &probe, 10, &|_| true).unwrap();
+    let hits = index.search(&probe, 10, &|_| true);
     assert!(
         hits.iter().all(|h| h.id != id123),
         "the removed point stays filtered"
     );
+    // Below the threshold there is no graph at all.
+    let small = publish(&store, GraphPolicy::Update { threshold: 5000 })
+        .unwrap()
+        .unwrap();
+    assert!(small.graph.is_none());
 }
 
 #[test]
-fn files_committed_after_the_snapshot_are_searched_too() {
+fn a_view_holds_the_catalog_and_is_what_readers_see_until_the_next_publication() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), Some(&identity(16))).unwrap();
     let first = clustered(50, 16, 5, 1);
     fill(&store, &first);
-    rebuild_snapshot(&store, 16, usize::MAX).unwrap();
-    // As if a run was killed after committing more files but before its snapshot.
-    let mut late = VectorSet::new(16);
+    // Nothing published yet: readers are told so (and never open the database).
+    assert!(matches!(
+        SearchIndex::open(dir.path()),
+        Err(clipsearch::Error::NoView(_))
+    ));
+    publish(
+        &store,
+        GraphPolicy::Update {
+            threshold: usize::MAX,
+        },
+    )
+    .unwrap();
+    let index = SearchIndex::open(dir.path()).unwrap();
+    let view = index.view();
+    assert_eq!(view.len(), 50);
+    // Catalog records round-trip, by id and by path; rows are in id order.
+    for (path, rec) in store.files().map(Result::unwrap) {
+        let row = view.row_of_path(&path).expect("indexed path");
+        assert_eq!(view.path(row), path);
+        assert_eq!(view.record(row), rec);
+        assert_eq!(view.row_of_id(rec.id), Some(row));
+        assert_eq!(
+            view.vector(row),
+            store.embedding(&rec.hash).unwrap().unwrap()
+        );
+    }
+    assert!(view.vectors().ids.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(view.row_of_path("/photos/nope.jpg".as_ref()), None);
+    assert_eq!(view.rows_under("/photos".as_ref()).count(), 50);
+    assert_eq!(
+        view.rows_under("/photo".as_ref()).count(),
+        0,
+        "a component boundary"
+    );
+
+    // Committed after the view: not seen by it, nor by a reader opening now...
     let v = Rng(3).unit(16);
-    late.push(0, &v);
-    let id = store.new_id().unwrap();
-    store
-        .commit(&[NewEntry {
-            path: "/photos/late.jpg".into(),
-            record: FileRecord {
-                id,
-                size: 1,
-                mtime_ns: 0,
-                hash: content_hash(b"late"),
-                width: 1,
-                height: 1,
-            },
-            embedding: Some(v.clone()),
-        }])
-        .unwrap();
-    let index = SearchIndex::load(&store).unwrap();
-    assert_eq!(index.len(), 51);
-    let hits = index.search(&store, &v, 1, &|_| true).unwrap();
-    assert_eq!(hits[0].id, id);
+    let id = commit_one(&store, "late.jpg", &v);
+    let stale = SearchIndex::open(dir.path()).unwrap();
+    assert_eq!(stale.len(), 50);
+    assert!(ids(&stale.search(&v, 50, &|_| true))
+        .iter()
+        .all(|&h| h != id));
+    // ...until the writer publishes again; the old reader keeps answering from its view, even
+    // after its file is deleted two publications later.
+    publish(&store, GraphPolicy::Keep).unwrap();
+    publish(&store, GraphPolicy::Keep).unwrap();
+    assert!(!dir.path().join(&stale.view().manifest().file).exists());
+    assert_eq!(stale.search(&v, 3, &|_| true).len(), 3);
+    let fresh = SearchIndex::open(dir.path()).unwrap();
+    assert_eq!(fresh.len(), 51);
+    assert_eq!(fresh.search(&v, 1, &|_| true)[0].id, id);
+    assert_eq!(
+        fresh.view().entry(fresh.view().row_of_id(id).unwrap()).path,
+        std::path::Path::new("/photos/late.jpg")
+    );
+    // Only the views in force and the one before it stay on disk.
+    let views = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("view-")
+        })
+        .count();
+    assert_eq!(views, 2);
+}
+
+#[test]
+fn a_damaged_or_newer_view_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Some(&identity(16))).unwrap();
+    fill(&store, &clustered(20, 16, 2, 9));
+    let m = publish(&store, GraphPolicy::Keep).unwrap().unwrap();
+    let file = dir.path().join(&m.file);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
+    let msg = SearchIndex::open(dir.path()).err().unwrap().to_string();
+    assert!(
+        msg.contains("truncated") && msg.contains("clipsearch index"),
+        "{msg}"
+    );
+    let manifest = dir.path().join("view.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    json["format"] = 99.into();
+    std::fs::write(&manifest, json.to_string()).unwrap();
+    let msg = SearchIndex::open(dir.path()).err().unwrap().to_string();
+    assert!(
+        msg.contains("view format 99") && msg.contains("upgrade clipsearch"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ pub fn vit_b32(dir: &Path) -> ModelFiles {
 use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
 
 /// Fills a new index at `dir` with `n` vectors (paths `/photos/DDD/NNNNNN.jpg`, which do not
-/// exist) for `model`, with an HNSW snapshot if `hnsw`.
+/// exist) for `model`, with an HNSW graph in its published view if `hnsw`.
 pub fn build_index(dir: &Path, model: &ModelFiles, n: usize, hnsw: bool) {
     let identity = ModelIdentity::of(model).unwrap();
     let store = Store::open(dir, Some(&identity)).unwrap();
@@ -53,5 +53,6 @@ pub fn build_index(dir: &Path, model: &ModelFiles, n: usize, hnsw: bool) {
         }
     }
     let threshold = if hnsw { 1 } else { usize::MAX };
-    clipsearch::index::rebuild_snapshot(&store, identity.dim, threshold).unwrap();
+    clipsearch::index::publish(&store, clipsearch::index::GraphPolicy::Update { threshold })
+        .unwrap();
 }

@@ -78,6 +78,8 @@ pub enum Command {
     Similar(crate::search_cmd::SimilarArgs),
     /// Groups of near-duplicate images in the index (resized, re-encoded copies).
     Dupes(crate::search_cmd::DupesArgs),
+    /// What the index holds: files, failures, model, size (answers while indexing, too).
+    Stats(crate::stats_cmd::StatsArgs),
     /// Print the embeddings of texts and images (one line per input).
     Embed(EmbedArgs),
     /// Serve the index over HTTP: a search page and a JSON API.
@@ -114,6 +116,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Search(args) => crate::search_cmd::search(args),
         Command::Similar(args) => crate::search_cmd::similar(args),
         Command::Dupes(args) => crate::search_cmd::dupes(args),
+        Command::Stats(args) => crate::stats_cmd::run(args),
         Command::Serve(args) => crate::serve_cmd::run(args),
         Command::Demo(args) => crate::demo_cmd::run(args),
         Command::Classify(args) => crate::classify_cmd::run(args),

@@ -84,7 +84,8 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         summary.indexed, summary.unchanged, summary.seconds
     );
 
-    let mut searcher = Searcher::new(&store, None)?;
+    drop(store);
+    let mut searcher = Searcher::open(&index_dir, None)?;
     let by_path: HashMap<PathBuf, &Scene> = scenes.iter().map(|(p, s)| (p.clone(), s)).collect();
     println!("3. Text queries (top 3; ✓ = the image has that shape in that colour; * = never seen in training):");
     for (text, colour, shape) in QUERIES {

@@ -18,7 +18,9 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
     let engine = match e.downcast_ref::<clipsearch_query::Error>() {
         Some(clipsearch_query::Error::Engine(inner)) => Some(inner),
         Some(clipsearch_query::Error::Parse(_)) => return USAGE,
-        Some(clipsearch_query::Error::EmptyIndex(_)) => return INDEX,
+        Some(
+            clipsearch_query::Error::EmptyIndex(_) | clipsearch_query::Error::NotPublishedYet(_),
+        ) => return INDEX,
         None => match e.downcast_ref::<clipsearch_train::Error>() {
             Some(clipsearch_train::Error::Engine(inner)) => Some(inner),
             Some(clipsearch_train::Error::Data(_)) => return BAD_INPUT,
@@ -36,7 +38,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
             | Error::Tokenizer { .. },
         ) => MODEL,
         Some(Error::Image { .. }) => BAD_INPUT,
-        Some(Error::Store(_) | Error::Index(_)) => INDEX,
+        Some(Error::Store(_) | Error::Index(_) | Error::NoView(_)) => INDEX,
         _ => FAILURE,
     }
 }

@@ -10,6 +10,7 @@ mod index_cmd;
 mod progress;
 mod search_cmd;
 mod serve_cmd;
+mod stats_cmd;
 mod train_cmd;
 
 use clap::Parser;

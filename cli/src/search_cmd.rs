@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use clipsearch::store::Store;
 use clipsearch_query::{dupes, expr, Match, SearchOptions, Searcher};
 
 use crate::commands::{IndexArg, ModelArg};
@@ -141,8 +140,10 @@ pub fn search(args: SearchArgs) -> Result<i32> {
             return Ok(exit::USAGE);
         }
     };
-    let store = Store::open_existing(&args.results.index.path()?)?;
-    let mut searcher = Searcher::new(&store, args.results.model.model.as_deref())?;
+    let mut searcher = Searcher::open(
+        &args.results.index.path()?,
+        args.results.model.model.as_deref(),
+    )?;
     let query = searcher.embed_terms(&terms)?;
     let matches = searcher.search(&query, &options(&args.results))?;
     print_matches(&matches, &args.results)?;
@@ -150,8 +151,10 @@ pub fn search(args: SearchArgs) -> Result<i32> {
 }
 
 pub fn similar(args: SimilarArgs) -> Result<i32> {
-    let store = Store::open_existing(&args.results.index.path()?)?;
-    let mut searcher = Searcher::new(&store, args.results.model.model.as_deref())?;
+    let mut searcher = Searcher::open(
+        &args.results.index.path()?,
+        args.results.model.model.as_deref(),
+    )?;
     let query = searcher.embed_image(&args.path)?;
     let matches = searcher.search(&query, &options(&args.results))?;
     print_matches(&matches, &args.results)?;
@@ -159,8 +162,7 @@ pub fn similar(args: SimilarArgs) -> Result<i32> {
 }
 
 pub fn dupes(args: DupesArgs) -> Result<i32> {
-    let store = Store::open_existing(&args.index.path()?)?;
-    let searcher = Searcher::new(&store, None)?;
+    let searcher = Searcher::open(&args.index.path()?, None)?;
     let groups = dupes::groups(&searcher, args.threshold)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use clipsearch::store::Store;
 use clipsearch_query::serve::{serve, ServeOptions};
 
 use crate::commands::{IndexArg, ModelArg};
@@ -59,10 +58,14 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         ..Default::default()
     };
     clipsearch_query::serve::check_exposure(&options)?;
-    let store = Store::open_existing(&args.index.path()?)?;
-    serve(store, args.model.model.as_deref(), options, |addr| {
-        println!("serving http://{addr}/ (Ctrl-C to stop)");
-        let _ = std::io::stdout().flush();
-    })?;
+    serve(
+        &args.index.path()?,
+        args.model.model.as_deref(),
+        options,
+        |addr| {
+            println!("serving http://{addr}/ (Ctrl-C to stop)");
+            let _ = std::io::stdout().flush();
+        },
+    )?;
     Ok(exit::OK)
 }

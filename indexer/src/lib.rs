@@ -3,7 +3,11 @@
 //! One run: walk the roots ([`walk`]); sort every image into unchanged (same path, size and
 //! mtime: a stat, nothing more), previously failed and unchanged (not retried), or work; do the
 //! work in a pipeline ([`pipeline`]); then drop the catalogued files under the roots that are
-//! gone, and write a new search snapshot.
+//! gone, and publish a new view for readers.
+//!
+//! Readers never wait for a run: they search the last published view, and a run publishes one
+//! periodically while it works ([`publisher`]) and at its end, so a search during a long first
+//! run sees what is done so far.
 //!
 //! The pipeline overlaps decoding with the model: a dedicated rayon pool reads, hashes, decodes
 //! and preprocesses files and feeds a bounded channel; the model thread embeds them in batches
@@ -25,13 +29,15 @@
 //! ```
 
 pub mod pipeline;
+pub mod publisher;
 pub mod walk;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use clipsearch::index::GraphPolicy;
 use clipsearch::model::ModelFiles;
 use clipsearch::store::Store;
 use serde::Serialize;
@@ -50,6 +56,9 @@ pub struct Options {
     pub decode_threads: usize,
     /// Collections at least this large get an HNSW graph.
     pub hnsw_threshold: usize,
+    /// During a run, publish a view for readers at most this long after the last (see
+    /// [`publisher`]).
+    pub publish_interval: Duration,
 }
 
 impl Options {
@@ -66,6 +75,7 @@ impl Options {
             batch_size: 8,
             decode_threads: cores.max(1),
             hnsw_threshold: clipsearch::index::HNSW_THRESHOLD,
+            publish_interval: Duration::from_secs(30),
         }
     }
 }
@@ -86,8 +96,10 @@ pub struct Timings {
     pub model_seconds: f64,
     /// Committing batches to the index (wall time).
     pub store_seconds: f64,
-    /// Writing the search snapshot at the end.
-    pub snapshot_seconds: f64,
+    /// Publishing views for readers, during the run and at its end (the HNSW graph included).
+    pub publish_seconds: f64,
+    /// Views published.
+    pub publications: usize,
 }
 
 /// What a run did.
@@ -166,7 +178,8 @@ pub fn index(
         });
     }
 
-    let outcome = pipeline::run(store, model, opts, work, progress, stop)?;
+    let mut publisher = publisher::Publisher::new(opts.publish_interval);
+    let outcome = pipeline::run(store, model, opts, work, progress, stop, &mut publisher)?;
     summary.embedded = outcome.embedded;
     summary.failures.extend(outcome.failures);
     summary.interrupted = outcome.interrupted;
@@ -216,23 +229,40 @@ pub fn index(
             store.collect_garbage()?;
         }
         let changed = outcome.committed > 0 || removed > 0;
-        let stale_snapshot = match store.snapshot_info()? {
-            None => store.file_count() > 0,
-            Some(info) => store.ids_from(info.first_uncovered()).next().is_some(),
-        };
-        if changed || stale_snapshot {
-            progress.set_message("writing search snapshot");
-            let t = Instant::now();
-            let dim = store.model()?.map(|m| m.dim).unwrap_or(0);
-            clipsearch::index::rebuild_snapshot(store, dim, opts.hnsw_threshold)?;
-            summary.timings.snapshot_seconds = t.elapsed().as_secs_f64();
+        if changed || view_is_stale(store)? {
+            progress.set_message("publishing");
+            publisher.publish(
+                store,
+                GraphPolicy::Update {
+                    threshold: opts.hnsw_threshold,
+                },
+            )?;
         }
         store.flush()?;
         summary.indexed = outcome.committed - summary.moved;
     } else {
+        // Stopped: what was committed is published (the graph, if any, is left as it was).
+        if outcome.committed > 0 {
+            publisher.publish(store, GraphPolicy::Keep)?;
+        }
         summary.indexed = outcome.committed;
     }
+    summary.timings.publish_seconds = publisher.seconds;
+    summary.timings.publications = publisher.count;
     summary.failed = summary.failures.len();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Whether readers see something other than the catalog: nothing published yet, or a view left
+/// behind by a run that was killed, or published before failures were recorded or the model
+/// changed (`--rebuild`).
+fn view_is_stale(store: &Store) -> Result<bool, Error> {
+    let Some(view) = clipsearch::store::view::read_manifest(store.path())? else {
+        return Ok(store.model()?.is_some());
+    };
+    Ok(view.count != store.file_count()
+        || view.failed != store.failure_count()
+        || store.model()?.as_ref() != Some(&view.model)
+        || store.max_id()? != view.max_id)
 }

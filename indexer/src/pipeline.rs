@@ -16,6 +16,7 @@ use clipsearch::store::{content_hash, ContentHash, FailedRecord, FileRecord, New
 use clipsearch::Error;
 use rayon::prelude::*;
 
+use crate::publisher::Publisher;
 use crate::walk::Found;
 use crate::{Failure, Options};
 
@@ -164,6 +165,7 @@ pub fn run(
     work: Vec<Found>,
     progress: &indicatif::ProgressBar,
     stop: &AtomicBool,
+    publisher: &mut Publisher,
 ) -> Result<Outcome, Error> {
     let mut outcome = Outcome::default();
     if work.is_empty() {
@@ -214,9 +216,9 @@ pub fn run(
             })
         });
         let mut batch = Batch::new();
-        let flush = |batch: &mut Batch,
-                     model: &mut Option<ClipModel>,
-                     outcome: &mut Outcome|
+        let mut flush = |batch: &mut Batch,
+                         model: &mut Option<ClipModel>,
+                         outcome: &mut Outcome|
          -> Result<(), Error> {
             let mut entries = Vec::with_capacity(batch.len());
             if !batch.embed.is_empty() {
@@ -243,6 +245,9 @@ pub fn run(
                 store.commit(&entries)?;
                 outcome.committed += entries.len();
             }
+            outcome.timings.store_seconds += t.elapsed().as_secs_f64();
+            publisher.committed(store, entries.len())?;
+            let t = std::time::Instant::now();
             if !batch.failed.is_empty() {
                 store.record_failures(&batch.failed)?;
                 outcome

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use clipsearch::store::snapshot::VectorSet;
-
 use crate::{Error, Match, Searcher};
 
 /// Default threshold. Not measured on a pretrained CLIP here (none is available offline); the
@@ -32,25 +30,16 @@ impl UnionFind {
 /// Groups of two or more near-duplicates, largest first; within a group, by path. Each file's
 /// score is its best similarity to another member.
 pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Error> {
-    let store = searcher.store();
-    let mut files = Vec::new();
-    let mut set: Option<VectorSet> = None;
-    for item in store.files() {
-        let (path, rec) = item?;
-        let Some(v) = store.embedding(&rec.hash)? else {
-            continue;
-        };
-        set.get_or_insert_with(|| VectorSet::new(v.len()))
-            .push(files.len() as u64, &v);
-        files.push((path, rec.id));
-    }
-    let Some(set) = set else {
-        return Ok(Vec::new());
-    };
+    let view = searcher.view();
+    let files: Vec<(std::path::PathBuf, u64)> = (0..view.len())
+        .map(|row| (view.path(row).to_path_buf(), view.id(row)))
+        .collect();
     let mut uf = UnionFind((0..files.len()).collect());
     let mut best: HashMap<usize, f32> = HashMap::new();
-    for (a, b, score) in clipsearch::index::pairs_above(&set, threshold)? {
-        let (a, b) = (a as usize, b as usize);
+    // Pairs of file ids, over the view's mapped vectors (no copy); rows are found by id.
+    for (a, b, score) in clipsearch::index::pairs_above(view.vectors(), threshold)? {
+        let row = |id: u64| view.row_of_id(id).expect("pairs come from the view");
+        let (a, b) = (row(a), row(b));
         uf.union(a, b);
         for i in [a, b] {
             let e = best.entry(i).or_insert(score);

@@ -1,16 +1,16 @@
 //! # clipsearch-query: answering queries against a clipsearch index
 //!
-//! A [`Searcher`] holds an open index and its search structure, and embeds queries with the
-//! index's own model, loading only the tower a query needs: a text query never maps the vision
-//! weights, and a repeated text query is answered from the index's query cache without loading
-//! any model at all. Queries are [`expr`] expressions: texts and images, each weighted and
-//! signed, combined into one normalised vector.
+//! A [`Searcher`] holds the published view of an index (see `clipsearch::store::view`) and its
+//! search structure, and embeds queries with the index's own model, loading only the tower a
+//! query needs: a text query never maps the vision weights, and a repeated text query is
+//! answered from the index's query cache without loading any model at all. Queries are
+//! [`expr`] expressions: texts and images, each weighted and signed, combined into one
+//! normalised vector. A searcher never opens the writer's database, so searches run while an
+//! index run is going on, in any number of processes.
 //!
 //! ```no_run
-//! use clipsearch::store::Store;
 //! use clipsearch_query::{expr, SearchOptions, Searcher};
-//! let store = Store::open_existing("index".as_ref())?;
-//! let mut searcher = Searcher::new(&store, None)?;
+//! let mut searcher = Searcher::open("index".as_ref(), None)?;
 //! let terms = expr::parse(&["dog on a beach".into(), "-".into(), "people".into()])?;
 //! let query = searcher.embed_terms(&terms)?;
 //! for m in searcher.search(&query, &SearchOptions::default())? {
@@ -19,6 +19,7 @@
 //! # Ok::<(), clipsearch_query::Error>(())
 //! ```
 
+mod cache;
 pub mod classify;
 pub mod dupes;
 pub mod expr;
@@ -30,7 +31,10 @@ use std::path::{Path, PathBuf};
 
 use clipsearch::index::SearchIndex;
 use clipsearch::model::{resolve, ClipModel, ModelFiles, ModelIdentity, Towers};
+use clipsearch::store::view::View;
 use clipsearch::store::Store;
+
+use cache::QueryCache;
 use serde::Serialize;
 
 use expr::{Item, Term};
@@ -44,6 +48,11 @@ pub enum Error {
     Parse(#[from] expr::ParseError),
     #[error("the index at {0} is empty: run `clipsearch index DIR...` first")]
     EmptyIndex(PathBuf),
+    #[error(
+        "the index at {0} is being built and its first run has not published results yet; \
+         try again in a few seconds"
+    )]
+    NotPublishedYet(PathBuf),
 }
 
 /// One result.
@@ -75,10 +84,13 @@ impl Default for SearchOptions {
     }
 }
 
-/// An open index ready to answer queries.
-pub struct Searcher<'s> {
-    store: &'s Store,
+/// An open index ready to answer queries: the published view in force when it was opened (or
+/// last refreshed), never the writer's database, so any number of searchers run beside an index
+/// run.
+pub struct Searcher {
+    dir: PathBuf,
     index: SearchIndex,
+    cache: QueryCache,
     model_files: Option<ModelFiles>,
     model_spec: String,
     identity: ModelIdentity,
@@ -86,20 +98,22 @@ pub struct Searcher<'s> {
     image: Option<ClipModel>,
 }
 
-impl<'s> Searcher<'s> {
-    /// `model`: the checkpoint to embed queries with; None uses the one the index was built
-    /// with. A model other than the index's is refused: its space is not the index's.
-    pub fn new(store: &'s Store, model: Option<&str>) -> Result<Self, Error> {
-        let identity = store
-            .model()?
-            .filter(|_| store.file_count() > 0)
-            .ok_or_else(|| Error::EmptyIndex(store.path().to_path_buf()))?;
-        let index = SearchIndex::load(store)?;
+impl Searcher {
+    /// Opens the index at `dir`. `model`: the checkpoint to embed queries with; None uses the
+    /// one the index was built with. A model other than the index's is refused: its space is
+    /// not the index's.
+    pub fn open(dir: &Path, model: Option<&str>) -> Result<Self, Error> {
+        let index = view_or_publish(dir)?;
+        if index.is_empty() {
+            return Err(Error::EmptyIndex(dir.to_path_buf()));
+        }
+        let identity = index.view().model().clone();
         let model_spec = model
             .map(str::to_string)
             .unwrap_or_else(|| identity.name.clone());
         Ok(Searcher {
-            store,
+            dir: dir.to_path_buf(),
+            cache: QueryCache::new(dir, &identity),
             index,
             model_files: None,
             model_spec,
@@ -109,14 +123,36 @@ impl<'s> Searcher<'s> {
         })
     }
 
-    pub fn store(&self) -> &Store {
-        self.store
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Picks up what was indexed since this searcher was made (a new snapshot, new files).
-    pub fn reload(&mut self) -> Result<(), Error> {
-        self.index = SearchIndex::load(self.store)?;
-        Ok(())
+    /// The view being searched.
+    pub fn view(&self) -> &View {
+        self.index.view()
+    }
+
+    /// Switches to the newest published view, if a newer one exists; true if it switched. A
+    /// view of another model (the index was rebuilt) drops the loaded towers.
+    pub fn refresh(&mut self) -> Result<bool, Error> {
+        let newest = clipsearch::store::view::read_manifest(&self.dir)?;
+        if newest.is_none_or(|m| m.generation == self.index.view().generation()) {
+            return Ok(false);
+        }
+        self.index = SearchIndex::open(&self.dir)?;
+        let identity = self.index.view().model().clone();
+        if identity != self.identity {
+            self.cache = QueryCache::new(&self.dir, &identity);
+            if identity.fingerprint != self.identity.fingerprint {
+                self.model_spec = identity.name.clone();
+                self.model_files = None;
+                self.text = None;
+            }
+            self.image = None;
+            self.identity = identity;
+        }
+        Ok(true)
     }
 
     fn files(&mut self) -> Result<ModelFiles, Error> {
@@ -139,7 +175,7 @@ impl<'s> Searcher<'s> {
 
     /// Embeds a text, from the query cache when it was asked before.
     pub fn embed_text(&mut self, text: &str) -> Result<Vec<f32>, Error> {
-        if let Some(v) = self.store.cached_query(text)? {
+        if let Some(v) = self.cache.get(text) {
             return Ok(v);
         }
         if self.text.is_none() {
@@ -149,22 +185,21 @@ impl<'s> Searcher<'s> {
         let encoder = self.text.as_ref().expect("loaded").text()?;
         // Warns if the query is longer than the model's context (it is then truncated).
         let v = encoder.embed(&[text])?.remove(0);
-        self.store.cache_query(text, &v)?;
+        self.cache.put(text, &v);
         Ok(v)
     }
 
     /// Embeds an image: an indexed file's stored embedding (no model run), else the file.
     pub fn embed_image(&mut self, path: &Path) -> Result<Vec<f32>, Error> {
         if let Ok(canonical) = path.canonicalize() {
-            if let Some(rec) = self.store.file(&canonical)? {
-                let meta = std::fs::metadata(&canonical).ok();
-                let fresh = meta
+            let view = self.index.view();
+            if let Some(row) = view.row_of_path(&canonical) {
+                let rec = view.record(row);
+                let fresh = std::fs::metadata(&canonical)
                     .map(|m| m.len() == rec.size && clipsearch::store::mtime_ns(&m) == rec.mtime_ns)
                     .unwrap_or(false);
                 if fresh {
-                    if let Some(v) = self.store.embedding(&rec.hash)? {
-                        return Ok(v);
-                    }
+                    return Ok(view.vector(row).to_vec());
                 }
             }
         }
@@ -208,32 +243,69 @@ impl<'s> Searcher<'s> {
 
     /// The files most similar to `query`.
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<Vec<Match>, Error> {
-        let allowed: Option<HashSet<u64>> = match &opts.under {
-            None => None,
-            Some(dir) => {
-                let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-                let mut ids = HashSet::new();
-                for item in self.store.files_under(&dir) {
-                    ids.insert(item?.1.id);
-                }
-                Some(ids)
-            }
-        };
+        let view = self.index.view();
+        let allowed: Option<HashSet<u64>> = opts.under.as_ref().map(|dir| {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            view.rows_under(&dir).map(|row| view.id(row)).collect()
+        });
         let keep = |id: u64| allowed.as_ref().map(|a| a.contains(&id)).unwrap_or(true);
-        let hits = self.index.search(self.store, query, opts.top, &keep)?;
-        let mut out = Vec::with_capacity(hits.len());
-        for h in hits {
-            if opts.threshold.is_some_and(|t| h.score < t) {
-                continue;
-            }
-            if let Some(path) = self.store.path_of(h.id)? {
-                out.push(Match {
-                    path,
+        let hits = self.index.search(query, opts.top, &keep);
+        Ok(hits
+            .into_iter()
+            .filter(|h| opts.threshold.is_none_or(|t| h.score >= t))
+            .filter_map(|h| {
+                let row = view.row_of_id(h.id)?;
+                Some(Match {
+                    path: view.path(row).to_path_buf(),
                     score: h.score,
                     id: h.id,
-                });
-            }
+                })
+            })
+            .collect())
+    }
+}
+
+/// The view in force at `dir`, for readers that need no model (`stats`); with no view yet, as
+/// [`Searcher::open`] does: published here if the database is free, else a clear "not yet".
+pub fn open_view(dir: &Path) -> Result<SearchIndex, Error> {
+    view_or_publish(dir)
+}
+
+/// The view in force at `dir`. An index with a database but no view (written by a version that
+/// did not publish views, or whose first run has not published yet) is published here when its
+/// database is free, which takes one read of the catalog and no model; while a writer holds it,
+/// the reader is told to come back in a moment.
+fn view_or_publish(dir: &Path) -> Result<SearchIndex, Error> {
+    match SearchIndex::open(dir) {
+        Err(clipsearch::Error::NoView(_)) => {}
+        other => return Ok(other?),
+    }
+    if !dir.join("db").exists() {
+        return Err(clipsearch::Error::Index(format!(
+            "no index at {}: build one with `clipsearch index DIR...` (or pass --index)",
+            dir.display()
+        ))
+        .into());
+    }
+    match Store::open_if_free(dir)? {
+        Some(store) => {
+            clipsearch::index::publish(
+                &store,
+                clipsearch::index::GraphPolicy::Update {
+                    threshold: clipsearch::index::HNSW_THRESHOLD,
+                },
+            )?;
         }
-        Ok(out)
+        None => {
+            // The writer may have published between our two looks.
+            if let Ok(index) = SearchIndex::open(dir) {
+                return Ok(index);
+            }
+            return Err(Error::NotPublishedYet(dir.to_path_buf()));
+        }
+    }
+    match SearchIndex::open(dir) {
+        Err(clipsearch::Error::NoView(_)) => Err(Error::EmptyIndex(dir.to_path_buf())),
+        other => Ok(other?),
     }
 }

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::{top_k, Hit, NearestNeighbours};
 use crate::embedding::dot;
-use crate::store::snapshot::VectorSet;
+use crate::store::vectors::VectorSet;
 
 pub struct ExactIndex {
     pub set: VectorSet,

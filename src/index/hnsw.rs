@@ -11,7 +11,7 @@ use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use super::{top_k, Hit, NearestNeighbours};
 use crate::embedding::dot;
 use crate::error::{Error, Result};
-use crate::store::snapshot::VectorSet;
+use crate::store::vectors::VectorSet;
 
 /// Cosine distance for unit vectors, clamped at 0.
 #[derive(Clone, Copy, Debug, Default)]

@@ -4,18 +4,20 @@
 //! Two implementations of one trait, [`NearestNeighbours`]: [`ExactIndex`] scans every vector
 //! (exact, and faster than any graph below a few tens of thousands of vectors, with no build
 //! cost) and [`HnswIndex`] (hnsw_rs) for large collections. [`SearchIndex`] is what queries use:
-//! the snapshot's index plus an exact scan of files committed after the snapshot, with removed
-//! files filtered out, so results are always consistent with the catalog.
+//! a published view (see [`crate::store::view`]), through its graph where it has one and
+//! exactly for the files the graph does not cover. [`publish`] is how the writer makes one.
 
 mod exact;
 mod hnsw;
 mod pairs;
+mod publish;
 mod search;
 
 pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams, UnitCosine};
 pub use pairs::pairs_above;
-pub use search::{rebuild_snapshot, SearchIndex, HNSW_THRESHOLD};
+pub use publish::{publish, GraphPolicy};
+pub use search::{SearchIndex, HNSW_THRESHOLD};
 
 /// One search result.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -8,7 +8,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::store::snapshot::VectorSet;
+use crate::store::vectors::VectorSet;
 
 /// Rows per block: a block's scores take `ROWS x n x 4` bytes (100 MB at n = 100k).
 const ROWS: usize = 256;

@@ -1,12 +1,12 @@
-//! The index queries use: the persisted snapshot (exact or HNSW) plus an exact scan of files
-//! committed after it, with results checked against the catalog.
+//! The index queries use: a published view, searched through its HNSW graph (for the files the
+//! graph covers) plus an exact scan of the rest, with removed files filtered out.
 
+use std::path::Path;
 use std::time::Instant;
 
 use super::{top_k, ExactIndex, Hit, HnswIndex, HnswParams, NearestNeighbours};
-use crate::error::Result;
-use crate::store::snapshot::{SnapshotInfo, VectorSet};
-use crate::store::Store;
+use crate::error::{Error, Result};
+use crate::store::view::{read_manifest, View};
 
 /// Collections at least this large get an HNSW graph; smaller ones are scanned exactly.
 ///
@@ -19,158 +19,92 @@ use crate::store::Store;
 /// linearly (~0.2 µs a vector): ~40 ms at 200k.
 pub const HNSW_THRESHOLD: usize = 200_000;
 
+/// How often a reader reads the manifest again when the view it names vanished under it (a
+/// writer published twice between the reader's read and its open).
+const OPEN_ATTEMPTS: usize = 8;
+
 pub struct SearchIndex {
-    snapshot: Option<Box<dyn NearestNeighbours>>,
-    /// Files committed after the snapshot (an interrupted run), scanned exactly.
-    delta: ExactIndex,
+    view: View,
+    graph: Option<HnswIndex>,
+    /// The view's files the graph does not cover (all of them without a graph), scanned exactly.
+    tail: ExactIndex,
+}
+
+fn vanished(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 impl SearchIndex {
-    /// Loads the snapshot in force and the files committed after it.
-    pub fn load(store: &Store) -> Result<Self> {
+    /// Opens the view in force in the index directory `dir` (`Error::NoView` if none is).
+    pub fn open(dir: &Path) -> Result<Self> {
         let t = Instant::now();
-        let info = store.snapshot_info()?;
-        let dim = match (&info, store.model()?) {
-            (Some(i), _) => i.dim,
-            (None, Some(m)) => m.dim,
-            (None, None) => 0,
-        };
-        let snapshot: Option<Box<dyn NearestNeighbours>> = match &info {
-            None => None,
-            Some(info) => Some(load_snapshot(store, info)?),
-        };
-        let mut delta = VectorSet::new(dim);
-        // Everything when there is no snapshot yet (ids start at 0), else what came after it.
-        let start = info.as_ref().map(|i| i.first_uncovered()).unwrap_or(0);
-        for item in store.ids_from(start) {
-            let (id, path) = item?;
-            if let Some(rec) = store.file(&path)? {
-                if let Some(v) = store.embedding(&rec.hash)? {
-                    delta.push(id, &v);
+        let mut last = None;
+        for _ in 0..OPEN_ATTEMPTS {
+            let Some(manifest) = read_manifest(dir)? else {
+                return Err(Error::NoView(dir.to_path_buf()));
+            };
+            let graph_ref = manifest.graph.clone();
+            let view = match View::open(dir, manifest) {
+                Ok(v) => v,
+                Err(e) if vanished(&e) => {
+                    last = Some(e);
+                    continue;
                 }
-            }
+                Err(e) => return Err(e),
+            };
+            let graph = match &graph_ref {
+                None => None,
+                Some(g) if g.files().iter().any(|f| !dir.join(f).exists()) => {
+                    last = Some(Error::Index(format!("graph {} vanished", g.basename)));
+                    continue;
+                }
+                Some(g) => match HnswIndex::load(dir, &g.basename, HnswParams::default()) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!("{e}; searching exactly until the next index run");
+                        None
+                    }
+                },
+            };
+            let covered = match (&graph, &graph_ref) {
+                (Some(_), Some(g)) => view.vectors().ids.partition_point(|&id| id <= g.max_id),
+                _ => 0,
+            };
+            let tail = ExactIndex::new(view.vectors().rows_from(covered));
+            tracing::debug!(
+                generation = view.generation(),
+                files = view.len(),
+                graph = covered,
+                ms = t.elapsed().as_millis() as u64,
+                "view opened"
+            );
+            return Ok(SearchIndex { view, graph, tail });
         }
-        tracing::debug!(
-            snapshot = info.as_ref().map(|i| i.count).unwrap_or(0),
-            delta = delta.len(),
-            ms = t.elapsed().as_millis() as u64,
-            "search index loaded"
-        );
-        Ok(SearchIndex {
-            snapshot,
-            delta: ExactIndex::new(delta),
-        })
+        Err(last.unwrap_or_else(|| Error::NoView(dir.to_path_buf())))
     }
 
-    /// Vectors searchable (removed files not subtracted until the next snapshot).
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// Files searchable.
     pub fn len(&self) -> usize {
-        self.snapshot.as_ref().map(|s| s.len()).unwrap_or(0) + self.delta.len()
+        self.view.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The best `k` live files accepted by `keep`, best first.
-    pub fn search(
-        &self,
-        store: &Store,
-        query: &[f32],
-        k: usize,
-        keep: &(dyn Fn(u64) -> bool + Sync),
-    ) -> Result<Vec<Hit>> {
-        let total = self.len();
-        let mut want = k.saturating_add(16);
-        loop {
-            let mut hits = self.delta.search(query, want, keep);
-            if let Some(s) = &self.snapshot {
-                hits.extend(s.search(query, want, keep));
-            }
-            let fetched = hits.len();
-            let mut live = Vec::with_capacity(hits.len());
-            for h in top_k(hits, usize::MAX) {
-                // A file removed after the snapshot was taken stays in it until the next one.
-                if store.is_live(h.id)? {
-                    live.push(h);
-                }
-            }
-            if live.len() >= k || fetched < want || want >= total {
-                live.truncate(k);
-                return Ok(live);
-            }
-            want = want.saturating_mul(4);
+    /// The best `k` files accepted by `keep`, best first.
+    pub fn search(&self, query: &[f32], k: usize, keep: &(dyn Fn(u64) -> bool + Sync)) -> Vec<Hit> {
+        let mut hits = self.tail.search(query, k, keep);
+        if let Some(g) = &self.graph {
+            // The graph may still hold files removed since it was built: they are not in the
+            // view, and never returned.
+            let live = |id: u64| keep(id) && self.view.row_of_id(id).is_some();
+            hits.extend(g.search(query, k, &live));
         }
+        top_k(hits, k)
     }
-}
-
-fn load_snapshot(store: &Store, info: &SnapshotInfo) -> Result<Box<dyn NearestNeighbours>> {
-    if let Some(basename) = &info.hnsw {
-        match HnswIndex::load(store.path(), basename, HnswParams::default()) {
-            Ok(h) => return Ok(Box::new(h)),
-            Err(e) => tracing::warn!("{e}; searching exactly until the next index run rebuilds it"),
-        }
-    }
-    Ok(Box::new(ExactIndex::new(store.load_vectors(info)?)))
-}
-
-/// Above this share of removed points still in the graph, it is rebuilt rather than extended.
-const MAX_TOMBSTONE_SHARE: f64 = 0.1;
-
-/// The previous snapshot's graph extended with the points it lacks, when that is cheaper than a
-/// rebuild and leaves few removed points behind (they are filtered at query time).
-fn extend_previous(store: &Store, set: &VectorSet) -> Option<HnswIndex> {
-    let info = store.snapshot_info().ok()??;
-    let basename = info.hnsw.as_ref()?;
-    if info.dim != set.dim {
-        return None;
-    }
-    let old = store.load_vectors(&info).ok()?;
-    let live: std::collections::HashSet<u64> = set.ids.iter().copied().collect();
-    let tombstones = old.ids.iter().filter(|id| !live.contains(id)).count();
-    if tombstones as f64 > MAX_TOMBSTONE_SHARE * old.len().max(1) as f64 {
-        return None;
-    }
-    let index = HnswIndex::load(store.path(), basename, HnswParams::default()).ok()?;
-    let known: std::collections::HashSet<u64> = old.ids.iter().copied().collect();
-    let new: Vec<usize> = (0..set.len())
-        .filter(|&i| !known.contains(&set.ids[i]))
-        .collect();
-    index.insert(set, &new);
-    tracing::info!(added = new.len(), tombstones, "HNSW graph extended");
-    Some(index)
-}
-
-/// Writes a new snapshot of every catalogued file (with an HNSW graph at or above
-/// `hnsw_threshold` files) and switches to it.
-pub fn rebuild_snapshot(store: &Store, dim: usize, hnsw_threshold: usize) -> Result<SnapshotInfo> {
-    let mut set = VectorSet::new(dim);
-    for item in store.files() {
-        let (_, rec) = item?;
-        if let Some(v) = store.embedding(&rec.hash)? {
-            set.push(rec.id, &v);
-        }
-    }
-    let graph = if set.len() >= hnsw_threshold {
-        let t = Instant::now();
-        let graph = match extend_previous(store, &set) {
-            Some(g) => g,
-            None => HnswIndex::build(&set, HnswParams::default()),
-        };
-        tracing::info!(
-            points = set.len(),
-            secs = t.elapsed().as_secs_f32(),
-            "HNSW ready"
-        );
-        Some(graph)
-    } else {
-        None
-    };
-    let dump = graph
-        .as_ref()
-        .map(|g| move |dir: &std::path::Path, name: &str| g.dump_to(dir, name));
-    store.write_snapshot(
-        &set,
-        dump.as_ref()
-            .map(|f| f as &crate::store::snapshot::HnswDump),
-    )
 }

@@ -8,14 +8,19 @@
 //!   duplicates are embedded once and a moved file reuses its vector with no model run.
 //! - `failed`: path → [`FailedRecord`]: files that could not be indexed, with the reason, so that
 //!   an unchanged bad file is not retried on every run.
-//! - `meta`: format version, [`ModelIdentity`], the pointer to the search snapshot in force
-//!   (whose files live beside the database: see [`snapshot`]).
+//! - `meta`: format version, [`ModelIdentity`].
+//!
+//! sled admits one process at a time, so only the writer (an index run, `serve --watch`) opens
+//! it. Readers search a published [`view`]: an immutable file beside the database holding every
+//! live file's vector and catalog record, named by `view.json`. The writer publishes one
+//! periodically during a run and at its end ([`crate::index::publish`]).
 //!
 //! Crash safety: each batch of new files is one multi-tree transaction (embedding, id and catalog
 //! entry land together or not at all), followed by `flush()`: sled's durability point. A process
 //! killed at any moment leaves a catalog that is a prefix of the run's work.
 
-pub mod snapshot;
+pub mod vectors;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -27,8 +32,9 @@ use crate::error::{Error, Result};
 use crate::model::ModelIdentity;
 
 /// Version of the on-disk format. An index of a newer format is refused; an older one is
-/// migrated or rebuilt.
-pub const FORMAT_VERSION: u32 = 1;
+/// migrated or rebuilt. Version 2: readers search published views (`view.json`) instead of a
+/// snapshot pointer in sled; a version-1 index is published on first use.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// 16 bytes of SHA-256 of a file's content.
 pub type ContentHash = [u8; 16];
@@ -97,7 +103,6 @@ pub struct Store {
     embeddings: sled::Tree,
     failed: sled::Tree,
     meta: sled::Tree,
-    query_cache: sled::Tree,
 }
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -136,8 +141,12 @@ pub fn dir_prefix(dir: &Path) -> Vec<u8> {
 }
 
 pub(crate) fn key_path(k: &[u8]) -> PathBuf {
+    key_path_ref(k).to_path_buf()
+}
+
+pub(crate) fn key_path_ref(k: &[u8]) -> &Path {
     use std::os::unix::ffi::OsStrExt;
-    PathBuf::from(std::ffi::OsStr::from_bytes(k))
+    Path::new(std::ffi::OsStr::from_bytes(k))
 }
 
 /// Who holds an index, written beside the database so that a second process can say so.
@@ -159,29 +168,25 @@ impl Store {
         Self::open(dir, None)
     }
 
-    /// A text query's embedding from an earlier search, if cached.
-    pub fn cached_query(&self, text: &str) -> Result<Option<Vec<f32>>> {
-        Ok(self
-            .query_cache
-            .get(text.as_bytes())
-            .map_err(store_err)?
-            .map(|v| bytes_to_f32(&v)))
-    }
-
-    /// Remembers a text query's embedding (the cache is bounded: cleared past 10,000 entries).
-    pub fn cache_query(&self, text: &str, v: &[f32]) -> Result<()> {
-        if self.query_cache.len() > 10_000 {
-            self.query_cache.clear().map_err(store_err)?;
-        }
-        self.query_cache
-            .insert(text.as_bytes(), f32_to_bytes(v))
-            .map_err(store_err)?;
-        Ok(())
-    }
-
     /// Opens (creating if needed) the index at `dir`. `model` is checked against the index's
     /// recorded model; `None` skips the check (commands that use no model).
     pub fn open(dir: &Path, model: Option<&ModelIdentity>) -> Result<Self> {
+        match Self::open_db(dir)? {
+            Some(db) => Self::with_db(dir, db, model),
+            None => Err(busy(dir)),
+        }
+    }
+
+    /// Opens the existing index at `dir` if no other process holds it; None if one does.
+    pub fn open_if_free(dir: &Path) -> Result<Option<Self>> {
+        match Self::open_db(dir)? {
+            Some(db) => Self::with_db(dir, db, None).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// sled's database, or None while another process holds its lock.
+    fn open_db(dir: &Path) -> Result<Option<sled::Db>> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let config = sled::Config::new()
             .path(dir.join("db"))
@@ -202,19 +207,23 @@ impl Store {
                 _ => break,
             }
         }
-        let db = attempt.map_err(|e| match e {
-            sled::Error::Io(io)
+        match attempt {
+            Ok(db) => Ok(Some(db)),
+            Err(sled::Error::Io(io))
                 if io.kind() == std::io::ErrorKind::WouldBlock
                     || io.to_string().contains("lock") =>
             {
-                busy(dir)
+                Ok(None)
             }
-            other => Error::Store(format!(
+            Err(other) => Err(Error::Store(format!(
                 "cannot open the index at {}: {other}; if it is damaged, delete that folder \
-                     and index again",
+                 and index again",
                 dir.display()
-            )),
-        })?;
+            ))),
+        }
+    }
+
+    fn with_db(dir: &Path, db: sled::Db, model: Option<&ModelIdentity>) -> Result<Self> {
         let holder = Holder {
             pid: std::process::id(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -231,7 +240,6 @@ impl Store {
             embeddings: open("embeddings")?,
             failed: open("failed")?,
             meta: open("meta")?,
-            query_cache: open("query_cache")?,
             db,
         };
         store.check_format()?;
@@ -262,6 +270,13 @@ impl Store {
                         self.path.display()
                     )))
                 } else {
+                    if v < FORMAT_VERSION {
+                        // 1 -> 2 changes nothing in sled: the view is published by the first
+                        // writer (or reader) that finds none.
+                        self.meta
+                            .insert("format_version", &FORMAT_VERSION.to_le_bytes())
+                            .map_err(store_err)?;
+                    }
                     Ok(())
                 }
             }
@@ -335,16 +350,9 @@ impl Store {
 
     /// Forgets every file and embedding and records `model` (for `--rebuild`).
     pub fn clear(&self, model: &ModelIdentity) -> Result<()> {
-        for t in [
-            &self.files,
-            &self.ids,
-            &self.embeddings,
-            &self.failed,
-            &self.query_cache,
-        ] {
+        for t in [&self.files, &self.ids, &self.embeddings, &self.failed] {
             t.clear().map_err(store_err)?;
         }
-        self.meta.remove("snapshot").map_err(store_err)?;
         self.meta
             .insert("model", serde_json::to_vec(model).map_err(store_err)?)
             .map_err(store_err)?;
@@ -513,6 +521,16 @@ impl Store {
         })
     }
 
+    /// The highest live file id.
+    pub fn max_id(&self) -> Result<Option<u64>> {
+        match self.ids.last().map_err(store_err)? {
+            None => Ok(None),
+            Some((k, _)) => Ok(Some(u64::from_be_bytes(
+                k.as_ref().try_into().map_err(store_err)?,
+            ))),
+        }
+    }
+
     pub fn is_live(&self, id: u64) -> Result<bool> {
         self.ids.contains_key(id.to_be_bytes()).map_err(store_err)
     }
@@ -521,8 +539,13 @@ impl Store {
         self.meta.get(key).map_err(store_err)
     }
 
-    pub(crate) fn meta_set(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.meta.insert(key, value).map(|_| ()).map_err(store_err)
+    pub(crate) fn meta_remove(&self, key: &str) -> Result<()> {
+        self.meta.remove(key).map(|_| ()).map_err(store_err)
+    }
+
+    /// Number of files that could not be indexed.
+    pub fn failure_count(&self) -> usize {
+        self.failed.len()
     }
 
     pub fn flush(&self) -> Result<()> {
@@ -560,14 +583,16 @@ fn busy(dir: &Path) -> Error {
     });
     if let Some(url) = serving.as_ref().and_then(|s| s["url"].as_str()) {
         return Error::Index(format!(
-            "the index at {} is being served by {who}: query it there ({url}, or \
-             {url}api/search?q=TEXT for JSON), or stop that server to use the index directly",
+            "the index at {} is kept current by the server {who} ({url}), which is its one \
+             writer: it indexes the folders it watches; stop it to index from here (searches \
+             work either way)",
             dir.display()
         ));
     }
     Error::Index(format!(
-        "the index at {} is in use by {who}. Wait for it to finish (or stop it: an interrupted \
-         index run resumes next time), or pass a different --index",
+        "the index at {} is in use by {who}, and an index has one writer at a time. Wait for \
+         it to finish (searches work meanwhile), or stop it (an interrupted index run resumes \
+         next time), or pass a different --index",
         dir.display()
     ))
 }

@@ -51,6 +51,7 @@ impl From<Error> for ApiError {
         let status = match &e {
             Error::Parse(_) => StatusCode::BAD_REQUEST,
             Error::EmptyIndex(_) => StatusCode::NOT_FOUND,
+            Error::NotPublishedYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(clipsearch::Error::Image { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -99,13 +100,18 @@ impl From<JsonRejection> for ApiError {
 /// matters: the searcher holds caches only, so a poisoned lock is taken over).
 pub(crate) async fn with_searcher<T: Send + 'static>(
     state: Arc<AppState>,
-    f: impl FnOnce(&AppState, &mut Searcher<'static>) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&AppState, &mut Searcher) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
         let mut searcher = state
             .searcher
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A newer view (an index run beside the server published one) is picked up here: one
+        // small file read per request.
+        if let Err(e) = searcher.refresh() {
+            tracing::warn!("keeping the current view: {e}");
+        }
         f(&state, &mut searcher)
     })
     .await
@@ -133,14 +139,10 @@ fn count(n: Option<usize>) -> usize {
 }
 
 /// The stored embedding of an indexed id.
-fn embedding_of_id(state: &AppState, id: u64) -> Result<Vec<f32>, ApiError> {
-    let path = state
-        .store
-        .path_of(id)?
-        .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))?;
-    state
-        .store
-        .embedding_of(&path)?
+fn embedding_of_id(searcher: &Searcher, id: u64) -> Result<Vec<f32>, ApiError> {
+    let view = searcher.view();
+    view.row_of_id(id)
+        .map(|row| view.vector(row).to_vec())
         .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))
 }
 
@@ -209,7 +211,7 @@ pub(crate) async fn query(
         threshold: body.threshold,
         under: None,
     };
-    with_searcher(state, move |state, searcher| {
+    with_searcher(state, move |_, searcher| {
         let mut parts = Vec::new();
         for t in &body.terms {
             if !t.weight.is_finite() {
@@ -217,7 +219,7 @@ pub(crate) async fn query(
             }
             let v = match (&t.text, t.id) {
                 (Some(text), None) if !text.trim().is_empty() => searcher.embed_text(text)?,
-                (None, Some(id)) => embedding_of_id(state, id)?,
+                (None, Some(id)) => embedding_of_id(searcher, id)?,
                 _ => {
                     return Err(ApiError::bad_request(
                         "each term needs exactly one of a non-empty `text` or an `id`",
@@ -249,8 +251,8 @@ pub(crate) async fn similar_to_id(
     let Path(id) = id?;
     let Query(p) = params?;
     let n = count(p.n);
-    with_searcher(state, move |state, searcher| {
-        let v = embedding_of_id(state, id)?;
+    with_searcher(state, move |_, searcher| {
+        let v = embedding_of_id(searcher, id)?;
         let opts = SearchOptions {
             top: n + 1,
             ..Default::default()
@@ -316,15 +318,17 @@ pub(crate) async fn dupes(
 
 /// `GET /api/stats`
 pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    with_searcher(state, move |state, _| {
-        let store = state.store;
-        let model = store.model()?;
+    with_searcher(state, move |_, searcher| {
+        let view = searcher.view();
+        let m = view.manifest();
         Ok(Json(json!({
-            "files": store.file_count(),
-            "failed": store.failures().count(),
-            "model": model.as_ref().map(|m| m.name.clone()),
-            "dim": model.as_ref().map(|m| m.dim),
-            "index": store.path().to_string_lossy(),
+            "files": view.len(),
+            "failed": m.failed,
+            "model": m.model.name,
+            "dim": m.dim,
+            "index": searcher.dir().to_string_lossy(),
+            "generation": m.generation,
+            "published_unix_ms": m.published_unix_ms,
         })))
     })
     .await

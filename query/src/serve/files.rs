@@ -13,16 +13,15 @@ use clipsearch::store::{content_hash, FileRecord};
 
 use super::api::{with_searcher, ApiError};
 use super::AppState;
+use crate::Searcher;
 
 /// The catalog entry of a live id.
-fn indexed(state: &AppState, id: u64) -> Result<(PathBuf, FileRecord), ApiError> {
-    let missing = || ApiError::not_found(format!("no image with id {id} in the index"));
-    let path = state.store.path_of(id)?.ok_or_else(missing)?;
-    let rec = state.store.file(&path)?.ok_or_else(missing)?;
-    if rec.id != id {
-        return Err(missing());
-    }
-    Ok((path, rec))
+fn indexed(searcher: &Searcher, id: u64) -> Result<(PathBuf, FileRecord), ApiError> {
+    let view = searcher.view();
+    let row = view
+        .row_of_id(id)
+        .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))?;
+    Ok((view.path(row).to_path_buf(), view.record(row)))
 }
 
 /// The file's bytes, if they are still exactly what was indexed.
@@ -69,8 +68,8 @@ pub(crate) async fn thumbnail(
     let Path(id) = id?;
     // Decoding is CPU work: it runs on the blocking pool (the searcher lock is not needed, but
     // holding it keeps thumbnail bursts from starving queries of the two cores).
-    with_searcher(state, move |state, _| {
-        let (path, rec) = indexed(state, id)?;
+    with_searcher(state, move |state, searcher| {
+        let (path, rec) = indexed(searcher, id)?;
         let size = state.options.thumbnail_size;
         let cached = state
             .thumbnails
@@ -107,8 +106,8 @@ pub(crate) async fn original(
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    with_searcher(state, move |state, _| {
-        let (path, rec) = indexed(state, id)?;
+    with_searcher(state, move |_, searcher| {
+        let (path, rec) = indexed(searcher, id)?;
         let bytes = verified(&path, &rec)?;
         let mime = match image::guess_format(&bytes) {
             Ok(image::ImageFormat::Jpeg) => "image/jpeg",

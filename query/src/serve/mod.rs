@@ -9,6 +9,9 @@
 //!
 //! Model work runs on tokio's blocking pool; the searcher (with its lazily loaded towers and
 //! caches) sits behind one mutex, so concurrent queries queue for the CPU rather than race.
+//! The server reads published views only: it never holds the index's database (unless it
+//! indexes too, with `--watch`), and before each request it switches to a newer view if an
+//! index run (its own watcher's, or a `clipsearch index` beside it) has published one.
 
 mod api;
 mod files;
@@ -57,8 +60,7 @@ impl Default for ServeOptions {
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub store: &'static Store,
-    pub searcher: Mutex<Searcher<'static>>,
+    pub searcher: Mutex<Searcher>,
     pub options: ServeOptions,
     pub thumbnails: PathBuf,
 }
@@ -109,33 +111,40 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the index at `store` until Ctrl-C. `ready` is called with the bound address (port 0
-/// picks a free one) before the first request is accepted.
+/// Serves the index at `dir` until Ctrl-C. `ready` is called with the bound address (port 0
+/// picks a free one) before the first request is accepted. With `options.watch`, the server
+/// also indexes: it then holds the index's database as its one writer.
 pub fn serve(
-    store: Store,
+    dir: &std::path::Path,
     model: Option<&str>,
     options: ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     check_exposure(&options)?;
-    // The server lives as long as the process: a leaked store gives the searcher the 'static
-    // borrow the handlers need without reference counting every lookup.
-    let store: &'static Store = Box::leak(Box::new(store));
-    let searcher = Searcher::new(store, model)?;
-    let thumbnails = store.path().join("thumbnails");
+    // The writer first: a second writer is refused before anything else happens.
+    let writer = if options.watch.is_empty() {
+        None
+    } else {
+        Some(Store::open_existing(dir)?)
+    };
+    let searcher = Searcher::open(dir, model)?;
     let state = Arc::new(AppState {
-        store,
         searcher: Mutex::new(searcher),
         options: options.clone(),
-        thumbnails,
+        thumbnails: dir.join("thumbnails"),
     });
-    if !options.watch.is_empty() {
-        let identity = store
-            .model()?
-            .ok_or_else(|| Error::EmptyIndex(store.path().into()))?;
+    if let Some(store) = writer {
+        let identity = state
+            .searcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .view()
+            .model()
+            .clone();
         let files = clipsearch::model::resolve(model.unwrap_or(&identity.name))?;
-        watch::start(state.clone(), files, options.watch.clone())?;
+        watch::start(state.clone(), store, files, options.watch.clone())?;
     }
+    let dir = dir.to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -154,7 +163,7 @@ pub fn serve(
             .map_err(|e| clipsearch::Error::Index(e.to_string()))?;
         // For other commands that find the index busy: where to ask instead.
         let _ = std::fs::write(
-            store.path().join("server.json"),
+            dir.join("server.json"),
             serde_json::json!({ "pid": std::process::id(), "url": format!("http://{addr}/") })
                 .to_string(),
         );
@@ -165,8 +174,7 @@ pub fn serve(
             })
             .await
             .map_err(|e| clipsearch::Error::Index(format!("server failed: {e}")))?;
-        let _ = std::fs::remove_file(store.path().join("server.json"));
-        store.flush()?;
+        let _ = std::fs::remove_file(dir.join("server.json"));
         Ok(())
     })
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clipsearch::model::ModelFiles;
+use clipsearch::store::Store;
 use notify::{RecursiveMode, Watcher};
 
 use super::AppState;
@@ -23,6 +24,7 @@ const QUIET: Duration = Duration::from_millis(700);
 /// while nothing was watching), then one after every burst of changes.
 pub(crate) fn start(
     state: Arc<AppState>,
+    store: Store,
     model: ModelFiles,
     roots: Vec<PathBuf>,
 ) -> Result<(), Error> {
@@ -43,7 +45,7 @@ pub(crate) fn start(
             let mut pending = true;
             loop {
                 if pending {
-                    reindex(&state, &model, &roots);
+                    reindex(&state, &store, &model, &roots);
                 }
                 // Wait for a change, then for quiet.
                 match rx.recv() {
@@ -57,16 +59,10 @@ pub(crate) fn start(
     Ok(())
 }
 
-fn reindex(state: &AppState, model: &ModelFiles, roots: &[PathBuf]) {
+fn reindex(state: &AppState, store: &Store, model: &ModelFiles, roots: &[PathBuf]) {
     let opts = clipsearch_indexer::Options::new(roots.to_vec());
     let progress = indicatif::ProgressBar::hidden();
-    match clipsearch_indexer::index(
-        state.store,
-        model,
-        &opts,
-        &progress,
-        &AtomicBool::new(false),
-    ) {
+    match clipsearch_indexer::index(store, model, &opts, &progress, &AtomicBool::new(false)) {
         Ok(s) => {
             if s.indexed + s.moved + s.removed > 0 {
                 tracing::info!(
@@ -81,7 +77,7 @@ fn reindex(state: &AppState, model: &ModelFiles, roots: &[PathBuf]) {
                 .searcher
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Err(e) = searcher.reload() {
+            if let Err(e) = searcher.refresh() {
                 tracing::error!("reloading the search index: {e}");
             }
         }

@@ -1,0 +1,80 @@
+//! `clipsearch stats`: what an index holds, from its published view (so it answers while an
+//! index run is going on, like every other reader).
+
+use std::io::Write;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::commands::IndexArg;
+use crate::exit;
+
+/// Arguments of `clipsearch stats`.
+#[derive(Args)]
+pub struct StatsArgs {
+    /// One JSON object: {index, files, failed, model, dim, decode, precision, generation,
+    /// published_unix_ms, hnsw, bytes}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub index: IndexArg,
+}
+
+pub fn run(args: StatsArgs) -> Result<i32> {
+    let dir = args.index.path()?;
+    let index = clipsearch_query::open_view(&dir)?;
+    let view = index.view();
+    let m = view.manifest();
+    let bytes: u64 = m
+        .files()
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|md| md.len())
+        .sum();
+    let age_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as u64).saturating_sub(m.published_unix_ms) / 1000)
+        .unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let line = serde_json::json!({
+            "index": dir.to_string_lossy(),
+            "files": view.len(),
+            "failed": m.failed,
+            "model": m.model.name,
+            "dim": m.dim,
+            "decode": m.model.decode,
+            "precision": m.model.precision,
+            "generation": m.generation,
+            "published_unix_ms": m.published_unix_ms,
+            "hnsw": m.graph.is_some(),
+            "bytes": bytes,
+        });
+        writeln!(out, "{line}")?;
+    } else {
+        writeln!(out, "index      {}", dir.display())?;
+        writeln!(
+            out,
+            "files      {} ({} could not be indexed)",
+            view.len(),
+            m.failed
+        )?;
+        writeln!(
+            out,
+            "model      {} ({} dimensions, {} decoding, {} image tower)",
+            m.model.name, m.dim, m.model.decode, m.model.precision
+        )?;
+        writeln!(
+            out,
+            "search     {} over {:.1} MB, published {age_s} s ago",
+            if m.graph.is_some() {
+                "HNSW graph + exact scan of newer files"
+            } else {
+                "exact scan"
+            },
+            bytes as f64 / 1e6
+        )?;
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}

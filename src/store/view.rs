@@ -1,0 +1,450 @@
+//! Published views: the immutable, self-contained picture of an index that every reader
+//! searches, so that readers never touch sled (which admits one process) and never wait for the
+//! writer.
+//!
+//! A view of generation `G` is one file, `view-G.vec`, holding every live file's id, vector and
+//! catalog record (path, size, mtime, content hash, pixel size), plus, for large collections, an
+//! HNSW graph (`hnsw-H.hnsw.graph` / `.data`) that may have been built by an earlier generation
+//! `H` and cover only the files up to its `max_id`. The manifest `view.json` names the view in
+//! force, with the model identity, so a reader needs nothing else. Publishing writes the view
+//! file under a temporary name, fsyncs and renames it, then replaces `view.json` the same way:
+//! the rename is the commit point, so a reader sees the old view or the new one, never a mix,
+//! and a writer killed at any moment leaves the last published view in force.
+//!
+//! Old generations are deleted one publication late: the writer keeps the files of the view it
+//! replaces, so a reader that read `view.json` just before the switch still finds its files. A
+//! reader that is later still (it read a manifest two publications ago and has not opened the
+//! file yet) finds the file gone and reads the manifest again. Once open, a view stays valid for
+//! as long as the reader holds it: its file is memory-mapped, and Linux keeps an unlinked file's
+//! pages for as long as they are mapped.
+//!
+//! `view-G.vec` layout (little-endian): a 64-byte header (magic `CLIPVIEW`, u32 version, u32
+//! dim, u64 count, u64 length of the path strings, reserved), then `count x dim` f32 vectors,
+//! `count` u64 ids (ascending), `count` 56-byte records (u64 size, i64 mtime_ns, 16-byte hash,
+//! u32 width, u32 height, u64 path offset, u32 path length, u32 reserved), `count` u32 row
+//! numbers in path order, and the path bytes. Rows are in id order: ids only grow, so the files
+//! an older graph does not cover are a contiguous tail.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::vectors::VectorSet;
+use super::{dir_prefix, path_key, FileRecord};
+use crate::error::{Error, Result};
+use crate::model::ModelIdentity;
+
+/// Version of `view.json` and of the view file layout. A newer one is refused.
+pub const VIEW_FORMAT: u32 = 1;
+/// The manifest: the view in force.
+pub const MANIFEST: &str = "view.json";
+
+const MAGIC: &[u8; 8] = b"CLIPVIEW";
+const HEADER: usize = 64;
+const RECORD: usize = 56;
+
+/// An HNSW graph a view uses: it covers the files with ids up to `max_id` that were live when
+/// it was built (`points` of them); removed files still in it are filtered at query time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GraphRef {
+    pub basename: String,
+    pub max_id: u64,
+    pub points: usize,
+}
+
+impl GraphRef {
+    /// hnsw_rs's two dump files.
+    pub fn files(&self) -> [String; 2] {
+        [
+            format!("{}.hnsw.graph", self.basename),
+            format!("{}.hnsw.data", self.basename),
+        ]
+    }
+}
+
+/// What `view.json` says.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ViewManifest {
+    pub format: u32,
+    pub generation: u64,
+    /// The view file's name, in the index directory.
+    pub file: String,
+    pub count: usize,
+    pub dim: usize,
+    /// The highest file id in the view (ids only grow: a file committed later has a larger one).
+    pub max_id: Option<u64>,
+    pub graph: Option<GraphRef>,
+    /// The model every vector was embedded with (and queries must be).
+    pub model: ModelIdentity,
+    /// Files that could not be indexed, when the view was published.
+    pub failed: usize,
+    /// Milliseconds since the epoch.
+    pub published_unix_ms: u64,
+}
+
+impl ViewManifest {
+    /// Every file of the index directory this view needs.
+    pub fn files(&self) -> Vec<String> {
+        let mut out = vec![self.file.clone()];
+        if let Some(g) = &self.graph {
+            out.extend(g.files());
+        }
+        out
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+/// The manifest in force, or None when nothing was ever published.
+pub fn read_manifest(dir: &Path) -> Result<Option<ViewManifest>> {
+    let path = dir.join(MANIFEST);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    // The format first, so that a newer manifest is refused by name rather than as damaged.
+    let format = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["format"].as_u64());
+    if let Some(f) = format.filter(|&f| f > VIEW_FORMAT as u64) {
+        return Err(Error::Index(format!(
+            "the index at {} was published in view format {f}, newer than this clipsearch \
+             understands ({VIEW_FORMAT}): upgrade clipsearch, or use another --index",
+            dir.display()
+        )));
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::Store(format!(
+            "{} is damaged ({e}); run `clipsearch index` to publish the index again",
+            path.display()
+        ))
+    })
+}
+
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Replaces the manifest atomically (temporary file, fsync, rename, fsync of the directory).
+pub(crate) fn write_manifest(dir: &Path, manifest: &ViewManifest) -> Result<()> {
+    let path = dir.join(MANIFEST);
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Store(e.to_string()))?;
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+pub fn view_file_name(generation: u64) -> String {
+    format!("view-{generation:016x}.vec")
+}
+
+/// Basename for an HNSW graph built by a generation (hnsw_rs appends `.hnsw.graph`/`.data`).
+pub fn hnsw_basename(generation: u64) -> String {
+    format!("hnsw-{generation:016x}")
+}
+
+/// Writes the view file of `generation` from catalog rows in id order; `vector` gives each
+/// row's embedding (None drops the row, which the catalog invariants rule out). Returns the
+/// number of rows written and the highest id among them. The file is complete, fsynced and under its final name on return,
+/// but in force only once a manifest names it.
+pub(crate) fn write_view_file(
+    dir: &Path,
+    generation: u64,
+    dim: usize,
+    rows: &[(PathBuf, FileRecord)],
+    mut vector: impl FnMut(&FileRecord) -> Result<Option<Vec<f32>>>,
+) -> Result<(usize, Option<u64>)> {
+    debug_assert!(rows.windows(2).all(|w| w[0].1.id < w[1].1.id));
+    let path = dir.join(view_file_name(generation));
+    let tmp = path.with_extension("vec.tmp");
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
+    let e = io(&tmp);
+    w.write_all(&[0u8; HEADER]).map_err(&e)?;
+    let mut kept: Vec<&(PathBuf, FileRecord)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match vector(&row.1)? {
+            Some(v) if v.len() == dim => {
+                for x in &v {
+                    w.write_all(&x.to_le_bytes()).map_err(&e)?;
+                }
+                kept.push(row);
+            }
+            _ => tracing::warn!(path = %row.0.display(), "no embedding for a catalogued file"),
+        }
+    }
+    for (_, r) in &kept {
+        w.write_all(&r.id.to_le_bytes()).map_err(&e)?;
+    }
+    let keys: Vec<Vec<u8>> = kept.iter().map(|(p, _)| path_key(p)).collect();
+    let mut offset = 0u64;
+    for ((_, r), key) in kept.iter().zip(&keys) {
+        let mut rec = [0u8; RECORD];
+        rec[0..8].copy_from_slice(&r.size.to_le_bytes());
+        rec[8..16].copy_from_slice(&r.mtime_ns.to_le_bytes());
+        rec[16..32].copy_from_slice(&r.hash);
+        rec[32..36].copy_from_slice(&r.width.to_le_bytes());
+        rec[36..40].copy_from_slice(&r.height.to_le_bytes());
+        rec[40..48].copy_from_slice(&offset.to_le_bytes());
+        rec[48..52].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        w.write_all(&rec).map_err(&e)?;
+        offset += key.len() as u64;
+    }
+    let mut by_path: Vec<u32> = (0..kept.len() as u32).collect();
+    by_path.sort_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+    for row in by_path {
+        w.write_all(&row.to_le_bytes()).map_err(&e)?;
+    }
+    for key in &keys {
+        w.write_all(key).map_err(&e)?;
+    }
+    w.flush().map_err(&e)?;
+    let mut file = w
+        .into_inner()
+        .map_err(|err| Error::io(&tmp, err.into_error()))?;
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VIEW_FORMAT.to_le_bytes());
+    header[12..16].copy_from_slice(&(dim as u32).to_le_bytes());
+    header[16..24].copy_from_slice(&(kept.len() as u64).to_le_bytes());
+    header[24..32].copy_from_slice(&offset.to_le_bytes());
+    file.seek(SeekFrom::Start(0)).map_err(&e)?;
+    file.write_all(&header).map_err(&e)?;
+    file.sync_all().map_err(&e)?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok((kept.len(), kept.last().map(|(_, r)| r.id)))
+}
+
+/// Deletes the view and graph files (and leftovers of interrupted publications, and snapshots
+/// of the older format) that none of `keep`'s manifests needs.
+pub(crate) fn remove_unreferenced(dir: &Path, keep: &[&ViewManifest]) {
+    let needed: std::collections::HashSet<String> = keep.iter().flat_map(|m| m.files()).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = ["view-", "hnsw-", "snapshot-"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        if ours && !needed.contains(&name) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// One catalogued file, as a view holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewEntry<'a> {
+    pub path: &'a Path,
+    pub record: FileRecord,
+}
+
+/// An open, immutable view: every live file's id, vector and catalog record.
+pub struct View {
+    manifest: ViewManifest,
+    vectors: VectorSet,
+    map: Option<Arc<memmap2::Mmap>>,
+    records: usize,
+    by_path: usize,
+    strings: usize,
+}
+
+impl View {
+    /// Opens the view `manifest` names. A missing file is an `Error::Io` of kind NotFound:
+    /// a newer publication removed it, and the caller reads the manifest again.
+    pub fn open(dir: &Path, manifest: ViewManifest) -> Result<View> {
+        let path = dir.join(&manifest.file);
+        let damaged = |why: &str| {
+            Error::Store(format!(
+                "the view {} is {why}; run `clipsearch index` to publish the index again",
+                path.display()
+            ))
+        };
+        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        // SAFETY: view files are written once under a temporary name and never modified after
+        // the rename; a later generation is a new file.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&path))?;
+        if map.len() < HEADER || &map[..8] != MAGIC {
+            return Err(damaged("not a view file"));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4"));
+        let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8"));
+        let (dim, count, strings_len) = (u32_at(12) as usize, u64_at(16) as usize, u64_at(24));
+        if u32_at(8) != VIEW_FORMAT || dim != manifest.dim || count != manifest.count {
+            return Err(damaged("inconsistent with view.json"));
+        }
+        let ids_at = HEADER + 4 * count * dim;
+        let records = ids_at + 8 * count;
+        let by_path = records + RECORD * count;
+        let strings = by_path + 4 * count;
+        if map.len() as u64 != strings as u64 + strings_len {
+            return Err(damaged("truncated"));
+        }
+        let ids: Vec<u64> = map[ids_at..records]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
+            .collect();
+        if !ids.windows(2).all(|w| w[0] < w[1]) {
+            return Err(damaged("out of order"));
+        }
+        let map = Arc::new(map);
+        let vectors = VectorSet::mapped(dim, ids, map.clone(), HEADER);
+        let view = View {
+            manifest,
+            vectors,
+            map: Some(map),
+            records,
+            by_path,
+            strings,
+        };
+        // Every path must lie inside the strings section: checked once here, so that lookups
+        // can slice without checks failing later.
+        let end = view.map().len();
+        for row in 0..count {
+            let (off, len) = view.path_span(row);
+            if off.checked_add(len).is_none_or(|e| e > end) {
+                return Err(damaged("damaged (a path points outside the file)"));
+            }
+        }
+        Ok(view)
+    }
+
+    fn map(&self) -> &[u8] {
+        self.map.as_deref().map(|m| &m[..]).unwrap_or(&[])
+    }
+
+    pub fn manifest(&self) -> &ViewManifest {
+        &self.manifest
+    }
+
+    pub fn model(&self) -> &ModelIdentity {
+        &self.manifest.model
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.manifest.generation
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Every vector, rows in id order (shares the mapping).
+    pub fn vectors(&self) -> &VectorSet {
+        &self.vectors
+    }
+
+    pub fn id(&self, row: usize) -> u64 {
+        self.vectors.ids[row]
+    }
+
+    pub fn vector(&self, row: usize) -> &[f32] {
+        self.vectors.vector(row)
+    }
+
+    fn record_bytes(&self, row: usize) -> &[u8] {
+        let at = self.records + row * RECORD;
+        &self.map()[at..at + RECORD]
+    }
+
+    fn path_span(&self, row: usize) -> (usize, usize) {
+        let r = self.record_bytes(row);
+        let off = u64::from_le_bytes(r[40..48].try_into().expect("8")) as usize;
+        let len = u32::from_le_bytes(r[48..52].try_into().expect("4")) as usize;
+        (self.strings.saturating_add(off), len)
+    }
+
+    fn path_bytes(&self, row: usize) -> &[u8] {
+        let (off, len) = self.path_span(row);
+        &self.map()[off..off + len]
+    }
+
+    pub fn path(&self, row: usize) -> &Path {
+        super::key_path_ref(self.path_bytes(row))
+    }
+
+    pub fn record(&self, row: usize) -> FileRecord {
+        let r = self.record_bytes(row);
+        let mut hash = [0u8; 16];
+        hash.copy_from_slice(&r[16..32]);
+        FileRecord {
+            id: self.id(row),
+            size: u64::from_le_bytes(r[0..8].try_into().expect("8")),
+            mtime_ns: i64::from_le_bytes(r[8..16].try_into().expect("8")),
+            hash,
+            width: u32::from_le_bytes(r[32..36].try_into().expect("4")),
+            height: u32::from_le_bytes(r[36..40].try_into().expect("4")),
+        }
+    }
+
+    pub fn entry(&self, row: usize) -> ViewEntry<'_> {
+        ViewEntry {
+            path: self.path(row),
+            record: self.record(row),
+        }
+    }
+
+    /// The row of a live file id.
+    pub fn row_of_id(&self, id: u64) -> Option<usize> {
+        self.vectors.ids.binary_search(&id).ok()
+    }
+
+    /// The `k`-th row in path order.
+    fn row_by_path(&self, k: usize) -> usize {
+        let at = self.by_path + 4 * k;
+        u32::from_le_bytes(self.map()[at..at + 4].try_into().expect("4")) as usize
+    }
+
+    /// The row of an indexed path.
+    pub fn row_of_path(&self, path: &Path) -> Option<usize> {
+        let key = path_key(path);
+        let k = self.lower_bound(&key);
+        (k < self.len() && self.path_bytes(self.row_by_path(k)) == key.as_slice())
+            .then(|| self.row_by_path(k))
+    }
+
+    fn lower_bound(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.path_bytes(self.row_by_path(mid)) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Rows in path order.
+    pub fn rows_by_path(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).map(|k| self.row_by_path(k))
+    }
+
+    /// Rows of the files inside `dir`, in path order.
+    pub fn rows_under(&self, dir: &Path) -> impl Iterator<Item = usize> + '_ {
+        let prefix = dir_prefix(dir);
+        let start = self.lower_bound(&prefix);
+        (start..self.len())
+            .map(|k| self.row_by_path(k))
+            .take_while(move |&row| self.path_bytes(row).starts_with(&prefix))
+    }
+}
