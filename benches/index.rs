@@ -95,6 +95,66 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
     (dir, secs)
 }
 
+/// What periodic publication costs a whole first run that ends at `N` files: the cost of one
+/// publication measured at a small and at the full size (it is a rewrite of the view, linear
+/// in the files), then the run simulated at `RATE` images/s (default 10, about this machine's
+/// exact-mode indexing rate) with the indexer's schedule: after the first batch, then every
+/// 30 s but never more often than 20x the last publication's cost, and once at the end.
+fn publishing_overhead(set: &VectorSet) {
+    let cost = |n: usize| {
+        let mut part = VectorSet::new(set.dim);
+        for i in 0..n {
+            part.push(set.ids[i], set.vector(i));
+        }
+        let (dir, _) = store_with(&part, false);
+        let store = Store::open(dir.path(), None).unwrap();
+        let mut times: Vec<f64> = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                publish(&store, GraphPolicy::Keep).unwrap();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[1]
+    };
+    let small = 1000;
+    let (c0, c1) = (cost(small), cost(N));
+    let per_file = (c1 - c0) / (N - small) as f64;
+    let at = |n: usize| (c0 + per_file * (n as f64 - small as f64)).max(c0);
+    let rate: f64 = std::env::var("RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10.0);
+    let run = N as f64 / rate;
+    let (mut t, mut last, mut last_cost, mut spent, mut count) = (0.0, None, 0.0, 0.0, 0);
+    while t < run {
+        t += 8.0 / rate; // one batch of 8
+        let due = match last {
+            None => true,
+            Some(l) => t - l >= 30.0f64.max(20.0 * last_cost),
+        };
+        if due {
+            last_cost = at((t * rate) as usize);
+            spent += last_cost;
+            t += last_cost;
+            last = Some(t);
+            count += 1;
+        }
+    }
+    spent += c1;
+    count += 1;
+    println!(
+        "publish (median of 3): {:.3} s at {small} files, {c1:.3} s at {N} files",
+        c0
+    );
+    println!(
+        "a first run to {N} files at {rate} images/s ({run:.0} s of indexing): {count} \
+         publications, {spent:.1} s in all = {:.2}% of the run",
+        100.0 * spent / (run + spent)
+    );
+}
+
 fn benches(c: &mut Criterion) {
     let set = clustered(N, DIM);
     let queries: Vec<Vec<f32>> = (0..64).map(|i| set.vector(i * 1361 % N).to_vec()).collect();
@@ -126,6 +186,8 @@ fn benches(c: &mut Criterion) {
         println!("view ({name}) open, {N} files: {times:.1?} ms");
         views.push((name, SearchIndex::open(dir.path()).unwrap(), dir));
     }
+
+    publishing_overhead(&set);
 
     // Recall of the graph against the exact scan, for queries that are not stored vectors.
     let mut rng = 0x1234_5678_9abc_def1u64;

@@ -1,5 +1,7 @@
 //! `clipsearch index` end to end: the real binary, temp directories, the tiny fixture model.
 
+#[path = "mutations/mod.rs"]
+mod mutations;
 mod support;
 
 use std::collections::HashMap;
@@ -376,4 +378,70 @@ fn ctrl_c_stops_after_a_committed_batch_and_the_next_run_finishes() {
     let s = index(&photos, &idx, &[]);
     assert_eq!(s["unchanged"].as_u64().unwrap(), done, "{s}");
     assert_eq!(s["indexed"].as_u64().unwrap(), N as u64 - done, "{s}");
+}
+
+#[test]
+fn a_folder_of_damaged_files_of_every_format_indexes_with_each_file_indexed_or_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("odd");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut total = 0;
+    for (i, (name, bytes)) in mutations::base_files().into_iter().enumerate() {
+        std::fs::write(dir.join(&name), &bytes).unwrap();
+        total += 1;
+        let (stem, ext) = name.rsplit_once('.').unwrap();
+        for (m, b) in mutations::mutations(&bytes, 8, 77 + i as u64) {
+            std::fs::write(dir.join(format!("{stem}-{m}.{ext}")), b).unwrap();
+            total += 1;
+        }
+    }
+    let out = run(index_command(&dir, &tmp.path().join("idx")).arg("--verbose"));
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    let s = &json_lines(&out)[0];
+    let (indexed, failed) = (
+        s["indexed"].as_u64().unwrap(),
+        s["failed"].as_u64().unwrap(),
+    );
+    eprintln!("{total} files: {indexed} indexed, {failed} reported");
+    assert_eq!(indexed + failed, total as u64, "{s}");
+    assert!(indexed > 0 && failed > 0);
+    let failures = s["failures"].as_array().unwrap();
+    assert!(failures
+        .iter()
+        .all(|f| !f["reason"].as_str().unwrap().is_empty()));
+    let crash = failures
+        .iter()
+        .find(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("odd_tiled_planar.tif")
+        })
+        .expect("the tiled planar TIFF is reported");
+    assert!(
+        crash["reason"]
+            .as_str()
+            .unwrap()
+            .contains("decoder crashed"),
+        "{crash}"
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn embed_reports_a_decoder_crash_as_bad_input() {
+    let tiff = fixtures().join("odd/tiled_planar.tif");
+    let out = run(clipsearch()
+        .args(["embed", "--image"])
+        .arg(&tiff)
+        .arg("--model")
+        .arg(tiny_model()));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("decoder crashed"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }

@@ -5,6 +5,11 @@
 //! conversion follows Pillow's `convert_rgb` as transformers uses it: alpha is composited over
 //! white with Pillow's integer arithmetic, grey is replicated, 16-bit is scaled to 8-bit, CMYK
 //! JPEGs are converted by the decoder.
+//!
+//! No file can stop a run: decoders are third-party parsers of hostile input, and some of them
+//! panic on malformed files (the `tiff` crate asserts on a tiled, planar TIFF). Every decoding
+//! entry point runs inside [`contain_panics`], which turns a panic into that file's error
+//! ("decoder crashed: ...") and keeps the panic's message off the terminal.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -24,6 +29,42 @@ pub fn decode_file(path: &Path) -> Result<RgbImage> {
 
 /// Decodes an in-memory file; `path` only names it in errors.
 pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
+    contain_panics(path, || decode_exact(path, bytes))
+}
+
+thread_local! {
+    /// Set while this thread runs a decoder under [`contain_panics`].
+    static CONTAINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (a decoder) so that a panic inside it becomes an image error for `path`. The panic
+/// hook stays quiet for such panics (the error is reported with the file, like any other), and
+/// speaks for every other panic as before.
+pub fn contain_panics<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !CONTAINED.with(|c| c.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let outer = CONTAINED.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(outer));
+    result.unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        tracing::debug!(path = %path.display(), "decoder panicked: {what}");
+        Err(Error::image(path, format!("decoder crashed: {what}")))
+    })
+}
+
+fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     let bad = |reason: String| Error::image(path, reason);
     if bytes.is_empty() {
         return Err(bad("empty file".into()));
@@ -94,12 +135,14 @@ pub enum DecodeMode {
 
 /// Decodes in the given mode; `Exact` is [`decode_bytes`].
 pub fn decode_bytes_with(path: &Path, bytes: &[u8], mode: DecodeMode) -> Result<RgbImage> {
-    if let DecodeMode::Scaled { min_short } = mode {
-        if let Some(rgb) = decode_jpeg_scaled(bytes, min_short) {
-            return Ok(rgb);
+    contain_panics(path, || {
+        if let DecodeMode::Scaled { min_short } = mode {
+            if let Some(rgb) = decode_jpeg_scaled(bytes, min_short) {
+                return Ok(rgb);
+            }
         }
-    }
-    decode_bytes(path, bytes)
+        decode_exact(path, bytes)
+    })
 }
 
 /// The scaled path: `None` whenever it does not apply (not a complete JPEG, too small, an
@@ -404,6 +447,26 @@ mod tests {
                 .join(name),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_panicking_decoder_becomes_the_files_error() {
+        let path = Path::new("x.tif");
+        let r: Result<()> = contain_panics(path, || panic!("assertion failed: buf.len()"));
+        let msg = r.unwrap_err().to_string();
+        assert_eq!(msg, "x.tif: decoder crashed: assertion failed: buf.len()");
+        let r: Result<()> = contain_panics(path, || panic!("{} of {}", 3, 4));
+        assert!(r
+            .unwrap_err()
+            .to_string()
+            .ends_with("decoder crashed: 3 of 4"));
+        // Nested use restores the outer state; errors and values pass through untouched.
+        let v = contain_panics(path, || contain_panics(path, || Ok(7)));
+        assert_eq!(v.unwrap(), 7);
+        assert!(!CONTAINED.with(|c| c.get()), "flag cleared after use");
+        // A real decoder panic (the `tiff` crate on a tiled planar TIFF) is contained too.
+        let err = decode_bytes(path, &fixture("odd/tiled_planar.tif")).unwrap_err();
+        assert!(err.to_string().contains("decoder crashed"), "{err}");
     }
 
     #[test]
