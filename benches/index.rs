@@ -55,6 +55,7 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
         Some(&ModelIdentity {
             name: "bench".into(),
             fingerprint: "bench".into(),
+            legacy_fingerprint: None,
             dim: set.dim,
             preprocess_version: 1,
             decode: "exact".into(),

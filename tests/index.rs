@@ -129,6 +129,7 @@ fn identity(dim: usize) -> ModelIdentity {
     ModelIdentity {
         name: "test".into(),
         fingerprint: "f".into(),
+        legacy_fingerprint: None,
         dim,
         preprocess_version: 1,
         decode: "exact".into(),
@@ -375,6 +376,38 @@ fn another_model_or_a_newer_format_is_refused_with_guidance() {
         .to_string();
     assert!(
         msg.contains("--rebuild") && msg.contains("--model test"),
+        "{msg}"
+    );
+    // An index built by an older preprocessing of the same model: rebuild.
+    let old_dir = tempfile::tempdir().unwrap();
+    let mut older = identity(16);
+    older.preprocess_version = 0;
+    drop(Store::open(old_dir.path(), Some(&older)).unwrap());
+    let msg = Store::open(old_dir.path(), Some(&identity(16)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("older image preprocessing (version 0, now 1)")
+            && msg.contains("clipsearch index --rebuild"),
+        "{msg}"
+    );
+    // A database of a newer format than this binary's: refused by name, not misread.
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let newer = clipsearch::store::FORMAT_VERSION + 1;
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format_version", &newer.to_le_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let msg = Store::open(dir.path(), None).err().unwrap().to_string();
+    assert!(
+        msg.contains(&format!(
+            "format version {}, newer than this clipsearch understands",
+            clipsearch::store::FORMAT_VERSION + 1
+        )) && msg.contains("upgrade clipsearch"),
         "{msg}"
     );
 }

@@ -70,3 +70,88 @@ fn unsupported_activation_is_refused() {
     let msg = load_err(dir.path(), Towers::Both);
     assert!(msg.contains("hidden_act") && msg.contains("gelu"), "{msg}");
 }
+
+/// A copy of the tiny model whose weights file is `edit`ed in place (bytes, same layout).
+fn copy_model_bytes(edit: impl FnOnce(&mut Vec<u8>, &serde_json::Value)) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "preprocessor_config.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut bytes, &header);
+    std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
+    dir
+}
+
+/// Byte range of a tensor's data in a safetensors file.
+fn span(header: &serde_json::Value, bytes: &[u8], key: &str) -> std::ops::Range<usize> {
+    let base = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let o = &header[key]["data_offsets"];
+    base + o[0].as_u64().unwrap() as usize..base + o[1].as_u64().unwrap() as usize
+}
+
+/// Both edits below go unseen by the older, sampled fingerprint (checked: its value is the
+/// same for all three copies), so this test fails against it.
+#[test]
+fn checkpoints_differing_in_one_tensor_or_one_weight_have_different_identities() {
+    use clipsearch::model::ModelIdentity;
+    let identity = |dir: &Path| ModelIdentity::of(&ModelFiles::local(dir).unwrap()).unwrap();
+    let same = copy_model_bytes(|_, _| {});
+    // One small tensor re-initialised (as a fine-tune of the last layer norm would).
+    let tensor = copy_model_bytes(|b, h| {
+        let r = span(h, b, "vision_model.post_layernorm.bias");
+        for x in &mut b[r] {
+            *x ^= 0x5a;
+        }
+    });
+    // One float of the largest tensor, in its middle.
+    let weight = copy_model_bytes(|b, h| {
+        let key = h
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "__metadata__")
+            .max_by_key(|k| span(h, b, k).len())
+            .unwrap()
+            .clone();
+        let r = span(h, b, &key);
+        let mid = r.start + (r.len() / 8) * 4;
+        b[mid] ^= 1;
+    });
+    let base = identity(same.path());
+    assert!(base.fingerprint.starts_with("v2-"), "{}", base.fingerprint);
+    assert_eq!(
+        identity(same.path()),
+        base,
+        "deterministic, and cached alike"
+    );
+    for (what, dir) in [("one tensor", &tensor), ("one weight", &weight)] {
+        let other = identity(dir.path());
+        assert_ne!(other.fingerprint, base.fingerprint, "{what} changed");
+        assert!(!other.same_model(&base), "{what} changed");
+    }
+}
+
+#[test]
+fn an_index_recorded_with_the_older_sampled_fingerprint_still_opens_and_is_upgraded() {
+    use clipsearch::model::ModelIdentity;
+    use clipsearch::store::Store;
+    let files =
+        ModelFiles::local(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip"))
+            .unwrap();
+    let now = ModelIdentity::of(&files).unwrap();
+    let mut old = now.clone();
+    old.fingerprint = now.legacy_fingerprint.clone().unwrap();
+    assert!(!old.fingerprint.starts_with("v2-"));
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path(), Some(&old)).unwrap());
+    let store = Store::open(dir.path(), Some(&now)).unwrap();
+    assert_eq!(store.model().unwrap().unwrap().fingerprint, now.fingerprint);
+    // Another model's legacy fingerprint is not taken for this one.
+    let mut stranger = old.clone();
+    stranger.fingerprint = "0123".repeat(16);
+    assert!(!now.same_model(&stranger));
+}

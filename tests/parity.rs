@@ -1,12 +1,18 @@
 //! Parity with the Python reference (transformers `CLIPModel` + `CLIPImageProcessor`, Pillow),
 //! on the tiny random CLIP in `tests/fixtures` (see its README for how the reference was made).
 //!
-//! Tolerances, each the tightest the reference itself supports:
+//! Tolerances, each a small margin above what is observed (fp32 against fp32 with different
+//! kernels; the values printed with `--nocapture`, observed on this project's machine):
 //! - token ids: identical;
-//! - text and image features: max abs difference <= 1e-4 (fp32 vs fp32, different kernels);
+//! - text and image features, raw and normalised: max abs <= 1e-5 (observed <= 1.5e-6);
+//! - logits: abs <= 2e-5 (observed <= 3.1e-6);
 //! - preprocessing from decoded pixels and from PNG files: max abs <= 1e-6 (bit-exact resize);
-//! - preprocessing from JPEG files: max abs <= 0.05 (JPEG decoders differ by a level or two);
-//! - end-to-end embeddings from files: cosine >= 0.999.
+//! - preprocessing from JPEG files: max abs <= 1e-6 with the `turbojpeg` feature (Pillow's own
+//!   decoder), else <= 0.035 (zune-jpeg's IDCT and upsampling: observed 0.0292, i.e. two grey
+//!   levels after normalisation);
+//! - end-to-end embeddings from files: cosine >= 0.99999 where preprocessing is bit-exact (PNG;
+//!   JPEG with `turbojpeg`; observed >= 0.99999994), >= 0.9999 for JPEG without it (observed
+//!   >= 0.999993).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -122,7 +128,8 @@ fn text_features_match_reference() {
     let ours = text.features_from_ids(&ids).unwrap();
     for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
         let d = max_abs(o, &want);
-        assert!(d <= 1e-4, "text {i} ({:?}): max abs {d}", texts[i]);
+        eprintln!("text {i}: max abs {d:e}");
+        assert!(d <= FEATURES, "text {i} ({:?}): max abs {d}", texts[i]);
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let normed = text.embed(&refs).unwrap();
@@ -131,7 +138,8 @@ fn text_features_match_reference() {
         .zip(r.rows("text_embeds_normalized"))
         .enumerate()
     {
-        assert!(max_abs(o, &want) <= 1e-4, "normalised text {i}");
+        eprintln!("normalised text {i}: max abs {:e}", max_abs(o, &want));
+        assert!(max_abs(o, &want) <= FEATURES, "normalised text {i}");
         assert!((dot(o, o) - 1.0).abs() < 1e-5);
     }
 }
@@ -150,7 +158,8 @@ fn image_features_from_reference_pixels_match() {
     let ours = image.features_from_pixels(&pixels).unwrap();
     for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
         let d = max_abs(o, &want);
-        assert!(d <= 1e-4, "image {i}: max abs {d}");
+        eprintln!("image {i}: max abs {d:e}");
+        assert!(d <= FEATURES, "image {i}: max abs {d}");
     }
     // Logits use the checkpoint's temperature.
     let texts = r.texts();
@@ -161,7 +170,8 @@ fn image_features_from_reference_pixels_match() {
     for (i, img) in imgs.iter().enumerate() {
         for (j, txt) in t.iter().enumerate() {
             let ours = m.logit_scale() * dot(img, txt);
-            assert!((ours - logits[i][j]).abs() <= 1e-3, "logit [{i},{j}]");
+            eprintln!("logit [{i},{j}]: {:e}", (ours - logits[i][j]).abs());
+            assert!((ours - logits[i][j]).abs() <= 2e-5, "logit [{i},{j}]");
         }
     }
 }
@@ -210,13 +220,17 @@ fn png_decoding_and_preprocessing_are_exact() {
     assert_eq!(checked, 4);
 }
 
-/// With libjpeg-turbo (the default `turbojpeg` feature) JPEGs decode as Pillow decodes them,
-/// to the level; without it, zune-jpeg's IDCT and upsampling differ by a few levels.
+/// With libjpeg-turbo (the `turbojpeg` feature) JPEGs decode as Pillow decodes them, to the
+/// level; without it, zune-jpeg's IDCT and upsampling differ by up to two levels (observed max
+/// abs 0.0292 after normalisation, on chelsea.jpg).
 const JPEG_TOLERANCE: f32 = if cfg!(feature = "turbojpeg") {
     1e-6
 } else {
-    0.05
+    0.035
 };
+
+/// Features, raw and normalised (observed max abs 1.43e-6).
+const FEATURES: f32 = 1e-5;
 
 #[test]
 fn jpeg_preprocessing_matches_the_reference() {
@@ -263,7 +277,9 @@ fn end_to_end_image_embeddings_from_files() {
             want[i].clone()
         };
         let cos = dot(&ours, &target);
-        eprintln!("{file}: cosine {cos}");
-        assert!(cos >= 0.999, "{file}: cosine {cos}");
+        let exact_pixels = file.ends_with(".png") || cfg!(feature = "turbojpeg");
+        let bound = if exact_pixels { 0.99999 } else { 0.9999 };
+        eprintln!("{file}: cosine {cos} (bound {bound})");
+        assert!(cos >= bound, "{file}: cosine {cos} < {bound}");
     }
 }

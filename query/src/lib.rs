@@ -161,7 +161,7 @@ impl Searcher {
         }
         let files = resolve(&self.model_spec)?;
         let id = ModelIdentity::of(&files)?;
-        if id.fingerprint != self.identity.fingerprint {
+        if !id.same_model(&self.identity) {
             return Err(clipsearch::Error::Index(format!(
                 "--model {} is not the model this index was built with ({}): query with that \
                  model, or re-index with `clipsearch index --rebuild --model {}`",

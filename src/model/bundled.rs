@@ -55,7 +55,7 @@ fn content_id() -> String {
 
 /// Where the files are unpacked: `$CLIPSEARCH_CACHE`, else `$XDG_CACHE_HOME/clipsearch`, else
 /// the system temporary directory.
-fn cache_root() -> PathBuf {
+pub(crate) fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("CLIPSEARCH_CACHE") {
         return PathBuf::from(dir);
     }

@@ -15,6 +15,7 @@
 
 pub mod bundled;
 pub mod config;
+pub mod fingerprint;
 pub mod hub;
 pub mod synthetic;
 pub mod vision;
@@ -25,7 +26,6 @@ use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::clip::{
     text_model::ClipTextTransformer, vision_model::ClipVisionTransformer,
 };
-use sha2::{Digest, Sha256};
 
 pub use config::ClipConfig;
 pub use hub::{resolve, ModelFiles, DEFAULT_MODEL};
@@ -38,12 +38,17 @@ use crate::tokenizer::ClipTokenizer;
 
 /// What an index records about the model that filled it: two models (or two preprocessing
 /// versions) must never share an index, since their spaces are unrelated.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ModelIdentity {
     /// Hub id or local directory, for messages.
     pub name: String,
-    /// SHA-256 over config.json, the preprocessing parameters and a sample of the weights.
+    /// SHA-256 over config.json, the preprocessing parameters and all the weights
+    /// ([`fingerprint`]).
     pub fingerprint: String,
+    /// The fingerprint an older clipsearch recorded for this checkpoint (computed from the
+    /// files, never stored): lets indexes that recorded it open ([`ModelIdentity::same_model`]).
+    #[serde(skip)]
+    pub legacy_fingerprint: Option<String>,
     pub dim: usize,
     pub preprocess_version: u32,
     /// `exact`, or `dct-scaled` for indexes built with DCT-scaled JPEG decoding (`--fast`).
@@ -53,6 +58,20 @@ pub struct ModelIdentity {
     #[serde(default = "f32_precision")]
     pub precision: String,
 }
+
+/// Equality of what is recorded (the legacy fingerprint, computed from files, is left out).
+impl PartialEq for ModelIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.fingerprint == other.fingerprint
+            && self.dim == other.dim
+            && self.preprocess_version == other.preprocess_version
+            && self.decode == other.decode
+            && self.precision == other.precision
+    }
+}
+
+impl Eq for ModelIdentity {}
 
 fn exact_decode() -> String {
     "exact".into()
@@ -130,29 +149,6 @@ fn linear_no_bias(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linea
     Ok(candle_nn::linear_no_bias(in_dim, out_dim, vb)?)
 }
 
-/// Hashes config.json, the preprocessing parameters, the safetensors header and 64 evenly spaced
-/// 4 KiB blocks of the weights: cheap at start-up, and different for any two distinct checkpoints.
-fn fingerprint(files: &ModelFiles, pre: &PreprocessConfig) -> Result<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut h = Sha256::new();
-    let config = std::fs::read(files.config()).map_err(|e| Error::io(files.config(), e))?;
-    h.update(&config);
-    h.update(format!("{pre:?}").as_bytes());
-    let path = files.weights();
-    let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-    let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-    h.update(len.to_le_bytes());
-    let mut block = vec![0u8; 4096];
-    for i in 0..64u64 {
-        let at = len.saturating_sub(4096) * i / 63;
-        f.seek(SeekFrom::Start(at))
-            .map_err(|e| Error::io(&path, e))?;
-        let n = f.read(&mut block).map_err(|e| Error::io(&path, e))?;
-        h.update(&block[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn identity_of(
     files: &ModelFiles,
     config: &ClipConfig,
@@ -160,7 +156,8 @@ fn identity_of(
 ) -> Result<ModelIdentity> {
     Ok(ModelIdentity {
         name: files.name.clone(),
-        fingerprint: fingerprint(files, pre)?,
+        fingerprint: fingerprint::fingerprint(files, pre)?,
+        legacy_fingerprint: Some(fingerprint::legacy_fingerprint(files, pre)?),
         dim: config.projection_dim,
         preprocess_version: PREPROCESS_VERSION,
         decode: exact_decode(),

@@ -292,24 +292,29 @@ impl Store {
     }
 
     fn check_model(&self, model: &ModelIdentity) -> Result<()> {
+        let record = |m: &ModelIdentity| -> Result<()> {
+            self.meta
+                .insert("model", serde_json::to_vec(m).map_err(store_err)?)
+                .map_err(store_err)?;
+            Ok(())
+        };
         match self.model()? {
-            None => {
-                self.meta
-                    .insert("model", serde_json::to_vec(model).map_err(store_err)?)
-                    .map_err(store_err)?;
-                Ok(())
-            }
+            None => record(model),
             Some(m)
-                if m.fingerprint == model.fingerprint
+                if model.same_model(&m)
                     && m.dim == model.dim
                     && m.preprocess_version == model.preprocess_version
                     && m.decode == model.decode
                     && m.precision == model.precision =>
             {
+                if m.fingerprint != model.fingerprint {
+                    // Recorded by an older clipsearch (sampled fingerprint): now the full one.
+                    record(model)?;
+                }
                 Ok(())
             }
             Some(m)
-                if m.fingerprint == model.fingerprint
+                if model.same_model(&m)
                     && (m.decode != model.decode || m.precision != model.precision) =>
             {
                 let mode = |m: &ModelIdentity| {
@@ -326,7 +331,7 @@ impl Store {
                     if fast { "" } else { "out" }
                 )))
             }
-            Some(m) if m.fingerprint == model.fingerprint => Err(Error::Index(format!(
+            Some(m) if model.same_model(&m) => Err(Error::Index(format!(
                 "the index at {} was built with an older image preprocessing (version {}, now {}): \
                  rebuild it with `clipsearch index --rebuild DIR...`",
                 self.path.display(),
