@@ -89,7 +89,8 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
         let t = Instant::now();
         publish(&store, GraphPolicy::Keep).unwrap();
         println!(
-            "publish (periodic, no graph work), {N} files: {:.2} s",
+            "publish (periodic, no graph work), {} files: {:.2} s",
+            set.len(),
             t.elapsed().as_secs_f64()
         );
     }

@@ -7,9 +7,13 @@
 //! Both modes run, exact (the reference's arithmetic) and fast (`--fast`: DCT-scaled decoding and
 //! an int8 image tower), and the cosine between their embeddings of each photo is printed.
 //!
-//! Run: `cargo bench -p clipsearch-cli --features turbojpeg --bench indexing` (libjpeg-turbo;
-//! without the feature JPEGs decode with zune-jpeg and jpeg-decoder). `MODE=exact|fast` runs one
-//! mode; `BATCH=16 DECODE_THREADS=1` vary the defaults, batch 8 and one decoding thread per core.
+//! Peer: when the rclip baseline is set up (`bash ../shared/tools/rclip-baseline/setup.sh`), rclip
+//! indexes the same photos from scratch alternately with clipsearch, in the same run, and the
+//! ratios of the medians are printed with the CPU model.
+//!
+//! Run: `cargo bench -p clipsearch-cli --bench indexing` (add `--features turbojpeg` for
+//! libjpeg-turbo). `RUNS=3` rounds (rclip, exact, fast each); `MODE=exact|fast` runs one mode;
+//! `BATCH=16 DECODE_THREADS=1` vary the defaults, batch 8 and one decoding thread per core.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -92,13 +96,12 @@ fn index_run(photos: &Path, model: &Path, index: &Path, fast: bool, batch: &str)
     let s: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let rate = s["embedded"].as_f64().unwrap() / wall;
     println!(
-        "{:5}: indexed {} ({} embedded, {} failed) in {wall:.1} s wall: {rate:.2} images/s \
-         ({:.2}x rclip's {RCLIP}), peak RSS {peak_mb:.0} MB, batch {batch}",
+        "{:5}: indexed {} ({} embedded, {} failed) in {wall:.1} s wall: {rate:.2} images/s, \
+         peak RSS {peak_mb:.0} MB, batch {batch}",
         if fast { "fast" } else { "exact" },
         s["indexed"],
         s["embedded"],
         s["failed"],
-        rate / RCLIP,
     );
     println!("       time split: {}", s["timings"]);
     let publish = s["timings"]["publish_seconds"].as_f64().unwrap_or(0.0);
@@ -110,9 +113,58 @@ fn index_run(photos: &Path, model: &Path, index: &Path, fast: bool, batch: &str)
     rate
 }
 
-/// rclip 3.3's end-to-end rate on this kind of photo set, measured on the same 2-core machine
-/// (issue #7): the figure to beat.
-const RCLIP: f64 = 3.8;
+/// The rclip baseline (`../shared/tools/rclip-baseline`), if `setup.sh` has installed it:
+/// `RCLIP_BASELINE=DIR`, else its default place.
+fn rclip() -> Option<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/rclip-baseline");
+    let script = root.join("run-rclip.sh");
+    let dir = std::env::var_os("RCLIP_BASELINE")
+        .map(PathBuf::from)
+        .or_else(|| dirs_home().map(|h| h.join(".cache/rclip-baseline")))?;
+    (script.is_file() && dir.join("venv/bin/rclip").exists()).then_some((script, dir))
+}
+
+fn dirs_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// One rclip run from scratch over `photos`: images/s.
+fn rclip_run(photos: &Path, (script, dir): &(PathBuf, PathBuf)) -> f64 {
+    let out = Command::new("bash")
+        .arg(script)
+        .arg(photos)
+        .arg(dir)
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "rclip failed: {line}");
+    // "rclip: N images in S s = R images/s"
+    let rate: f64 = line
+        .split('=')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("rclip printed {line:?}"));
+    println!("rclip: {}", line.trim().trim_start_matches("rclip: "));
+    rate
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
 
 fn main() {
     let Some(photos) = photos() else {
@@ -129,14 +181,61 @@ fn main() {
         Ok("fast") => &[true],
         _ => &[false, true],
     };
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let peer = rclip();
+    if peer.is_none() {
+        println!(
+            "rclip baseline not set up (bash ../shared/tools/rclip-baseline/setup.sh): no ratios"
+        );
+    }
+    // The model's identity hashes its weights once (then cached): not part of any timed run.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let warm = Command::new(env!("CARGO_BIN_EXE_clipsearch"))
+        .arg("index")
+        .arg(&empty)
+        .arg("--index")
+        .arg(tmp.path().join("warm"))
+        .arg("--model")
+        .arg(&model)
+        .args(["--json"])
+        .output()
+        .unwrap();
+    assert!(warm.status.success());
+    println!("CPU: {}, {} runs of each, alternating", cpu_model(), runs);
+    let (mut rclip_rates, mut rates) = (Vec::new(), vec![Vec::new(); 2]);
+    for round in 0..runs {
+        if let Some(p) = &peer {
+            rclip_rates.push(rclip_run(&photos, p));
+        }
+        for &fast in modes {
+            let dir = tmp
+                .path()
+                .join(format!("{}-{round}", if fast { "fast" } else { "exact" }));
+            rates[fast as usize].push(index_run(&photos, &model, &dir, fast, &batch));
+        }
+    }
+    let rclip_median = (!rclip_rates.is_empty()).then(|| median(rclip_rates.clone()));
+    if let Some(r) = rclip_median {
+        println!("rclip median: {r:.2} images/s");
+    }
     for &fast in modes {
-        let dir = tmp.path().join(if fast { "fast" } else { "exact" });
-        index_run(&photos, &model, &dir, fast, &batch);
+        let m = median(rates[fast as usize].clone());
+        let ratio = rclip_median
+            .map(|r| format!(", {:.2}x rclip's median", m / r))
+            .unwrap_or_default();
+        println!(
+            "clipsearch {} median: {m:.2} images/s{ratio}",
+            if fast { "fast" } else { "exact" }
+        );
     }
     if modes.len() == 2 {
         // How far fast mode's embeddings are from exact mode's, photo by photo.
-        let exact = Store::open_existing(&tmp.path().join("exact")).unwrap();
-        let fast = Store::open_existing(&tmp.path().join("fast")).unwrap();
+        let exact = Store::open_existing(&tmp.path().join("exact-0")).unwrap();
+        let fast = Store::open_existing(&tmp.path().join("fast-0")).unwrap();
         let mut cosines: Vec<f32> = exact
             .files()
             .filter_map(|r| {

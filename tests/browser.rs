@@ -198,6 +198,11 @@ fn search_open_and_more_like_this_in_chromium() {
 
     let first = browser.element(".hit");
     let first_id = browser.script("return document.querySelector('.hit').dataset.id");
+    // Without its id the "left out" check below could not fail: the id must be there.
+    let first_id: u64 = first_id
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("the first hit has no index id: {first_id}"));
     browser.call("POST", &format!("/element/{first}/click"), Some(json!({})));
     browser.wait_for(
         "const v = document.getElementById('viewer'), i = document.getElementById('large');\
@@ -213,11 +218,12 @@ fn search_open_and_more_like_this_in_chromium() {
     let ids =
         browser.script("return [...document.querySelectorAll('.hit')].map(h => h.dataset.id)");
     let ids: Vec<String> = serde_json::from_value(ids).unwrap();
+    let ids: Vec<u64> = ids
+        .iter()
+        .map(|i| i.parse().unwrap_or_else(|_| panic!("a hit's id {i:?}")))
+        .collect();
     assert_eq!(ids.len(), 7);
-    assert!(
-        !ids.iter().any(|i| Some(i.as_str()) == first_id.as_str()),
-        "the photo itself is left out"
-    );
+    assert!(!ids.contains(&first_id), "the photo itself is left out");
     browser.wait_for(&loaded(7), "similar thumbnails");
 
     let png = browser.call("GET", "/screenshot", None);

@@ -1,16 +1,17 @@
 //! The int8 image tower (`clipsearch index --fast`) against the f32 one, with the tiny fixture
 //! model and the bundled demo model, on the fixture photographs.
 //!
-//! Bound: cosine >= 0.99 between the int8 and the f32 embedding of every image (the bound
-//! for fast mode; observed: above 0.9998). Exact mode is untouched: the parity tests hold it to
-//! the reference.
+//! Bound: cosine >= 0.999 between the int8 and the f32 embedding of every image (observed: at
+//! least 0.99990 over both models, a tenth of the bound's 1 - cos). Whole fast mode (scaled
+//! decoding and this tower) is held, relative to how far apart the images are, in
+//! `tests/fast_decode.rs`. Exact mode is untouched: the parity tests hold it to the reference.
 
 use std::path::Path;
 
 use clipsearch::embedding::dot;
 use clipsearch::model::{resolve, ClipModel, ModelFiles, Precision, Towers};
 
-const BOUND: f32 = 0.99;
+const BOUND: f32 = 0.999;
 
 fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -63,22 +63,35 @@ mod tests {
             set.push(i, &v);
         }
         let got = pairs_above(&set, 0.9).unwrap();
-        let mut want = 0;
+        let mut want = std::collections::HashMap::new();
         for i in 0..set.len() {
             for j in i + 1..set.len() {
-                if dot(set.vector(i), set.vector(j)) >= 0.9 {
-                    want += 1;
+                let s = dot(set.vector(i), set.vector(j));
+                if s >= 0.9 {
+                    want.insert((set.ids[i], set.ids[j]), s);
                 }
             }
         }
-        assert!(want > 0);
-        // Float summation order differs between GEMM and the dot product: allow pairs right at
-        // the threshold to fall either way.
-        assert!(
-            (got.len() as i64 - want as i64).abs() <= 2,
-            "{} vs {want}",
-            got.len()
-        );
+        assert!(want.len() > 10, "{} pairs", want.len());
+        // The same pairs, with the same scores: float summation order differs between the GEMM
+        // and the dot product by ulps, so only a pair within 1e-5 of the threshold may fall on
+        // the other side.
+        let naive = |a: u64, b: u64| dot(set.vector(a as usize), set.vector(b as usize));
+        let near = |s: f32| (s - 0.9).abs() < 1e-5;
+        for &(a, b, s) in &got {
+            match want.get(&(a, b)) {
+                Some(w) => assert!((s - w).abs() < 1e-5, "({a},{b}): {s} vs {w}"),
+                None => assert!(near(naive(a, b)), "({a},{b}) is not a pair"),
+            }
+        }
+        let found: std::collections::HashSet<(u64, u64)> =
+            got.iter().map(|&(a, b, _)| (a, b)).collect();
+        for (&(a, b), &w) in &want {
+            assert!(
+                found.contains(&(a, b)) || near(w),
+                "({a},{b}) at {w} missed"
+            );
+        }
         assert!(got.iter().all(|&(a, b, s)| a < b && s >= 0.9));
     }
 }

@@ -175,12 +175,15 @@ pub(crate) fn write_view_file(
     let e = io(&tmp);
     w.write_all(&[0u8; HEADER]).map_err(&e)?;
     let mut kept: Vec<&(PathBuf, FileRecord)> = Vec::with_capacity(rows.len());
+    let mut buf = Vec::with_capacity(4 * dim);
     for row in rows {
         match vector(&row.1)? {
             Some(v) if v.len() == dim => {
+                buf.clear();
                 for x in &v {
-                    w.write_all(&x.to_le_bytes()).map_err(&e)?;
+                    buf.extend_from_slice(&x.to_le_bytes());
                 }
+                w.write_all(&buf).map_err(&e)?;
                 kept.push(row);
             }
             _ => tracing::warn!(path = %row.0.display(), "no embedding for a catalogued file"),
