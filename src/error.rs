@@ -15,6 +15,10 @@ pub enum Error {
     /// An image that cannot be decoded, is too large or is not an image at all.
     #[error("{path}: {reason}")]
     Image { path: PathBuf, reason: String },
+    /// An image in a format this build cannot decode (a build with a feature, or a later
+    /// version, can): reported, but not remembered as a bad file.
+    #[error("{path}: {reason}")]
+    UnsupportedFormat { path: PathBuf, reason: String },
     /// `config.json` (or `preprocessor_config.json`) is missing a field or has a bad value.
     #[error("{path}: `{key}`: {reason}")]
     Config {

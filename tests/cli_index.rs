@@ -286,7 +286,7 @@ fn sigkill_at_random_moments_then_rerun_leaves_exactly_one_record_per_file() {
             &photo(900, 700, 100 + i as u32),
         );
     }
-    // Kill moments spread over start-up, model load, batches and the snapshot write.
+    // Kill moments spread over start-up, model load, batches and publications.
     let mut seed = 0x9e37_79b9_u64;
     let mut partial_rounds = 0;
     for round in 0..5u64 {
@@ -444,4 +444,56 @@ fn embed_reports_a_decoder_crash_as_bad_input() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("decoder crashed"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn jpeg_xl_indexes_and_formats_this_build_lacks_are_reported_every_run_not_remembered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("phone");
+    std::fs::create_dir_all(&dir).unwrap();
+    let formats = fixtures().join("formats");
+    for f in ["photo.jxl", "orient6.jxl", "photo.heic", "photo.avif"] {
+        std::fs::copy(formats.join(f), dir.join(f)).unwrap();
+    }
+    // A TIFF-shaped file named like a camera RAW.
+    let mut dng = b"II*\0\x08\0\0\0".to_vec();
+    dng.resize(256, 0);
+    std::fs::write(dir.join("IMG_0001.DNG"), dng).unwrap();
+    write_jpeg(&dir.join("IMG_0002.jpg"), &photo(200, 150, 5));
+    let idx = tmp.path().join("idx");
+    let s = index(&dir, &idx, &[]);
+    let decodable = if cfg!(feature = "heif") { 5 } else { 3 };
+    assert_eq!(s["indexed"], decodable, "{s}");
+    let reasons: Vec<String> = s["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("IMG_0001.DNG") && r.contains("camera RAW (DNG)")),
+        "{reasons:?}"
+    );
+    if !cfg!(feature = "heif") {
+        for kind in ["HEIC", "AVIF"] {
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains(&format!("{kind}: this build has no {kind} support"))),
+                "{reasons:?}"
+            );
+        }
+    }
+    // Not remembered as bad files: reported again, and a build that reads them would index them.
+    let again = index(&dir, &idx, &[]);
+    assert_eq!(again["unchanged"], decodable, "{again}");
+    assert_eq!(again["failed"], s["failed"], "{again}");
+    let found = paths_of(&search_json(&idx, &["x", "-n", "10"]));
+    assert!(found.iter().any(|p| p.ends_with("photo.jxl")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.ends_with("orient6.jxl")),
+        "{found:?}"
+    );
 }

@@ -37,7 +37,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
             | Error::Unsupported { .. }
             | Error::Tokenizer { .. },
         ) => MODEL,
-        Some(Error::Image { .. }) => BAD_INPUT,
+        Some(Error::Image { .. } | Error::UnsupportedFormat { .. }) => BAD_INPUT,
         Some(Error::Store(_) | Error::Index(_) | Error::NoView(_)) => INDEX,
         _ => FAILURE,
     }

@@ -38,6 +38,9 @@ enum Prepared {
     Failed {
         found: Found,
         reason: String,
+        /// Remembered in the index (not retried until the file changes); false for a format
+        /// this build cannot decode, which a build that can should pick up.
+        remember: bool,
     },
 }
 
@@ -48,16 +51,21 @@ fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
             return Prepared::Failed {
                 found,
                 reason: format!("cannot read: {e}"),
+                remember: true,
             }
         }
     };
     let hash = content_hash(&bytes);
     if let Ok(true) = store.has_embedding(&hash) {
-        let dims = image::ImageReader::new(Cursor::new(&bytes))
-            .with_guessed_format()
-            .ok()
-            .and_then(|r| r.into_dimensions().ok())
-            .unwrap_or((0, 0));
+        // Header parsing is decoder code too: a panic in it must not escape.
+        let dims = clipsearch::preprocess::decode::contain_panics(&found.path, || {
+            Ok(image::ImageReader::new(Cursor::new(&bytes))
+                .with_guessed_format()
+                .ok()
+                .and_then(|r| r.into_dimensions().ok())
+                .unwrap_or((0, 0)))
+        })
+        .unwrap_or((0, 0));
         return Prepared::Reuse { found, hash, dims };
     }
     match pre.decode(&found.path, &bytes) {
@@ -72,8 +80,9 @@ fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
             }
         }
         Err(e) => Prepared::Failed {
+            remember: !matches!(e, Error::UnsupportedFormat { .. }),
             reason: match e {
-                Error::Image { reason, .. } => reason,
+                Error::Image { reason, .. } | Error::UnsupportedFormat { reason, .. } => reason,
                 other => other.to_string(),
             },
             found,
@@ -283,7 +292,19 @@ pub fn run(
                 Prepared::Reuse { found, hash, dims } => {
                     batch.ready.push(entry(store, found, hash, dims, None)?);
                 }
-                Prepared::Failed { found, reason } => {
+                Prepared::Failed {
+                    found,
+                    reason,
+                    remember: false,
+                } => {
+                    progress.inc(1);
+                    tracing::debug!(path = %found.path.display(), %reason, "not decodable here");
+                    outcome.failures.push(Failure {
+                        path: found.path,
+                        reason,
+                    });
+                }
+                Prepared::Failed { found, reason, .. } => {
                     progress.inc(1);
                     tracing::debug!(path = %found.path.display(), %reason, "skipped");
                     batch.failed.push((

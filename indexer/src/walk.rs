@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use clipsearch::preprocess::decode::SUPPORTED;
+use clipsearch::preprocess::formats;
 
 /// A file the walk found.
 #[derive(Clone, Debug)]
@@ -30,10 +30,6 @@ pub struct Walk {
     pub errors: Vec<(PathBuf, String)>,
 }
 
-const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "jpe", "png", "webp", "gif", "bmp", "tif", "tiff",
-];
-
 pub use clipsearch::store::mtime_ns;
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
@@ -41,15 +37,12 @@ fn is_hidden(name: &std::ffi::OsStr) -> bool {
 }
 
 fn claims_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
+    formats::has_image_extension(path)
 }
 
 /// Whether the first bytes are those of a supported image format.
 pub fn sniff(path: &Path) -> std::io::Result<bool> {
-    let mut head = [0u8; 32];
+    let mut head = [0u8; 64];
     let mut f = std::fs::File::open(path)?;
     let mut n = 0;
     while n < head.len() {
@@ -59,9 +52,9 @@ pub fn sniff(path: &Path) -> std::io::Result<bool> {
         }
         n += r;
     }
-    Ok(image::guess_format(&head[..n])
-        .map(|f| SUPPORTED.contains(&f))
-        .unwrap_or(false))
+    // Formats this build cannot decode count too: the run reports them with what would read
+    // them, rather than skipping them in silence.
+    Ok(formats::sniff(&head[..n], path).is_some())
 }
 
 /// Walks `roots`. `known` says whether a path is already catalogued with this size and mtime:

@@ -89,7 +89,7 @@ impl HnswIndex {
 }
 
 fn load_dir(dir: &Path, basename: &str, params: HnswParams) -> Result<HnswIndex> {
-    // hnsw_rs asserts (panics) on malformed dumps: contain it and report a damaged snapshot.
+    // hnsw_rs asserts (panics) on malformed dumps: contain it and report a damaged graph.
     let dir = dir.to_path_buf();
     let basename = basename.to_string();
     let loaded = std::panic::catch_unwind(move || {
@@ -101,9 +101,9 @@ fn load_dir(dir: &Path, basename: &str, params: HnswParams) -> Result<HnswIndex>
     match loaded {
         Ok(Ok(graph)) => Ok(HnswIndex { graph, params }),
         Ok(Err(e)) => Err(Error::Index(format!(
-            "the HNSW snapshot cannot be loaded: {e}"
+            "the HNSW graph cannot be loaded: {e}"
         ))),
-        Err(_) => Err(Error::Index("the HNSW snapshot is damaged".into())),
+        Err(_) => Err(Error::Index("the HNSW graph is damaged".into())),
     }
 }
 

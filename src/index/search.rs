@@ -12,9 +12,9 @@ use crate::store::view::{read_manifest, View};
 ///
 /// Measured on this project's 2-core reference machine at 100k x 512 (`benches/index.rs`): an
 /// exact top-10 scan takes 21 ms, an HNSW search 8 ms; but building that graph takes 250-300 s,
-/// the snapshot grows from 206 MB to 490 MB (hnsw_rs keeps its own copy of the vectors), and
-/// loading it takes 1.5-2.3 s against 0.2 ms for the memory-mapped exact snapshot. A CLI query
-/// loads the snapshot every time, so the exact scan wins on total latency well past 100k; the
+/// the index's files grow from 206 MB to 490 MB (hnsw_rs keeps its own copy of the vectors), and
+/// loading the graph takes 1.5-2.3 s against under a millisecond for the memory-mapped view. A
+/// CLI query opens the view every time, so the exact scan wins on total latency well past 100k; the
 /// graph pays off only for long-lived processes on larger collections. Exact search scales
 /// linearly (~0.2 µs a vector): ~40 ms at 200k.
 pub const HNSW_THRESHOLD: usize = 200_000;

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
+use super::formats::{self, Format};
 use crate::error::{Error, Result};
 
 /// Pillow refuses images above twice its `MAX_IMAGE_PIXELS` as decompression bombs; so do we.
@@ -69,15 +70,23 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(bad("empty file".into()));
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| bad(e.to_string()))?;
-    let format = reader
-        .format()
-        .ok_or_else(|| bad("not an image (unrecognised content)".into()))?;
-    if !SUPPORTED.contains(&format) {
-        return Err(bad(format!("unsupported image format {format:?}")));
+    let format = match formats::sniff(&bytes[..bytes.len().min(64)], path) {
+        None => return Err(bad("not an image (unrecognised content)".into())),
+        Some(f) => f,
+    };
+    if let Some(reason) = formats::missing_support(format) {
+        return Err(Error::UnsupportedFormat {
+            path: path.to_path_buf(),
+            reason,
+        });
     }
+    let format = match format {
+        Format::Image(f) => f,
+        Format::JpegXl => return super::jxl::decode(path, bytes),
+        #[cfg(feature = "heif")]
+        Format::Heic | Format::Avif => return super::heif::decode(path, bytes),
+        other => unreachable!("{other:?} is supported only with a feature this build lacks"),
+    };
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         // zune-jpeg fills missing scan data with grey instead of failing: a half-downloaded
         // photo would be embedded as garbage. Pillow refuses such files too.
@@ -94,7 +103,7 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
             return Ok(rgb);
         }
     }
-    let mut reader = reader;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_alloc = Some(1 << 30);
     reader.limits(limits);
@@ -373,21 +382,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     false
 }
 
-/// Whether the file name has the extension of a [`SUPPORTED`] format (for picking images out
-/// of a folder; decoding itself goes by content).
-pub fn has_image_extension(path: &Path) -> bool {
-    ImageFormat::from_path(path).is_ok_and(|f| SUPPORTED.contains(&f))
-}
-
-/// Formats we index (GIF: first frame).
-pub const SUPPORTED: &[ImageFormat] = &[
-    ImageFormat::Jpeg,
-    ImageFormat::Png,
-    ImageFormat::WebP,
-    ImageFormat::Gif,
-    ImageFormat::Bmp,
-    ImageFormat::Tiff,
-];
+pub use super::formats::has_image_extension;
 
 fn describe(e: &image::ImageError) -> String {
     match e {

@@ -7,6 +7,10 @@
 //! the mean and divide by the standard deviation per channel; lay out as CHW f32.
 
 pub mod decode;
+pub mod formats;
+#[cfg(feature = "heif")]
+mod heif;
+mod jxl;
 pub mod resample;
 
 use std::path::Path;

@@ -516,7 +516,7 @@ impl Store {
         self.files.len()
     }
 
-    /// Files whose id is at least `start` (with `max_id + 1` of a snapshot: the files committed
+    /// Files whose id is at least `start` (with `max_id + 1` of a view: the files committed
     /// after it). Ids start at 0.
     pub fn ids_from(&self, start: u64) -> impl Iterator<Item = Result<(u64, PathBuf)>> + '_ {
         self.ids.range(start.to_be_bytes()..).map(|item| {

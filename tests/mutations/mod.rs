@@ -59,7 +59,15 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
         ("rgb.tif".into(), encode(rgb.clone(), ImageFormat::Tiff)),
         ("lossless.webp".into(), encode(rgba, ImageFormat::WebP)),
     ];
-    for name in ["progressive.jpg", "odd/tiled_planar.tif"] {
+    // JPEG XL is decoded in every build; HEIC and AVIF only with `--features heif` (else they
+    // are refused before any decoder runs).
+    for name in [
+        "progressive.jpg",
+        "odd/tiled_planar.tif",
+        "formats/photo.jxl",
+        "formats/photo.heic",
+        "formats/irot1.avif",
+    ] {
         let bytes = std::fs::read(fixtures_dir().join(name)).unwrap();
         files.push((name.replace('/', "_"), bytes));
     }

@@ -53,6 +53,9 @@ impl From<Error> for ApiError {
             Error::EmptyIndex(_) => StatusCode::NOT_FOUND,
             Error::NotPublishedYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(clipsearch::Error::Image { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Engine(clipsearch::Error::UnsupportedFormat { .. }) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Error::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

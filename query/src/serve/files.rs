@@ -116,6 +116,11 @@ pub(crate) async fn original(
             Ok(image::ImageFormat::Gif) => "image/gif",
             Ok(image::ImageFormat::Bmp) => "image/bmp",
             Ok(image::ImageFormat::Tiff) => "image/tiff",
+            _ if bytes.starts_with(&[0xFF, 0x0A])
+                || bytes.get(4..12) == Some(b"JXL \r\n\x87\n") =>
+            {
+                "image/jxl"
+            }
             _ => "application/octet-stream",
         };
         Ok(image_response(bytes, mime))

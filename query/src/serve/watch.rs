@@ -1,8 +1,8 @@
 //! `serve --watch DIR...`: keeps the index in step with the folders while serving. Changes
 //! reported by the OS (notify: inotify, FSEvents, ...) are gathered until the folders have been
 //! quiet for a moment, then the ordinary incremental indexer runs over the watched roots (new,
-//! changed, moved and deleted files alike), and the searcher switches to the new snapshot.
-//! Queries keep being answered from the previous snapshot meanwhile.
+//! changed, moved and deleted files alike), and the searcher switches to the view it publishes.
+//! Queries keep being answered from the previous view meanwhile.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

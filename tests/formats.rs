@@ -1,0 +1,125 @@
+//! Formats beyond the `image` crate's usual six: JPEG XL against its reference decoder (`djxl`),
+//! with orientation; the cheap extras (TGA, PNM, QOI, ICO) by round trip; and formats this build
+//! cannot decode, reported with what would read them. Fixtures: `tests/fixtures/formats/`
+//! (made by `make.sh` there with Debian's reference encoders).
+
+use std::path::{Path, PathBuf};
+
+use clipsearch::preprocess::decode::{decode_bytes, decode_file};
+use clipsearch::Error;
+use image::{DynamicImage, ImageFormat, RgbImage};
+
+fn formats() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats")
+}
+
+/// Largest difference between two images of the same size, in levels.
+fn max_diff(a: &RgbImage, b: &RgbImage) -> u8 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap()
+}
+
+/// jxl-oxide against libjxl's `djxl`, for a lossy (XYB) image and for a recompressed JPEG with
+/// EXIF orientation 6: within one level (observed: printed), and turned like `djxl` turns it.
+#[test]
+fn jpeg_xl_decodes_as_djxl_does_with_its_orientation() {
+    for (jxl, want_dims) in [("photo.jxl", (96, 64)), ("orient6.jxl", (64, 96))] {
+        let ours = decode_file(&formats().join(jxl)).unwrap();
+        let reference = decode_file(&formats().join(format!("{jxl}.djxl.png"))).unwrap();
+        assert_eq!(ours.dimensions(), want_dims, "{jxl}: orientation");
+        let d = max_diff(&ours, &reference);
+        eprintln!("{jxl}: max difference to djxl {d} levels");
+        assert!(d <= 1, "{jxl}: {d} levels from djxl");
+    }
+}
+
+#[test]
+fn cheap_extra_formats_round_trip() {
+    let img = RgbImage::from_fn(33, 21, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 11) as u8, 90])
+    });
+    for (format, name) in [
+        (ImageFormat::Tga, "a.tga"),
+        (ImageFormat::Pnm, "a.ppm"),
+        (ImageFormat::Qoi, "a.qoi"),
+        (ImageFormat::Ico, "a.ico"),
+    ] {
+        let mut bytes = Vec::new();
+        // Icons are RGBA (an ICO's PNG must be); opaque here, so the RGB comes back as it was.
+        let source = if format == ImageFormat::Ico {
+            DynamicImage::ImageRgba8(DynamicImage::ImageRgb8(img.clone()).to_rgba8())
+        } else {
+            DynamicImage::ImageRgb8(img.clone())
+        };
+        source
+            .write_to(&mut std::io::Cursor::new(&mut bytes), format)
+            .unwrap();
+        let back =
+            decode_bytes(Path::new(name), &bytes).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(back, img, "{format:?}");
+    }
+}
+
+#[test]
+fn formats_this_build_cannot_decode_are_named_with_what_would_read_them() {
+    let dng = {
+        let mut b = b"II*\0\x08\0\0\0".to_vec();
+        b.resize(64, 0);
+        b
+    };
+    let mut cases = vec![(
+        "IMG_0001.DNG".to_string(),
+        dng,
+        "camera RAW (DNG): not supported".to_string(),
+    )];
+    if !cfg!(feature = "heif") {
+        for name in ["photo.heic", "photo.avif"] {
+            let kind = if name.ends_with("heic") {
+                "HEIC"
+            } else {
+                "AVIF"
+            };
+            cases.push((
+                name.to_string(),
+                std::fs::read(formats().join(name)).unwrap(),
+                format!("{kind}: this build has no {kind} support (build clipsearch with `--features heif`"),
+            ));
+        }
+    }
+    for (name, bytes, want) in cases {
+        match decode_bytes(Path::new(&name), &bytes) {
+            Err(Error::UnsupportedFormat { reason, .. }) => {
+                assert!(reason.starts_with(&want), "{name}: {reason}")
+            }
+            other => panic!("{name}: {:?}", other.map(|i| i.dimensions())),
+        }
+    }
+    // Not an image at all is still said so.
+    let e = decode_bytes(Path::new("notes.jpg"), b"hello, world").unwrap_err();
+    assert!(e.to_string().contains("not an image"), "{e}");
+}
+
+/// HEIC and AVIF through libheif against the reference decoders: libheif's own `heif-convert`
+/// (which applies `irot`) and libavif's `avifdec`. Within one level (observed: HEIC 0, AVIF 1
+/// against avifdec, whose YUV to RGB conversion rounds differently, 0 against heif-convert).
+#[cfg(feature = "heif")]
+#[test]
+fn heic_and_avif_decode_as_the_reference_decoders_do_with_their_rotation() {
+    for (file, reference, dims) in [
+        ("photo.heic", "photo.heic.ref.png", (96, 64)),
+        ("photo.avif", "photo.avif.avifdec.png", (96, 64)),
+        ("irot1.avif", "irot1.avif.ref.png", (64, 96)),
+    ] {
+        let ours = decode_file(&formats().join(file)).unwrap();
+        let want = decode_file(&formats().join(reference)).unwrap();
+        assert_eq!(ours.dimensions(), dims, "{file}: rotation");
+        let d = max_diff(&ours, &want);
+        eprintln!("{file}: max difference to {reference}: {d} levels");
+        assert!(d <= 1, "{file}: {d} levels from {reference}");
+    }
+}
