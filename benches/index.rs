@@ -73,6 +73,7 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
                 hash: content_hash(&i.to_le_bytes()),
                 width: 1,
                 height: 1,
+                raw: None,
             },
             embedding: Some(set.vector(i).to_vec()),
         })

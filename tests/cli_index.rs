@@ -497,3 +497,70 @@ fn jpeg_xl_indexes_and_formats_this_build_lacks_are_reported_every_run_not_remem
         "{found:?}"
     );
 }
+
+#[test]
+fn a_raw_and_a_jpeg_of_one_shot_are_one_entry_showing_both_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("card");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dng = std::fs::read(fixtures().join("formats/preview.dng")).unwrap();
+    // Shot 1: RAW + JPEG; shot 2: RAW alone (indexed through its preview); shot 3: JPEG alone.
+    write_jpeg(&dir.join("IMG_0001.JPG"), &photo(400, 300, 1));
+    std::fs::write(dir.join("IMG_0001.DNG"), &dng).unwrap();
+    std::fs::write(dir.join("IMG_0002.dng"), &dng).unwrap();
+    write_jpeg(&dir.join("IMG_0003.jpg"), &photo(400, 300, 3));
+    let idx = tmp.path().join("idx");
+    let s = index(&dir, &idx, &[]);
+    assert_eq!(s["indexed"], 3, "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    let raw_of = |idx: &Path| -> HashMap<String, Option<String>> {
+        search_json(idx, &["x", "-n", "10"])
+            .iter()
+            .map(|r| {
+                let name = |v: &serde_json::Value| {
+                    v.as_str().map(|p| {
+                        Path::new(p)
+                            .file_name()
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                };
+                (name(&r["path"]).unwrap(), name(&r["raw"]))
+            })
+            .collect()
+    };
+    let got = raw_of(&idx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got["IMG_0001.JPG"].as_deref(), Some("IMG_0001.DNG"));
+    assert_eq!(got["IMG_0002.dng"], None);
+    assert_eq!(got["IMG_0003.jpg"], None);
+    // The text output names the RAW beside its JPEG.
+    let out = run(clipsearch()
+        .args(["search", "x", "-n", "10", "--index"])
+        .arg(&idx));
+    assert!(
+        stdout(&out).contains("IMG_0001.JPG  (RAW: "),
+        "{}",
+        stdout(&out)
+    );
+
+    // A RAW appears beside an unchanged JPEG: the JPEG's entry gains it, nothing is embedded.
+    std::fs::write(
+        dir.join("IMG_0003.NEF"),
+        std::fs::read(fixtures().join("formats/preview.nef")).unwrap(),
+    )
+    .unwrap();
+    let s = index(&dir, &idx, &[]);
+    assert_eq!(s["embedded"], 0, "{s}");
+    assert_eq!(
+        raw_of(&idx)["IMG_0003.jpg"].as_deref(),
+        Some("IMG_0003.NEF")
+    );
+    // The JPEG of shot 1 is deleted: its RAW becomes the shot's entry.
+    std::fs::remove_file(dir.join("IMG_0001.JPG")).unwrap();
+    index(&dir, &idx, &[]);
+    let got = raw_of(&idx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.contains_key("IMG_0001.DNG"), "{got:?}");
+}

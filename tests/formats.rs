@@ -75,7 +75,8 @@ fn formats_this_build_cannot_decode_are_named_with_what_would_read_them() {
     let mut cases = vec![(
         "IMG_0001.DNG".to_string(),
         dng,
-        "camera RAW (DNG): not supported".to_string(),
+        "camera RAW (DNG): it embeds no JPEG preview; developing sensor data is not supported"
+            .to_string(),
     )];
     if !cfg!(feature = "heif") {
         for name in ["photo.heic", "photo.avif"] {
@@ -121,5 +122,32 @@ fn heic_and_avif_decode_as_the_reference_decoders_do_with_their_rotation() {
         let d = max_diff(&ours, &want);
         eprintln!("{file}: max difference to {reference}: {d} levels");
         assert!(d <= 1, "{file}: {d} levels from {reference}");
+    }
+}
+
+/// Camera RAW through its embedded preview: the largest one (the NEF-style file also holds a
+/// small thumbnail), byte for byte the JPEG that exiftool extracts, turned by the container's
+/// Orientation (DNG: 6, 90° clockwise; NEF: 8, 90° anticlockwise). A RAW whose only preview is
+/// too small is refused with what to do.
+#[test]
+fn camera_raw_is_read_through_its_largest_preview_turned_by_the_container() {
+    use image::metadata::Orientation;
+    for (file, orientation) in [
+        ("preview.dng", Orientation::Rotate90),
+        ("preview.nef", Orientation::Rotate270),
+    ] {
+        let ours = decode_file(&formats().join(file)).unwrap();
+        let preview = decode_file(&formats().join(format!("{file}.exiftool.jpg"))).unwrap();
+        assert_eq!(preview.dimensions(), (512, 384));
+        let mut want = DynamicImage::ImageRgb8(preview);
+        want.apply_orientation(orientation);
+        assert_eq!(ours, want.into_rgb8(), "{file}");
+    }
+    match decode_file(&formats().join("small.dng")) {
+        Err(Error::UnsupportedFormat { reason, .. }) => assert!(
+            reason.contains("largest embedded preview is 96x64, under 336 px"),
+            "{reason}"
+        ),
+        other => panic!("{:?}", other.map(|i| i.dimensions())),
     }
 }

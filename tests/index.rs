@@ -153,6 +153,7 @@ fn fill(store: &Store, set: &VectorSet) -> Vec<u64> {
                     hash: content_hash(format!("{i}").as_bytes()),
                     width: 1,
                     height: 1,
+                    raw: None,
                 },
                 embedding: Some(v),
             }
@@ -176,6 +177,7 @@ fn commit_one(store: &Store, name: &str, v: &[f32]) -> u64 {
                 hash: content_hash(name.as_bytes()),
                 width: 3,
                 height: 2,
+                raw: Some(format!("/photos/{name}.dng").into()),
             },
             embedding: Some(v.to_vec()),
         }])
@@ -322,10 +324,21 @@ fn a_view_holds_the_catalog_and_is_what_readers_see_until_the_next_publication()
     let fresh = SearchIndex::open(dir.path()).unwrap();
     assert_eq!(fresh.len(), 51);
     assert_eq!(fresh.search(&v, 1, &|_| true)[0].id, id);
+    let row = fresh.view().row_of_id(id).unwrap();
     assert_eq!(
-        fresh.view().entry(fresh.view().row_of_id(id).unwrap()).path,
+        fresh.view().entry(row).path,
         std::path::Path::new("/photos/late.jpg")
     );
+    // Its RAW companion travels with it; the other files have none.
+    assert_eq!(
+        fresh.view().raw(row),
+        Some(std::path::Path::new("/photos/late.jpg.dng"))
+    );
+    assert_eq!(
+        fresh.view().record(row),
+        store.file("/photos/late.jpg".as_ref()).unwrap().unwrap()
+    );
+    assert_eq!(fresh.view().raw(0), None, "a file without a RAW");
     // Only the views in force and the one before it stay on disk.
     let views = std::fs::read_dir(dir.path())
         .unwrap()

@@ -44,6 +44,7 @@ pub fn build_index(dir: &Path, model: &ModelFiles, n: usize, hnsw: bool) {
                 hash: content_hash(&i.to_le_bytes()),
                 width: 1,
                 height: 1,
+                raw: None,
             },
             embedding: Some(v),
         });

@@ -22,7 +22,8 @@ pub struct ResultArgs {
     /// Only results inside this folder.
     #[arg(long, value_name = "DIR")]
     pub under: Option<PathBuf>,
-    /// JSON Lines: {"path":...,"score":...} per result, best first.
+    /// JSON Lines: {"path":...,"score":...} per result, best first (with "raw":... when a
+    /// camera RAW of the same shot lies beside the file).
     #[arg(long, conflicts_with = "paths")]
     pub json: bool,
     /// Paths only, one per line (for xargs and image viewers).
@@ -101,7 +102,16 @@ fn print_matches(matches: &[Match], r: &ResultArgs) -> Result<()> {
                 out.flush()?;
                 preview(&m.path);
             }
-            writeln!(out, "{:.4}  {}", m.score, m.path.display())?;
+            match &m.raw {
+                Some(raw) => writeln!(
+                    out,
+                    "{:.4}  {}  (RAW: {})",
+                    m.score,
+                    m.path.display(),
+                    raw.display()
+                )?,
+                None => writeln!(out, "{:.4}  {}", m.score, m.path.display())?,
+            }
         }
     }
     out.flush()?;

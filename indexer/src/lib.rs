@@ -151,6 +151,7 @@ pub fn index(
         opts.hidden,
         &|f| matches!(store.file(&f.path), Ok(Some(r)) if r.size == f.size && r.mtime_ns == f.mtime_ns),
     );
+    let mut raws_changed = 0;
     let mut work = Vec::new();
     let mut seen: HashSet<PathBuf> = HashSet::with_capacity(walked.images.len());
     for found in walked.images {
@@ -158,6 +159,10 @@ pub fn index(
         // The walk already looked this file up in the catalog.
         if found.unchanged {
             summary.unchanged += 1;
+            // A RAW that appeared (or left) beside an unchanged rendered image.
+            if store.set_raw(&found.path, found.raw.as_deref())? {
+                raws_changed += 1;
+            }
             continue;
         }
         if let Some(f) = store.failed(&found.path)? {
@@ -228,7 +233,7 @@ pub fn index(
         if removed > 0 {
             store.collect_garbage()?;
         }
-        let changed = outcome.committed > 0 || removed > 0;
+        let changed = outcome.committed > 0 || removed > 0 || raws_changed > 0;
         if changed || view_is_stale(store)? {
             progress.set_message("publishing");
             publisher.publish(

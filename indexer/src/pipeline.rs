@@ -144,6 +144,7 @@ fn entry(
             hash,
             width: dims.0,
             height: dims.1,
+            raw: found.raw,
         },
         path: found.path,
         embedding,

@@ -19,6 +19,8 @@ pub struct Found {
     pub mtime_ns: i64,
     /// Already catalogued with this size and mtime (the caller's `known` said so).
     pub unchanged: bool,
+    /// The camera RAW of the same shot beside this file (see [`pair_raws`]).
+    pub raw: Option<PathBuf>,
 }
 
 /// What the walk saw.
@@ -55,6 +57,68 @@ pub fn sniff(path: &Path) -> std::io::Result<bool> {
     // Formats this build cannot decode count too: the run reports them with what would read
     // them, rather than skipping them in silence.
     Ok(formats::sniff(&head[..n], path).is_some())
+}
+
+/// Extensions of the rendered images a camera (or a RAW workflow) writes beside a RAW, best
+/// first: the one indexed for the shot.
+const RENDERED: &[&str] = &[
+    "jpg", "jpeg", "heic", "heif", "hif", "avif", "jxl", "tif", "tiff", "png", "webp",
+];
+
+/// One photo, one entry: a camera RAW with a rendered image of the same name in the same folder
+/// (`IMG_0042.CR3` and `IMG_0042.JPG`) is the same shot. The rendered image is indexed (it is
+/// what the photographer saw, and decodes fastest) and remembers the RAW, which leaves the list.
+/// A RAW alone is indexed through its own preview.
+pub fn pair_raws(images: &mut Vec<Found>) {
+    use std::collections::HashMap;
+    let key = |p: &Path| {
+        let stem = p.file_stem()?.to_string_lossy().to_lowercase();
+        Some((p.parent()?.to_path_buf(), stem))
+    };
+    let ext = |p: &Path| {
+        p.extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+    };
+    let mut rendered: HashMap<(PathBuf, String), usize> = HashMap::new();
+    for (i, f) in images.iter().enumerate() {
+        let Some(rank) = RENDERED.iter().position(|e| *e == ext(&f.path)) else {
+            continue;
+        };
+        if let Some(k) = key(&f.path) {
+            let better = rendered.get(&k).is_none_or(|&j| {
+                rank < RENDERED
+                    .iter()
+                    .position(|e| *e == ext(&images[j].path))
+                    .unwrap_or(usize::MAX)
+            });
+            if better {
+                rendered.insert(k, i);
+            }
+        }
+    }
+    let mut drop = vec![false; images.len()];
+    let mut companions = Vec::new();
+    for (i, f) in images.iter().enumerate() {
+        if !formats::is_raw_name(&f.path) {
+            continue;
+        }
+        if let Some(&j) = key(&f.path).and_then(|k| rendered.get(&k)) {
+            drop[i] = true;
+            companions.push((j, f.path.clone()));
+        }
+    }
+    for (j, raw) in companions {
+        // Several RAWs of one shot (rare): the first in path order is named.
+        if images[j].raw.as_ref().is_none_or(|r| raw < *r) {
+            images[j].raw = Some(raw);
+        }
+    }
+    let mut i = 0;
+    images.retain(|_| {
+        i += 1;
+        !drop[i - 1]
+    });
 }
 
 /// Walks `roots`. `known` says whether a path is already catalogued with this size and mtime:
@@ -100,6 +164,7 @@ pub fn walk(roots: &[PathBuf], hidden: bool, known: &dyn Fn(&Found) -> bool) -> 
                 size: meta.len(),
                 mtime_ns: mtime_ns(&meta),
                 unchanged: false,
+                raw: None,
             };
             if known(&found) {
                 found.unchanged = true;
@@ -115,5 +180,6 @@ pub fn walk(roots: &[PathBuf], hidden: bool, known: &dyn Fn(&Found) -> bool) -> 
             }
         }
     }
+    pair_raws(&mut out.images);
     out
 }

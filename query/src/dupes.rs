@@ -59,6 +59,10 @@ pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Er
                 .map(|i| Match {
                     path: files[i].0.clone(),
                     score: best.get(&i).copied().unwrap_or(1.0),
+                    raw: view
+                        .row_of_id(files[i].1)
+                        .and_then(|row| view.raw(row))
+                        .map(|p| p.to_path_buf()),
                     id: files[i].1,
                 })
                 .collect()

@@ -60,6 +60,9 @@ pub enum Error {
 pub struct Match {
     pub path: PathBuf,
     pub score: f32,
+    /// The camera RAW of the same shot beside the file, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<PathBuf>,
     #[serde(skip)]
     pub id: u64,
 }
@@ -258,6 +261,7 @@ impl Searcher {
                 Some(Match {
                     path: view.path(row).to_path_buf(),
                     score: h.score,
+                    raw: view.raw(row).map(Path::to_path_buf),
                     id: h.id,
                 })
             })

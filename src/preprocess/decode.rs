@@ -83,6 +83,7 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     let format = match format {
         Format::Image(f) => f,
         Format::JpegXl => return super::jxl::decode(path, bytes),
+        Format::Raw(kind) => return super::raw::decode(path, bytes, kind),
         #[cfg(feature = "heif")]
         Format::Heic | Format::Avif => return super::heif::decode(path, bytes),
         other => unreachable!("{other:?} is supported only with a feature this build lacks"),

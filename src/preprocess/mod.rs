@@ -11,6 +11,7 @@ pub mod formats;
 #[cfg(feature = "heif")]
 mod heif;
 mod jxl;
+pub mod raw;
 pub mod resample;
 
 use std::path::Path;

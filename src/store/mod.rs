@@ -58,6 +58,10 @@ pub struct FileRecord {
     pub hash: ContentHash,
     pub width: u32,
     pub height: u32,
+    /// The camera RAW of the same shot beside this rendered image (same folder and name, RAW
+    /// extension): indexed through this file, shown with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<PathBuf>,
 }
 
 /// A file that could not be indexed.
@@ -441,6 +445,22 @@ impl Store {
             TransactionError::Storage(e) => store_err(e),
         })?;
         self.flush()
+    }
+
+    /// Sets the RAW companion of an indexed file (keeping its id and embedding); true if it
+    /// changed.
+    pub fn set_raw(&self, path: &Path, raw: Option<&Path>) -> Result<bool> {
+        let Some(mut rec) = self.file(path)? else {
+            return Ok(false);
+        };
+        if rec.raw.as_deref() == raw {
+            return Ok(false);
+        }
+        rec.raw = raw.map(Path::to_path_buf);
+        self.files
+            .insert(path_key(path), serde_json::to_vec(&rec).map_err(store_err)?)
+            .map_err(store_err)?;
+        Ok(true)
     }
 
     /// Records files that could not be indexed (and drops any stale catalog entry for them).

@@ -20,9 +20,10 @@
 //!
 //! `view-G.vec` layout (little-endian): a 64-byte header (magic `CLIPVIEW`, u32 version, u32
 //! dim, u64 count, u64 length of the path strings, reserved), then `count x dim` f32 vectors,
-//! `count` u64 ids (ascending), `count` 56-byte records (u64 size, i64 mtime_ns, 16-byte hash,
-//! u32 width, u32 height, u64 path offset, u32 path length, u32 reserved), `count` u32 row
-//! numbers in path order, and the path bytes. Rows are in id order: ids only grow, so the files
+//! `count` u64 ids (ascending), `count` 64-byte records (u64 size, i64 mtime_ns, 16-byte hash,
+//! u32 width, u32 height, u64 path offset, u32 path length, u32 RAW path length + 1 (0: none),
+//! u64 RAW path offset), `count` u32 row numbers in path order, and the path bytes (RAW
+//! companions' paths after the files'). Rows are in id order: ids only grow, so the files
 //! an older graph does not cover are a contiguous tail.
 
 use std::io::{Seek, SeekFrom, Write};
@@ -43,7 +44,7 @@ pub const MANIFEST: &str = "view.json";
 
 const MAGIC: &[u8; 8] = b"CLIPVIEW";
 const HEADER: usize = 64;
-const RECORD: usize = 56;
+const RECORD: usize = 64;
 
 /// An HNSW graph a view uses: it covers the files with ids up to `max_id` that were live when
 /// it was built (`points` of them); removed files still in it are filtered at query time.
@@ -193,9 +194,19 @@ pub(crate) fn write_view_file(
         w.write_all(&r.id.to_le_bytes()).map_err(&e)?;
     }
     let keys: Vec<Vec<u8>> = kept.iter().map(|(p, _)| path_key(p)).collect();
+    let raws: Vec<Option<Vec<u8>>> = kept
+        .iter()
+        .map(|(_, r)| r.raw.as_deref().map(path_key))
+        .collect();
+    let mut raw_offset: u64 = keys.iter().map(|k| k.len() as u64).sum();
     let mut offset = 0u64;
-    for ((_, r), key) in kept.iter().zip(&keys) {
+    for (((_, r), key), raw) in kept.iter().zip(&keys).zip(&raws) {
         let mut rec = [0u8; RECORD];
+        if let Some(raw) = raw {
+            rec[52..56].copy_from_slice(&(raw.len() as u32 + 1).to_le_bytes());
+            rec[56..64].copy_from_slice(&raw_offset.to_le_bytes());
+            raw_offset += raw.len() as u64;
+        }
         rec[0..8].copy_from_slice(&r.size.to_le_bytes());
         rec[8..16].copy_from_slice(&r.mtime_ns.to_le_bytes());
         rec[16..32].copy_from_slice(&r.hash);
@@ -211,7 +222,7 @@ pub(crate) fn write_view_file(
     for row in by_path {
         w.write_all(&row.to_le_bytes()).map_err(&e)?;
     }
-    for key in &keys {
+    for key in keys.iter().chain(raws.iter().flatten()) {
         w.write_all(key).map_err(&e)?;
     }
     w.flush().map_err(&e)?;
@@ -223,7 +234,7 @@ pub(crate) fn write_view_file(
     header[8..12].copy_from_slice(&VIEW_FORMAT.to_le_bytes());
     header[12..16].copy_from_slice(&(dim as u32).to_le_bytes());
     header[16..24].copy_from_slice(&(kept.len() as u64).to_le_bytes());
-    header[24..32].copy_from_slice(&offset.to_le_bytes());
+    header[24..32].copy_from_slice(&raw_offset.to_le_bytes());
     file.seek(SeekFrom::Start(0)).map_err(&e)?;
     file.write_all(&header).map_err(&e)?;
     file.sync_all().map_err(&e)?;
@@ -318,9 +329,11 @@ impl View {
         // can slice without checks failing later.
         let end = view.map().len();
         for row in 0..count {
-            let (off, len) = view.path_span(row);
-            if off.checked_add(len).is_none_or(|e| e > end) {
-                return Err(damaged("damaged (a path points outside the file)"));
+            let spans = std::iter::once(view.path_span(row)).chain(view.raw_span(row));
+            for (off, len) in spans {
+                if off.checked_add(len).is_none_or(|e| e > end) {
+                    return Err(damaged("damaged (a path points outside the file)"));
+                }
             }
         }
         Ok(view)
@@ -375,6 +388,19 @@ impl View {
         (self.strings.saturating_add(off), len)
     }
 
+    fn raw_span(&self, row: usize) -> Option<(usize, usize)> {
+        let r = self.record_bytes(row);
+        let len = u32::from_le_bytes(r[52..56].try_into().expect("4")) as usize;
+        let off = u64::from_le_bytes(r[56..64].try_into().expect("8")) as usize;
+        (len > 0).then(|| (self.strings.saturating_add(off), len - 1))
+    }
+
+    /// The camera RAW of the same shot, if the file has one beside it.
+    pub fn raw(&self, row: usize) -> Option<&Path> {
+        let (off, len) = self.raw_span(row)?;
+        Some(super::key_path_ref(&self.map()[off..off + len]))
+    }
+
     fn path_bytes(&self, row: usize) -> &[u8] {
         let (off, len) = self.path_span(row);
         &self.map()[off..off + len]
@@ -395,6 +421,7 @@ impl View {
             hash,
             width: u32::from_le_bytes(r[32..36].try_into().expect("4")),
             height: u32::from_le_bytes(r[36..40].try_into().expect("4")),
+            raw: self.raw(row).map(Path::to_path_buf),
         }
     }
 

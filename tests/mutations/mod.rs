@@ -67,6 +67,8 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
         "formats/photo.jxl",
         "formats/photo.heic",
         "formats/irot1.avif",
+        "formats/preview.dng",
+        "formats/preview.nef",
     ] {
         let bytes = std::fs::read(fixtures_dir().join(name)).unwrap();
         files.push((name.replace('/', "_"), bytes));

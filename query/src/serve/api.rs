@@ -128,6 +128,7 @@ fn results(hits: Vec<Match>) -> Value {
             json!({
                 "id": m.id,
                 "path": m.path.to_string_lossy(),
+                "raw": m.raw.as_ref().map(|r| r.to_string_lossy()),
                 "score": m.score,
                 "thumbnail": format!("/thumb/{}", m.id),
                 "image": format!("/image/{}", m.id),
