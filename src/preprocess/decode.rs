@@ -86,7 +86,8 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
         Format::Raw(kind) => return super::raw::decode(path, bytes, kind),
         #[cfg(feature = "heif")]
         Format::Heic | Format::Avif => return super::heif::decode(path, bytes),
-        other => unreachable!("{other:?} is supported only with a feature this build lacks"),
+        #[cfg(not(feature = "heif"))]
+        Format::Heic | Format::Avif => unreachable!("refused above by missing_support"),
     };
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
         // zune-jpeg fills missing scan data with grey instead of failing: a half-downloaded
@@ -102,6 +103,11 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
         // to the general path below, which reports errors.
         if let Some(rgb) = jpeg_header(bytes).and_then(|h| turbo_decode(bytes, 1, h)) {
             return Ok(rgb);
+        }
+    }
+    if format == ImageFormat::Tiff {
+        if let Some(why) = unsupported_tiff(bytes) {
+            return Err(bad(why));
         }
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
@@ -384,6 +390,33 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 }
 
 pub use super::formats::has_image_extension;
+
+/// A TIFF variant the `tiff` crate cannot decode, named (it would fail with a less telling
+/// error).
+fn unsupported_tiff(bytes: &[u8]) -> Option<String> {
+    let tags = super::raw::tiff_ifd0(bytes)?;
+    let compression = match tags.get(&259) {
+        Some(6) => Some("old-style JPEG"),
+        Some(7) => Some("JPEG"),
+        Some(34712) => Some("JPEG 2000"),
+        Some(34925) => Some("LZMA"),
+        Some(50000) => Some("Zstandard"),
+        Some(50001) => Some("WebP"),
+        Some(34892) => Some("lossy JPEG (DNG)"),
+        _ => None,
+    };
+    if let Some(c) = compression {
+        return Some(format!(
+            "TIFF with {c} compression is not supported (convert it, e.g. `tiffcp -c lzw`)"
+        ));
+    }
+    if tags.get(&262) == Some(&8) || tags.get(&262) == Some(&9) {
+        return Some("TIFF in CIELab colour is not supported".into());
+    }
+    // (Tiled files with separate colour planes make the `tiff` crate panic: that is left to
+    // `contain_panics`, whose "decoder crashed" names the file, and is what its tests use.)
+    None
+}
 
 fn describe(e: &image::ImageError) -> String {
     match e {

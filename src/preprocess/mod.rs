@@ -11,6 +11,8 @@ pub mod formats;
 #[cfg(feature = "heif")]
 mod heif;
 mod jxl;
+#[cfg(feature = "libraw")]
+mod libraw;
 pub mod raw;
 pub mod resample;
 

@@ -6,7 +6,8 @@
 //! it costs a fraction of a millisecond, where developing sensor data costs a second or more per
 //! photo. So a RAW is indexed through its largest embedded JPEG, when that is at least
 //! [`MIN_PREVIEW_SIDE`] pixels on its short side (enough for every CLIP input in use, 336 px at
-//! most); a RAW without one is reported, with what to do, rather than developed.
+//! most). A RAW without one is developed by LibRaw with the `libraw` feature (`libraw.rs`), and
+//! otherwise reported with what to do.
 //!
 //! Where the previews are: TIFF-based RAWs (DNG, CR2, NEF, NRW, ARW, SRF, SR2, PEF, ORF, RW2,
 //! SRW, 3FR, IIQ, ERF, KDC, DCR, MOS) keep them as IFDs whose compression is JPEG, or behind the
@@ -14,15 +15,16 @@
 //! RAF points to one from its header; Canon CR3 keeps one in its `PRVW` box. The orientation is
 //! the container's (IFD0's Orientation tag), unless the preview carries its own.
 //!
-//! A hand-written reader, not a RAW library: the one pure-Rust RAW decoder (rawler) is LGPL, and
-//! reading previews needs only bounds-checked walking of TIFF directories.
+//! A hand-written reader, not a RAW library: the one pure-Rust RAW decoder (rawler) is LGPL,
+//! which a statically linked binary cannot honour, and reading previews needs only
+//! bounds-checked walking of TIFF directories. LibRaw (LGPL too) is linked dynamically.
 
 use std::path::Path;
 
 use image::metadata::Orientation;
 use image::RgbImage;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Shortest side a preview must have to stand in for the photo.
 pub const MIN_PREVIEW_SIDE: u32 = 336;
@@ -113,6 +115,23 @@ impl Tiff<'_> {
             })
             .collect()
     }
+}
+
+/// IFD0's integer tags of a TIFF (the first value of each), for explaining why a TIFF cannot
+/// be decoded.
+pub(crate) fn tiff_ifd0(bytes: &[u8]) -> Option<std::collections::HashMap<u16, u32>> {
+    let little = bytes.starts_with(b"II");
+    if !little && !bytes.starts_with(b"MM") {
+        return None;
+    }
+    let t = Tiff { bytes, little };
+    let ifd = t.u32(4)? as usize;
+    Some(
+        t.entries(ifd)?
+            .iter()
+            .filter_map(|e| Some((e.tag, t.value(e)?)))
+            .collect(),
+    )
 }
 
 /// Every JPEG a TIFF-based RAW embeds, and IFD0's orientation.
@@ -212,6 +231,24 @@ fn jpeg_orientation(jpeg: &[u8]) -> Option<u16> {
         .map(|_| 0)
 }
 
+/// Sensor data developed by LibRaw (the `libraw` feature), for a RAW without a usable preview.
+#[cfg(feature = "libraw")]
+fn develop(path: &Path, bytes: &[u8], kind: &str, _why: &str) -> Result<RgbImage> {
+    super::libraw::develop(path, bytes, kind)
+}
+
+#[cfg(not(feature = "libraw"))]
+fn develop(path: &Path, _bytes: &[u8], kind: &str, why: &str) -> Result<RgbImage> {
+    Err(crate::Error::UnsupportedFormat {
+        path: path.to_path_buf(),
+        reason: format!(
+            "camera RAW ({kind}): {why}, and this build does not develop sensor data (build \
+             clipsearch with `--features libraw`, which needs `apt-get install libraw-dev`; or \
+             index the JPEG or HEIC the camera wrote beside it)"
+        ),
+    })
+}
+
 pub(super) fn decode(path: &Path, bytes: &[u8], kind: &str) -> Result<RgbImage> {
     let (previews, container_orientation) = if bytes.starts_with(b"FUJIFILMCCD-RAW") {
         (raf_preview(bytes).into_iter().collect(), None)
@@ -225,21 +262,16 @@ pub(super) fn decode(path: &Path, bytes: &[u8], kind: &str) -> Result<RgbImage> 
         .into_iter()
         .filter_map(|j| jpeg_size(j).map(|(w, h)| (j, w, h)))
         .max_by_key(|&(_, w, h)| w as u64 * h as u64);
-    let too_small = |what: String| Error::UnsupportedFormat {
-        path: path.to_path_buf(),
-        reason: format!(
-            "camera RAW ({kind}): {what}; developing sensor data is not supported yet \
-                 (index the JPEG or HEIC the camera wrote beside it, or export one)"
-        ),
+    let preview = best.filter(|&(_, w, h)| w.min(h) >= MIN_PREVIEW_SIDE);
+    let Some((jpeg, _, _)) = preview else {
+        let what = match best {
+            None => "it embeds no JPEG preview".to_string(),
+            Some((_, w, h)) => {
+                format!("its largest embedded preview is {w}x{h}, under {MIN_PREVIEW_SIDE} px")
+            }
+        };
+        return develop(path, bytes, kind, &what);
     };
-    let Some((jpeg, w, h)) = best else {
-        return Err(too_small("it embeds no JPEG preview".into()));
-    };
-    if w.min(h) < MIN_PREVIEW_SIDE {
-        return Err(too_small(format!(
-            "its largest embedded preview is {w}x{h}, under {MIN_PREVIEW_SIDE} px"
-        )));
-    }
     let mut rgb = super::decode::decode_bytes(path, jpeg)?;
     // A preview with its own orientation was turned by the JPEG decoder; else the container's.
     if jpeg_orientation(jpeg).is_none() {

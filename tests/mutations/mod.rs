@@ -69,6 +69,8 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
         "formats/irot1.avif",
         "formats/preview.dng",
         "formats/preview.nef",
+        // Sensor data alone: developed by LibRaw with the `libraw` feature.
+        "formats/sensor.dng",
     ] {
         let bytes = std::fs::read(fixtures_dir().join(name)).unwrap();
         files.push((name.replace('/', "_"), bytes));
