@@ -219,3 +219,28 @@ fn unsupported_tiff_variants_say_what_they_are() {
     }
     assert!(decode_bytes(Path::new("x.tif"), &tiff).is_ok());
 }
+
+/// Variants the `image` crate refuses that Pillow reads: 2- and 4-bit grey TIFF (a ramp whose
+/// values the fixture script states), and a BMP with an OS/2 2.x header (the same pixels as its
+/// OS/2 1.x twin, which `image` reads itself); an RLE8 BMP.
+#[test]
+fn low_bit_grey_tiff_and_os2_bmp_decode_as_pillow_does() {
+    let odd = formats().join("../odd");
+    for bits in [2u32, 4] {
+        let img = decode_file(&odd.join(format!("grey{bits}.tif"))).unwrap();
+        assert_eq!(img.dimensions(), (16, 8));
+        let max = (1 << bits) - 1;
+        for x in 0..16u32 {
+            let want = (x * max / 15 * 255 / max) as u8;
+            assert_eq!(img.get_pixel(x, 3).0, [want; 3], "{bits}-bit, x = {x}");
+        }
+    }
+    let v1 = decode_file(&odd.join("os2v1.bmp")).unwrap();
+    let v2 = decode_file(&odd.join("os2v2.bmp")).unwrap();
+    assert_eq!(v1.dimensions(), (8, 4));
+    assert_eq!(v2, v1);
+    // Bottom-up rows: the file's first row (y = 0 there) is the picture's last.
+    assert_eq!(v1.get_pixel(2, 3).0, [100, 0, 60]);
+    let rle = decode_file(&odd.join("rle8.bmp")).unwrap();
+    assert_eq!(rle.get_pixel(0, 0).0, [180; 3]);
+}

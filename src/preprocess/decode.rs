@@ -109,7 +109,18 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
         if let Some(why) = unsupported_tiff(bytes) {
             return Err(bad(why));
         }
+        if let Some(grey) = super::quirks::low_bit_grey_tiff(bytes) {
+            return grey.map_err(bad);
+        }
     }
+    let rewritten;
+    let bytes = match super::quirks::os2_bmp_as_windows(bytes) {
+        Some(b) if format == ImageFormat::Bmp => {
+            rewritten = b;
+            &rewritten[..]
+        }
+        _ => bytes,
+    };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
     limits.max_alloc = Some(1 << 30);

@@ -13,6 +13,7 @@ mod heif;
 mod jxl;
 #[cfg(feature = "libraw")]
 mod libraw;
+mod quirks;
 pub mod raw;
 pub mod resample;
 

@@ -120,6 +120,16 @@ impl Tiff<'_> {
 /// IFD0's integer tags of a TIFF (the first value of each), for explaining why a TIFF cannot
 /// be decoded.
 pub(crate) fn tiff_ifd0(bytes: &[u8]) -> Option<std::collections::HashMap<u16, u32>> {
+    Some(
+        tiff_ifd0_entries(bytes)?
+            .into_iter()
+            .filter_map(|(tag, v)| Some((tag, *v.first()?)))
+            .collect(),
+    )
+}
+
+/// IFD0's integer tags of a TIFF with all their values (at most 64 each).
+pub(crate) fn tiff_ifd0_entries(bytes: &[u8]) -> Option<std::collections::HashMap<u16, Vec<u32>>> {
     let little = bytes.starts_with(b"II");
     if !little && !bytes.starts_with(b"MM") {
         return None;
@@ -129,7 +139,8 @@ pub(crate) fn tiff_ifd0(bytes: &[u8]) -> Option<std::collections::HashMap<u16, u
     Some(
         t.entries(ifd)?
             .iter()
-            .filter_map(|e| Some((e.tag, t.value(e)?)))
+            .map(|e| (e.tag, t.values(e)))
+            .filter(|(_, v)| !v.is_empty())
             .collect(),
     )
 }

@@ -64,6 +64,9 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
     for name in [
         "progressive.jpg",
         "odd/tiled_planar.tif",
+        // Read by our own code (src/preprocess/quirks.rs), not the `image` crate's.
+        "odd/grey4.tif",
+        "odd/os2v2.bmp",
         "formats/photo.jxl",
         "formats/photo.heic",
         "formats/irot1.avif",
