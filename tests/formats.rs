@@ -244,3 +244,20 @@ fn low_bit_grey_tiff_and_os2_bmp_decode_as_pillow_does() {
     let rle = decode_file(&odd.join("rle8.bmp")).unwrap();
     assert_eq!(rle.get_pixel(0, 0).0, [180; 3]);
 }
+
+/// Files Pillow reads despite a defect: a GIF without any colour table (index i is grey i) and
+/// a JPEG with stray bytes before a marker (libjpeg skips them: the same pixels as without).
+#[test]
+fn a_gif_without_palette_and_a_jpeg_with_stray_bytes_decode_as_pillow_does() {
+    let odd = formats().join("../odd");
+    let gif = decode_file(&odd.join("no_palette.gif")).unwrap();
+    assert_eq!(gif.dimensions(), (16, 8));
+    // Pillow stored the ramp as palette indices 0..15; without the palette, index x is grey x
+    // (what Pillow itself reads back from this file).
+    for x in 0..16u32 {
+        assert_eq!(gif.get_pixel(x, 5).0, [x as u8; 3]);
+    }
+    let stray = decode_file(&odd.join("junk_before_sos.jpg")).unwrap();
+    let clean = decode_file(&formats().join("../reference/images/chelsea.jpg")).unwrap();
+    assert_eq!(stray, clean);
+}

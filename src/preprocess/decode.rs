@@ -114,12 +114,17 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
         }
     }
     let rewritten;
-    let bytes = match super::quirks::os2_bmp_as_windows(bytes) {
-        Some(b) if format == ImageFormat::Bmp => {
+    let quirk = match format {
+        ImageFormat::Bmp => super::quirks::os2_bmp_as_windows(bytes),
+        ImageFormat::Gif => super::quirks::gif_with_grey_palette(bytes),
+        _ => None,
+    };
+    let bytes = match quirk {
+        Some(b) => {
             rewritten = b;
             &rewritten[..]
         }
-        _ => bytes,
+        None => bytes,
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = Limits::default();
@@ -383,7 +388,14 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
     let mut i = 2; // after SOI
     while i + 4 <= bytes.len() {
         if bytes[i] != 0xFF {
-            return false;
+            // Extraneous bytes before a marker: libjpeg (so Pillow) skips them with a warning.
+            match bytes[i..].iter().position(|&b| b == 0xFF) {
+                Some(n) => {
+                    i += n;
+                    continue;
+                }
+                None => return false,
+            }
         }
         let marker = bytes[i + 1];
         if marker == 0xFF {

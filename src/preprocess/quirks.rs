@@ -1,5 +1,7 @@
 //! Variants of common formats that the `image` crate refuses but a few lines read, as Pillow
-//! does: grey TIFF strips of 2 or 4 bits a sample, and BMPs with an OS/2 2.x header.
+//! does: grey TIFF strips of 2 or 4 bits a sample, BMPs with an OS/2 2.x header, GIFs without
+//! a colour table. (JPEGs with extraneous bytes between segments are let through by
+//! `decode::jpeg_is_complete`, as libjpeg skips them.)
 
 use image::{GrayImage, RgbImage};
 
@@ -75,5 +77,25 @@ pub(super) fn os2_bmp_as_windows(bytes: &[u8]) -> Option<Vec<u8>> {
     out.extend_from_slice(bytes.get(14 + header..)?);
     let size = out.len() as u32;
     out[2..6].copy_from_slice(&size.to_le_bytes());
+    Some(out)
+}
+
+/// A GIF without a global colour table, given one of 256 greys (index i is grey level i), as
+/// Pillow reads such files; frames with their own table keep it. None for any other GIF.
+pub(super) fn gif_with_grey_palette(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !(bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a")) || bytes.len() < 13 {
+        return None;
+    }
+    let packed = bytes[10];
+    if packed & 0x80 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 768);
+    out.extend_from_slice(&bytes[..13]);
+    out[10] = packed | 0x80 | 0x07;
+    for i in 0..=255u8 {
+        out.extend_from_slice(&[i, i, i]);
+    }
+    out.extend_from_slice(&bytes[13..]);
     Some(out)
 }

@@ -67,6 +67,7 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
         // Read by our own code (src/preprocess/quirks.rs), not the `image` crate's.
         "odd/grey4.tif",
         "odd/os2v2.bmp",
+        "odd/no_palette.gif",
         "formats/photo.jxl",
         "formats/photo.heic",
         "formats/irot1.avif",
