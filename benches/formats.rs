@@ -2,7 +2,7 @@
 //! each (the encoders: the `image` crate's; `cjxl`, `heif-enc` and `avifenc` when on PATH (Debian:
 //! libjxl-tools, libheif-examples, libavif-bin); a DNG wrapped around the JPEG for camera RAW).
 //! Median of 3 decodes, one thread, through the same entry point the indexer uses.
-//! Run: `cargo bench -p clipsearch --bench formats` (add `--features heif,turbojpeg` for those).
+//! Run: `cargo bench -p clipsearch --bench formats` (add `--features heif,jpeg-simd` for those).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,8 +11,8 @@
 //! indexes the same photos from scratch alternately with clipsearch, in the same run, and the
 //! ratios of the medians are printed with the CPU model.
 //!
-//! Run: `cargo bench -p clipsearch-cli --bench indexing` (add `--features turbojpeg` for
-//! libjpeg-turbo). `RUNS=3` rounds (rclip, exact, fast each); `MODE=exact|fast` runs one mode;
+//! Run: `cargo bench -p clipsearch-cli --bench indexing` (add `--features jpeg-simd` for
+//! libjpeg's SIMD code). `RUNS=3` rounds (rclip, exact, fast each); `MODE=exact|fast` runs one mode;
 //! `BATCH=16 DECODE_THREADS=1` vary the defaults, batch 8 and one decoding thread per core.
 
 use std::io::Read;

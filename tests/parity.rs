@@ -7,12 +7,10 @@
 //! - text and image features, raw and normalised: max abs <= 1e-5 (observed <= 1.5e-6);
 //! - logits: abs <= 2e-5 (observed <= 3.1e-6);
 //! - preprocessing from decoded pixels and from PNG files: max abs <= 1e-6 (bit-exact resize);
-//! - preprocessing from JPEG files: max abs <= 1e-6 with the `turbojpeg` feature (Pillow's own
-//!   decoder), else <= 0.035 (zune-jpeg's IDCT and upsampling: observed 0.0292, i.e. two grey
-//!   levels after normalisation);
-//! - end-to-end embeddings from files: cosine >= 0.99999 where preprocessing is bit-exact (PNG;
-//!   JPEG with `turbojpeg`; observed >= 0.99999994), >= 0.9999 for JPEG without it (observed
-//!   >= 0.999993).
+//! - preprocessing from JPEG files: max abs <= 1e-6 (libjpeg, Pillow's own decoder, in every
+//!   build; zune-jpeg, used before, differed by up to 0.0292, two grey levels);
+//! - end-to-end embeddings from files: cosine >= 0.99999 (preprocessing is bit-exact; observed
+//!   >= 0.99999994).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -220,14 +218,8 @@ fn png_decoding_and_preprocessing_are_exact() {
     assert_eq!(checked, 4);
 }
 
-/// With libjpeg-turbo (the `turbojpeg` feature) JPEGs decode as Pillow decodes them, to the
-/// level; without it, zune-jpeg's IDCT and upsampling differ by up to two levels (observed max
-/// abs 0.0292 after normalisation, on chelsea.jpg).
-const JPEG_TOLERANCE: f32 = if cfg!(feature = "turbojpeg") {
-    1e-6
-} else {
-    0.035
-};
+/// JPEGs decode with libjpeg, as Pillow decodes them: to the level.
+const JPEG_TOLERANCE: f32 = 1e-6;
 
 /// Features, raw and normalised (observed max abs 1.43e-6).
 const FEATURES: f32 = 1e-5;
@@ -277,8 +269,7 @@ fn end_to_end_image_embeddings_from_files() {
             want[i].clone()
         };
         let cos = dot(&ours, &target);
-        let exact_pixels = file.ends_with(".png") || cfg!(feature = "turbojpeg");
-        let bound = if exact_pixels { 0.99999 } else { 0.9999 };
+        let bound = 0.99999;
         eprintln!("{file}: cosine {cos} (bound {bound})");
         assert!(cos >= bound, "{file}: cosine {cos} < {bound}");
     }

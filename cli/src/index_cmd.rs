@@ -35,7 +35,7 @@ pub struct IndexArgs {
     /// Threads that decode images while the model runs (default: one per core).
     #[arg(long)]
     pub decode_threads: Option<usize>,
-    /// Fast mode, about 1.7x the images per second (measured on real photos: see the README):
+    /// Fast mode, about 1.8x the images per second (measured on real photos: see the README):
     /// large JPEGs decoded at reduced scale inside the IDCT (1/2 to 1/8, never below the
     /// model's input size), other large images reduced by block averaging before the resize,
     /// and the image tower's linear layers in int8. Embeddings differ slightly from the

@@ -96,13 +96,17 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
             "truncated JPEG (no end-of-image marker after the scan data)".into(),
         ));
     }
-    #[cfg(feature = "turbojpeg")]
     if format == ImageFormat::Jpeg {
-        // libjpeg-turbo is what Pillow decodes with: the reference's pixels, exactly, and
-        // faster than zune-jpeg. Anything it does not take (CMYK, too large, an error) goes on
-        // to the general path below, which reports errors.
-        if let Some(rgb) = jpeg_header(bytes).and_then(|h| turbo_decode(bytes, 1, h)) {
-            return Ok(rgb);
+        // libjpeg(-turbo) is what Pillow decodes with: the reference's pixels, exactly. Anything
+        // it does not take (CMYK, too large, an error) goes on to the general path below
+        // (zune-jpeg), which converts CMYK as Pillow does and reports errors.
+        if let Some(header) = jpeg_header(bytes) {
+            match libjpeg_decode(bytes, 1, header) {
+                Ok(Some(rgb)) => return Ok(rgb),
+                Ok(None) => {}
+                // Refused by Pillow's own decoder: refused here too, with its reason.
+                Err(why) => return Err(bad(format!("corrupt JPEG: {why}"))),
+            }
         }
     }
     if format == ImageFormat::Tiff {
@@ -191,26 +195,24 @@ fn decode_jpeg_scaled(bytes: &[u8], min_short: usize) -> Option<RgbImage> {
     if w.min(h) >= 8 * min_short {
         // At 1/8 a pixel is its block's DC coefficient alone: of a progressive JPEG only the
         // first scans (DC of every component) are needed, often a tenth of the file. Decoded
-        // by jpeg-decoder: libjpeg-turbo would smooth the DCs of a file whose AC scans are
-        // missing ("block smoothing"), a blur of several levels.
+        // by jpeg-decoder: libjpeg would smooth the DCs of a file whose AC scans are missing
+        // ("block smoothing"), a blur of several levels.
         if let Some(rgb) =
             progressive_dc_prefix(bytes).and_then(|b| jd_scaled(&b, min_short, header))
         {
             return Some(rgb);
         }
     }
-    #[cfg(feature = "turbojpeg")]
-    {
-        // 1/8, 1/4 or 1/2 (libjpeg-turbo's SIMD-accelerated scales): the smallest whose short
-        // side still reaches `min_short`.
-        let denom = [8, 4, 2]
-            .into_iter()
-            .find(|d| w.min(h).div_ceil(*d) >= min_short)?;
-        if let Some(rgb) = turbo_decode(bytes, denom, header) {
-            return Some(rgb);
-        }
+    // 1/8, 1/4 or 1/2 (libjpeg's scaled IDCTs): the smallest whose short side still reaches
+    // `min_short`.
+    let denom = [8, 4, 2]
+        .into_iter()
+        .find(|d| w.min(h).div_ceil(*d) >= min_short)?;
+    match libjpeg_decode(bytes, denom, header) {
+        Ok(Some(rgb)) => Some(rgb),
+        // Not for this path, or refused: the exact path decides, and reports.
+        _ => None,
     }
-    jd_scaled(bytes, min_short, header)
 }
 
 /// jpeg-decoder's DCT-scaled decoding, at the smallest scale whose short side still reaches
@@ -349,35 +351,47 @@ fn jpeg_header(bytes: &[u8]) -> Option<JpegHeader> {
     })
 }
 
-/// Decodes with libjpeg-turbo at scale `1 / denom` (inside the IDCT), EXIF orientation applied.
-/// Its defaults are Pillow's (accurate integer IDCT, smooth chroma upsampling), so at scale 1
-/// the pixels are the reference's.
-#[cfg(feature = "turbojpeg")]
-fn turbo_decode(bytes: &[u8], denom: usize, header: JpegHeader) -> Option<RgbImage> {
-    use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
-    let factor = ScalingFactor::new(1, denom);
-    let mut dec = Decompressor::new().ok()?;
-    dec.set_scaling_factor(factor).ok()?;
-    let scaled = dec.read_header(bytes).ok()?.scaled(factor);
-    let (w, h) = (scaled.width, scaled.height);
-    let expected = (header.width.div_ceil(denom), header.height.div_ceil(denom));
-    if (w, h) != expected {
-        return None; // the two parsers disagree: let the general path decide
-    }
-    let mut pixels = vec![0u8; 3 * w * h];
-    let image = Image {
-        pixels: pixels.as_mut_slice(),
-        width: w,
-        pitch: 3 * w,
-        height: h,
-        format: PixelFormat::RGB,
+/// Decodes with libjpeg at scale `1 / denom` (inside the IDCT), EXIF orientation applied: the
+/// libjpeg-turbo decoder as mozjpeg builds it (C, or SIMD with the `jpeg-simd` feature, which
+/// computes the same pixels). Its defaults are Pillow's (accurate integer IDCT, smooth chroma
+/// upsampling), so at scale 1 the pixels are the reference's, to the level (tests/parity.rs).
+///
+/// `Err` carries libjpeg's own message for a file it refuses (mozjpeg reports libjpeg's errors
+/// by unwinding), `Ok(None)` means the file is not for this path (the caller decides).
+fn libjpeg_decode(
+    bytes: &[u8],
+    denom: usize,
+    header: JpegHeader,
+) -> std::result::Result<Option<RgbImage>, String> {
+    let decode = || -> std::io::Result<Option<RgbImage>> {
+        let mut dec = mozjpeg::Decompress::new_mem(bytes)?;
+        if denom > 1 {
+            dec.scale((8 / denom) as u8);
+        }
+        let mut started = dec.rgb()?;
+        let (w, h) = (started.width(), started.height());
+        let expected = (header.width.div_ceil(denom), header.height.div_ceil(denom));
+        if (w, h) != expected {
+            return Ok(None); // the two parsers disagree: let the general path decide
+        }
+        let pixels: Vec<u8> = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        let Some(rgb) = RgbImage::from_raw(w as u32, h as u32, pixels) else {
+            return Ok(None);
+        };
+        let mut img = DynamicImage::ImageRgb8(rgb);
+        img.apply_orientation(header.orientation);
+        Ok(Some(img.into_rgb8()))
     };
-    // Warnings (corrupt data libjpeg-turbo would paper over) come back as errors: the general
-    // path then decides, and reports.
-    dec.decompress(bytes, image).ok()?;
-    let mut img = DynamicImage::ImageRgb8(RgbImage::from_raw(w as u32, h as u32, pixels)?);
-    img.apply_orientation(header.orientation);
-    Some(img.into_rgb8())
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(Ok(rgb)) => Ok(rgb),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(payload) => Err(payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "libjpeg error".into())),
+    }
 }
 
 /// Whether a JPEG's entropy-coded data is followed by an end-of-image marker. Marker segments

@@ -9,7 +9,8 @@
 //!
 //! | format | decoded by | build |
 //! |---|---|---|
-//! | JPEG, PNG, WebP, GIF, BMP, TIFF, TGA, PNM, QOI, ICO | the `image` crate (JPEG: zune-jpeg, or libjpeg-turbo with `turbojpeg`) | default |
+//! | JPEG | libjpeg (mozjpeg's build of the libjpeg-turbo decoder: Pillow's pixels); zune-jpeg for CMYK | default (`jpeg-simd`: its SIMD code) |
+//! | PNG, WebP, GIF, BMP, TIFF, TGA, PNM, QOI, ICO | the `image` crate | default |
 //! | JPEG XL | jxl-oxide | default |
 //! | HEIC, AVIF | libheif | `heif` feature |
 //! | camera RAW | its embedded JPEG preview (`raw`) | default |
