@@ -22,6 +22,23 @@ use crate::error::{Error, Result};
 /// Pillow refuses images above twice its `MAX_IMAGE_PIXELS` as decompression bombs; so do we.
 pub const MAX_PIXELS: u64 = 2 * 89_478_485;
 
+/// Refuses an image with no pixels, or with more than [`MAX_PIXELS`] (a decompression bomb),
+/// before anything is allocated for it.
+pub(super) fn check_size(path: &Path, w: u32, h: u32) -> Result<()> {
+    let bad = |reason: String| Err(Error::image(path, reason));
+    if w == 0 || h == 0 {
+        return bad(format!("image has no pixels ({w}x{h})"));
+    }
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return bad(format!(
+            "{w}x{h} is too large ({} megapixels; limit {}): possible decompression bomb",
+            w as u64 * h as u64 / 1_000_000,
+            MAX_PIXELS / 1_000_000
+        ));
+    }
+    Ok(())
+}
+
 /// Reads and decodes a file. Errors name the path and say why.
 pub fn decode_file(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -136,16 +153,7 @@ fn decode_exact(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| bad(describe(&e)))?;
     let (w, h) = decoder.dimensions();
-    if w == 0 || h == 0 {
-        return Err(bad(format!("image has no pixels ({w}x{h})")));
-    }
-    if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(bad(format!(
-            "{w}x{h} is too large ({} megapixels; limit {}): possible decompression bomb",
-            w as u64 * h as u64 / 1_000_000,
-            MAX_PIXELS / 1_000_000
-        )));
-    }
+    check_size(path, w, h)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);

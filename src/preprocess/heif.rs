@@ -12,7 +12,7 @@ use std::path::Path;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
 
-use super::decode::{to_rgb, MAX_PIXELS};
+use super::decode::{check_size, to_rgb};
 use crate::error::{Error, Result};
 
 pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
@@ -23,16 +23,7 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
         .primary_image_handle()
         .map_err(|e| bad(format!("no primary image: {e}")))?;
     let (w, h) = (handle.width(), handle.height());
-    if w == 0 || h == 0 {
-        return Err(bad(format!("image has no pixels ({w}x{h})")));
-    }
-    if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(bad(format!(
-            "{w}x{h} is too large ({} megapixels; limit {}): possible decompression bomb",
-            w as u64 * h as u64 / 1_000_000,
-            MAX_PIXELS / 1_000_000
-        )));
-    }
+    check_size(path, w, h)?;
     let alpha = handle.has_alpha_channel();
     let chroma = if alpha {
         RgbChroma::Rgba

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use image::{DynamicImage, RgbImage};
 
-use super::decode::{to_rgb, MAX_PIXELS};
+use super::decode::{check_size, to_rgb};
 use crate::error::{Error, Result};
 
 pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
@@ -19,16 +19,7 @@ pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {
         .read(Cursor::new(bytes))
         .map_err(|e| bad(format!("corrupt or truncated JPEG XL: {e}")))?;
     let (w, h) = (image.width(), image.height());
-    if w == 0 || h == 0 {
-        return Err(bad(format!("image has no pixels ({w}x{h})")));
-    }
-    if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(bad(format!(
-            "{w}x{h} is too large ({} megapixels; limit {}): possible decompression bomb",
-            w as u64 * h as u64 / 1_000_000,
-            MAX_PIXELS / 1_000_000
-        )));
-    }
+    check_size(path, w, h)?;
     image.request_color_encoding(jxl_oxide::EnumColourEncoding::srgb(
         jxl_oxide::RenderingIntent::Relative,
     ));
