@@ -106,7 +106,7 @@ impl Searcher {
     /// one the index was built with. A model other than the index's is refused: its space is
     /// not the index's.
     pub fn open(dir: &Path, model: Option<&str>) -> Result<Self, Error> {
-        let index = view_or_publish(dir)?;
+        let index = open_view(dir)?;
         if index.is_empty() {
             return Err(Error::EmptyIndex(dir.to_path_buf()));
         }
@@ -269,17 +269,12 @@ impl Searcher {
     }
 }
 
-/// The view in force at `dir`, for readers that need no model (`stats`); with no view yet, as
-/// [`Searcher::open`] does: published here if the database is free, else a clear "not yet".
-pub fn open_view(dir: &Path) -> Result<SearchIndex, Error> {
-    view_or_publish(dir)
-}
-
-/// The view in force at `dir`. An index with a database but no view (written by a version that
+/// The view in force at `dir` (for `Searcher::open`, and readers that need no model: `stats`).
+/// An index with a database but no view (written by a version that
 /// did not publish views, or whose first run has not published yet) is published here when its
 /// database is free, which takes one read of the catalog and no model; while a writer holds it,
 /// the reader is told to come back in a moment.
-fn view_or_publish(dir: &Path) -> Result<SearchIndex, Error> {
+pub fn open_view(dir: &Path) -> Result<SearchIndex, Error> {
     match SearchIndex::open(dir) {
         Err(clipsearch::Error::NoView(_)) => {}
         other => return Ok(other?),

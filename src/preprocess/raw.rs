@@ -226,20 +226,28 @@ fn cr3_preview(bytes: &[u8]) -> Option<&[u8]> {
     Some(&body[start..])
 }
 
-/// The pixel size of a JPEG, from its header.
-fn jpeg_size(jpeg: &[u8]) -> Option<(u32, u32)> {
+/// A JPEG preview's pixel size, and whether it carries an EXIF orientation of its own: one
+/// header read.
+#[derive(Clone, Copy)]
+struct PreviewInfo {
+    width: u32,
+    height: u32,
+    oriented: bool,
+}
+
+fn preview_info(jpeg: &[u8]) -> Option<PreviewInfo> {
     let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(jpeg));
     d.read_info().ok()?;
     let info = d.info()?;
-    Some((info.width as u32, info.height as u32))
-}
-
-fn jpeg_orientation(jpeg: &[u8]) -> Option<u16> {
-    let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(jpeg));
-    d.read_info().ok()?;
-    Orientation::from_exif_chunk(d.exif_data()?)
-        .filter(|o| *o != Orientation::NoTransforms)
-        .map(|_| 0)
+    let oriented = d
+        .exif_data()
+        .and_then(Orientation::from_exif_chunk)
+        .is_some_and(|o| o != Orientation::NoTransforms);
+    Some(PreviewInfo {
+        width: info.width as u32,
+        height: info.height as u32,
+        oriented,
+    })
 }
 
 /// Sensor data developed by LibRaw (the `libraw` feature), for a RAW without a usable preview.
@@ -271,21 +279,21 @@ pub(super) fn decode(path: &Path, bytes: &[u8], kind: &str) -> Result<RgbImage> 
     };
     let best = previews
         .into_iter()
-        .filter_map(|j| jpeg_size(j).map(|(w, h)| (j, w, h)))
-        .max_by_key(|&(_, w, h)| w as u64 * h as u64);
-    let preview = best.filter(|&(_, w, h)| w.min(h) >= MIN_PREVIEW_SIDE);
-    let Some((jpeg, _, _)) = preview else {
+        .filter_map(|j| preview_info(j).map(|i| (j, i)))
+        .max_by_key(|(_, i)| i.width as u64 * i.height as u64);
+    let Some((jpeg, info)) = best.filter(|(_, i)| i.width.min(i.height) >= MIN_PREVIEW_SIDE) else {
         let what = match best {
             None => "it embeds no JPEG preview".to_string(),
-            Some((_, w, h)) => {
-                format!("its largest embedded preview is {w}x{h}, under {MIN_PREVIEW_SIDE} px")
-            }
+            Some((_, i)) => format!(
+                "its largest embedded preview is {}x{}, under {MIN_PREVIEW_SIDE} px",
+                i.width, i.height
+            ),
         };
         return develop(path, bytes, kind, &what);
     };
     let mut rgb = super::decode::decode_bytes(path, jpeg)?;
     // A preview with its own orientation was turned by the JPEG decoder; else the container's.
-    if jpeg_orientation(jpeg).is_none() {
+    if !info.oriented {
         if let Some(o) = container_orientation.and_then(|o| Orientation::from_exif(o as u8)) {
             let mut img = image::DynamicImage::ImageRgb8(rgb);
             img.apply_orientation(o);
