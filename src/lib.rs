@@ -25,6 +25,7 @@ pub mod device;
 pub mod embedding;
 pub mod error;
 pub mod index;
+pub mod metadata;
 pub mod model;
 pub mod preprocess;
 pub mod store;

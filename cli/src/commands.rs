@@ -80,6 +80,8 @@ pub enum Command {
     Dupes(crate::search_cmd::DupesArgs),
     /// What the index holds: files, failures, model, size (answers while indexing, too).
     Stats(crate::stats_cmd::StatsArgs),
+    /// What the index holds for some files: when, where and with what they were taken.
+    Info(crate::info_cmd::InfoArgs),
     /// Print the embeddings of texts and images (one line per input).
     Embed(EmbedArgs),
     /// Serve the index over HTTP: a search page and a JSON API.
@@ -117,6 +119,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Similar(args) => crate::search_cmd::similar(args),
         Command::Dupes(args) => crate::search_cmd::dupes(args),
         Command::Stats(args) => crate::stats_cmd::run(args),
+        Command::Info(args) => crate::info_cmd::run(args),
         Command::Serve(args) => crate::serve_cmd::run(args),
         Command::Demo(args) => crate::demo_cmd::run(args),
         Command::Classify(args) => crate::classify_cmd::run(args),

@@ -115,7 +115,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
             println!(
                 "     {} {:.3}  {}  ({})",
                 mark.unwrap_or("?"),
-                m.score,
+                m.score.unwrap_or(0.0),
                 m.path.display(),
                 scene.map(|s| describe(s)).unwrap_or_default()
             );
@@ -140,7 +140,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
         let scene = by_path.get(&m.path);
         println!(
             "     {:.3}  {}  ({})",
-            m.score,
+            m.score.unwrap_or(0.0),
             m.path.display(),
             scene.map(|s| describe(s)).unwrap_or_default()
         );

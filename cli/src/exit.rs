@@ -1,5 +1,6 @@
 //! Exit codes, so that scripts can tell failures apart:
-//! 0 success; 1 an unexpected failure; 2 bad usage (clap's convention); 3 the model cannot be
+//! 0 success; 1 an unexpected failure, or no file matched a query's filters (as grep says
+//! "no match"); 2 bad usage (clap's convention); 3 the model cannot be
 //! had or is not a usable CLIP checkpoint; 4 some inputs (images, queries) were bad;
 //! 5 the index is missing, stale, of another model or busy.
 
@@ -7,6 +8,8 @@ use clipsearch::Error;
 
 pub const OK: i32 = 0;
 pub const FAILURE: i32 = 1;
+/// A query's filters kept no file.
+pub const NO_MATCH: i32 = 1;
 pub const USAGE: i32 = 2;
 pub const MODEL: i32 = 3;
 pub const BAD_INPUT: i32 = 4;
@@ -19,8 +22,11 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         Some(clipsearch_query::Error::Engine(inner)) => Some(inner),
         Some(clipsearch_query::Error::Parse(_)) => return USAGE,
         Some(
-            clipsearch_query::Error::EmptyIndex(_) | clipsearch_query::Error::NotPublishedYet(_),
+            clipsearch_query::Error::EmptyIndex(_)
+            | clipsearch_query::Error::NotPublishedYet(_)
+            | clipsearch_query::Error::NoMetadata(_),
         ) => return INDEX,
+        Some(clipsearch_query::Error::NoMatch(_)) => return NO_MATCH,
         None => match e.downcast_ref::<clipsearch_train::Error>() {
             Some(clipsearch_train::Error::Engine(inner)) => Some(inner),
             Some(clipsearch_train::Error::Data(_)) => return BAD_INPUT,

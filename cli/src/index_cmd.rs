@@ -136,6 +136,13 @@ fn print_summary(s: &Summary, verbose: bool, dir: &std::path::Path) {
         "indexed {}, unchanged {}, moved {}, removed {}, failed {} in {:.1} s ({} embedded, {:.1} images/s)",
         s.indexed, s.unchanged, s.moved, s.removed, s.failed, s.seconds, s.embedded, rate
     );
+    if s.metadata_read > 0 {
+        println!(
+            "read the photo metadata of {} files indexed by an older clipsearch (nothing was \
+             decoded or embedded again)",
+            s.metadata_read
+        );
+    }
     if s.interrupted {
         println!("interrupted: what was committed is searchable; run the same command to finish");
     }
@@ -152,6 +159,20 @@ fn print_summary(s: &Summary, verbose: bool, dir: &std::path::Path) {
         println!(
             "  ... and {} more (--verbose lists all)",
             s.failures.len() - shown
+        );
+    }
+    let shown = if verbose {
+        s.warnings.len()
+    } else {
+        FIRST.min(s.warnings.len())
+    };
+    for w in &s.warnings[..shown] {
+        println!("  warning: {}: {} (the image is indexed)", w.path.display(), w.reason);
+    }
+    if shown < s.warnings.len() {
+        println!(
+            "  ... and {} more files with damaged metadata (--verbose lists all)",
+            s.warnings.len() - shown
         );
     }
     tracing::info!("index at {}", dir.display());

@@ -7,6 +7,7 @@ mod commands;
 mod demo_cmd;
 mod exit;
 mod index_cmd;
+mod info_cmd;
 mod progress;
 mod search_cmd;
 mod serve_cmd;

@@ -5,10 +5,58 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use clipsearch::metadata::{Filter, SortOrder};
 use clipsearch_query::{dupes, expr, Match, SearchOptions, Searcher};
 
 use crate::commands::{IndexArg, ModelArg};
 use crate::exit;
+
+/// Metadata filters, shared by `search`, `similar` and `dupes`.
+#[derive(Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only photos taken on or after the start of this year, month or day (2023, 2023-06,
+    /// 2023-06-14), in the photo's own local time.
+    #[arg(long, value_name = "DATE")]
+    pub after: Option<String>,
+    /// Only photos taken on or before the end of this year, month or day (`--after 2023
+    /// --before 2023`: all of 2023).
+    #[arg(long, value_name = "DATE")]
+    pub before: Option<String>,
+    /// Only photos from a camera whose make and model contain these words ("canon",
+    /// "iphone 15"), case-insensitive.
+    #[arg(long, value_name = "TEXT")]
+    pub camera: Option<String>,
+    /// Only photos taken in this city, region or country (from their GPS position, placed
+    /// offline); "Lisbon, Portugal" needs both. Case- and accent-insensitive.
+    #[arg(long, value_name = "NAME")]
+    pub place: Option<String>,
+    /// Only photos taken within KM kilometres of LAT,LON (e.g. 38.72,-9.14,25).
+    #[arg(long, value_name = "LAT,LON,KM", allow_hyphen_values = true)]
+    pub near: Option<String>,
+    /// Only files of these formats, comma-separated: jpeg, png, heic, avif, webp, dng, ...;
+    /// `raw` for every camera RAW.
+    #[arg(long, value_name = "FORMATS")]
+    pub format: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Result<Filter, clipsearch::metadata::filter::FilterError> {
+        let mut f = Filter::default();
+        for (key, value) in [
+            ("after", &self.after),
+            ("before", &self.before),
+            ("camera", &self.camera),
+            ("place", &self.place),
+            ("near", &self.near),
+            ("format", &self.format),
+        ] {
+            if let Some(v) = value {
+                f.set(key, v)?;
+            }
+        }
+        Ok(f)
+    }
+}
 
 /// Output and filter flags shared by `search` and `similar`.
 #[derive(Args)]
@@ -22,8 +70,15 @@ pub struct ResultArgs {
     /// Only results inside this folder.
     #[arg(long, value_name = "DIR")]
     pub under: Option<PathBuf>,
-    /// JSON Lines: {"path":...,"score":...} per result, best first (with "raw":... when a
-    /// camera RAW of the same shot lies beside the file).
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Order of the results: score (best first), date (oldest first) or -date (newest
+    /// first). The best --top by score are ordered; a query of filters alone lists by date.
+    #[arg(long, value_name = "ORDER", allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// JSON Lines: {"path":...,"score":...} per result, best first, with "taken", "place",
+    /// "camera" when the photo records them, and "raw" when a camera RAW of the same shot
+    /// lies beside the file.
     #[arg(long, conflicts_with = "paths")]
     pub json: bool,
     /// Paths only, one per line (for xargs and image viewers).
@@ -46,8 +101,9 @@ pub struct ResultArgs {
 #[derive(Args)]
 #[command(after_long_help = QUERY_HELP)]
 pub struct SearchArgs {
-    /// The query: text, image paths, or a combination (see below).
-    #[arg(required = true, num_args = 1.., value_name = "QUERY")]
+    /// The query: text, image paths, or a combination, with filters inline (see below); or
+    /// filters alone, to list the matching photos by date.
+    #[arg(num_args = 0.., value_name = "QUERY")]
     pub query: Vec<String>,
     #[command(flatten)]
     pub results: ResultArgs,
@@ -63,7 +119,17 @@ QUERY EXPRESSIONS:
         clipsearch search ./ref.jpg + \"in winter\"       (an image as a term)
     A term is `[WEIGHT:]ITEM`. ITEM is an image if it names an existing image file, else text;
     force either with `image:PATH` or `text:TEXT`. The query vector is the weighted sum of the
-    terms' normalised embeddings, renormalised; `-` subtracts.";
+    terms' normalised embeddings, renormalised; `-` subtracts.
+
+FILTERS AND ORDER:
+    The options --after, --before, --camera, --place, --near, --format and --sort may also be
+    written inline, as KEY:VALUE words anywhere in the query (quote a value with spaces):
+        clipsearch search \"dog on a beach after:2023-06 place:Lisbon\"
+        clipsearch search \"mountains\" \"place:\\\"New Zealand\\\" sort:-date\"
+        clipsearch search after:2019-07 before:2019-08           (no text: listed by date)
+    Dates are a year, a month or a day, in the photo's own local time; --after and --before
+    include the period they name. Places come from the photos' GPS positions, placed offline
+    with GeoNames' gazetteer. A filter that keeps no file says so (exit code 1).";
 
 /// Arguments of `clipsearch similar`.
 #[derive(Args)]
@@ -77,6 +143,11 @@ pub struct SimilarArgs {
 /// Arguments of `clipsearch dupes`.
 #[derive(Args)]
 pub struct DupesArgs {
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Only files inside this folder.
+    #[arg(long, value_name = "DIR")]
+    pub under: Option<PathBuf>,
     /// Cosine similarity at or above which two images are duplicates.
     #[arg(long, default_value_t = dupes::DEFAULT_THRESHOLD)]
     pub threshold: f32,
@@ -87,7 +158,7 @@ pub struct DupesArgs {
     pub index: IndexArg,
 }
 
-fn print_matches(matches: &[Match], r: &ResultArgs) -> Result<()> {
+fn print_matches(matches: &[Match], r: &ResultArgs, dated: bool) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for m in matches {
@@ -102,16 +173,27 @@ fn print_matches(matches: &[Match], r: &ResultArgs) -> Result<()> {
                 out.flush()?;
                 preview(&m.path);
             }
-            match &m.raw {
-                Some(raw) => writeln!(
-                    out,
-                    "{:.4}  {}  (RAW: {})",
-                    m.score,
-                    m.path.display(),
-                    raw.display()
-                )?,
-                None => writeln!(out, "{:.4}  {}", m.score, m.path.display())?,
+            let mut line = String::new();
+            if let Some(score) = m.score {
+                line.push_str(&format!("{score:.4}  "));
             }
+            if dated {
+                // Date and time to the minute, then where, when known.
+                let when = m.taken.as_deref().map_or("-".to_string(), |t| {
+                    t.get(..16).unwrap_or(t).replace('T', " ")
+                });
+                line.push_str(&format!("{when:<16}  "));
+            }
+            line.push_str(&m.path.display().to_string());
+            if dated {
+                if let Some(place) = &m.place {
+                    line.push_str(&format!("  ({place})"));
+                }
+            }
+            if let Some(raw) = &m.raw {
+                line.push_str(&format!("  (RAW: {})", raw.display()));
+            }
+            writeln!(out, "{line}")?;
         }
     }
     out.flush()?;
@@ -134,46 +216,99 @@ fn preview(path: &std::path::Path) {
     }
 }
 
-fn options(r: &ResultArgs) -> SearchOptions {
-    SearchOptions {
+/// The options, with filters from the flags and from the query text (inline ones win).
+fn options(r: &ResultArgs, inline: &expr::ParsedQuery) -> Result<SearchOptions, String> {
+    let mut filter = r.filters.filter().map_err(|e| e.to_string())?;
+    for (key, value) in [
+        ("after", inline.filter.after.as_ref().map(|d| d.text.clone())),
+        ("before", inline.filter.before.as_ref().map(|d| d.text.clone())),
+        ("camera", inline.filter.camera.clone()),
+        ("place", inline.filter.place.clone()),
+        ("format", inline.filter.format.clone()),
+    ] {
+        if let Some(v) = value {
+            filter.set(key, &v).map_err(|e| e.to_string())?;
+        }
+    }
+    if inline.filter.near.is_some() {
+        filter.near = inline.filter.near;
+    }
+    let sort = match (&inline.sort, &r.sort) {
+        (Some(s), _) => *s,
+        (None, Some(s)) => s.parse::<SortOrder>().map_err(|e| e.to_string())?,
+        (None, None) => SortOrder::Score,
+    };
+    Ok(SearchOptions {
         top: r.top,
         threshold: r.threshold,
         under: r.under.clone(),
-    }
+        filter,
+        sort,
+    })
+}
+
+fn usage(e: impl std::fmt::Display, command: &str) -> Result<i32> {
+    eprintln!("clipsearch: {e} (see `clipsearch {command} --help`)");
+    Ok(exit::USAGE)
 }
 
 pub fn search(args: SearchArgs) -> Result<i32> {
-    let terms = match expr::parse(&args.query) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("clipsearch: {e} (see `clipsearch search --help`)");
-            return Ok(exit::USAGE);
+    let parsed = match expr::parse_query(&args.query) {
+        Ok(q) => q,
+        // Filters given as options are a query too.
+        Err(expr::ParseError::Empty)
+            if args.results.filters.filter().is_ok_and(|f| !f.is_empty()) =>
+        {
+            expr::ParsedQuery::default()
         }
+        Err(e) => return usage(e, "search"),
+    };
+    let opts = match options(&args.results, &parsed) {
+        Ok(o) => o,
+        Err(e) => return usage(e, "search"),
     };
     let mut searcher = Searcher::open(
         &args.results.index.path()?,
         args.results.model.model.as_deref(),
     )?;
-    let query = searcher.embed_terms(&terms)?;
-    let matches = searcher.search(&query, &options(&args.results))?;
-    print_matches(&matches, &args.results)?;
+    let matches = if parsed.terms.is_empty() {
+        searcher.list(&opts)?
+    } else {
+        let query = searcher.embed_terms(&parsed.terms)?;
+        searcher.search(&query, &opts)?
+    };
+    let dated = parsed.terms.is_empty() || opts.sort != SortOrder::Score;
+    print_matches(&matches, &args.results, dated)?;
     Ok(exit::OK)
 }
 
 pub fn similar(args: SimilarArgs) -> Result<i32> {
+    let opts = match options(&args.results, &expr::ParsedQuery::default()) {
+        Ok(o) => o,
+        Err(e) => return usage(e, "similar"),
+    };
     let mut searcher = Searcher::open(
         &args.results.index.path()?,
         args.results.model.model.as_deref(),
     )?;
     let query = searcher.embed_image(&args.path)?;
-    let matches = searcher.search(&query, &options(&args.results))?;
-    print_matches(&matches, &args.results)?;
+    let matches = searcher.search(&query, &opts)?;
+    print_matches(&matches, &args.results, opts.sort != SortOrder::Score)?;
     Ok(exit::OK)
 }
 
 pub fn dupes(args: DupesArgs) -> Result<i32> {
+    let filter = match args.filters.filter() {
+        Ok(f) => f,
+        Err(e) => return usage(e, "dupes"),
+    };
+    let opts = SearchOptions {
+        filter,
+        under: args.under.clone(),
+        ..Default::default()
+    };
     let searcher = Searcher::open(&args.index.path()?, None)?;
-    let groups = dupes::groups(&searcher, args.threshold)?;
+    let groups = dupes::groups(&searcher, args.threshold, &opts)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for g in &groups {

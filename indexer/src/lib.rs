@@ -30,6 +30,7 @@
 
 pub mod pipeline;
 pub mod publisher;
+mod upgrade;
 pub mod walk;
 
 use std::collections::{HashMap, HashSet};
@@ -115,12 +116,17 @@ pub struct Summary {
     pub removed: usize,
     /// Files that could not be indexed (including unchanged ones that failed before).
     pub failed: usize,
+    /// Indexed files whose metadata was read in this run without decoding them (an index
+    /// built before metadata was recorded).
+    pub metadata_read: usize,
     /// Images that went through the model in this run.
     pub embedded: usize,
     pub seconds: f64,
     /// The run was stopped (Ctrl-C) after committing its last batch.
     pub interrupted: bool,
     pub failures: Vec<Failure>,
+    /// Files indexed, but whose metadata is damaged (what could be read is kept).
+    pub warnings: Vec<Failure>,
     pub timings: Timings,
 }
 
@@ -153,6 +159,7 @@ pub fn index(
     );
     let mut raws_changed = 0;
     let mut work = Vec::new();
+    let mut no_metadata = Vec::new();
     let mut seen: HashSet<PathBuf> = HashSet::with_capacity(walked.images.len());
     for found in walked.images {
         seen.insert(found.path.clone());
@@ -162,6 +169,9 @@ pub fn index(
             // A RAW that appeared (or left) beside an unchanged rendered image.
             if store.set_raw(&found.path, found.raw.as_deref())? {
                 raws_changed += 1;
+            }
+            if store.file(&found.path)?.is_some_and(|r| r.meta.is_none()) {
+                no_metadata.push((found.path, found.mtime_ns));
             }
             continue;
         }
@@ -183,8 +193,15 @@ pub fn index(
         });
     }
 
+    if !no_metadata.is_empty() {
+        let (read, warnings) = upgrade::read_metadata(store, opts, no_metadata, progress, stop)?;
+        summary.metadata_read = read;
+        summary.warnings.extend(warnings);
+    }
+
     let mut publisher = publisher::Publisher::new(opts.publish_interval);
     let outcome = pipeline::run(store, model, opts, work, progress, stop, &mut publisher)?;
+    summary.warnings.extend(outcome.warnings.iter().cloned());
     summary.embedded = outcome.embedded;
     summary.failures.extend(outcome.failures);
     summary.interrupted = outcome.interrupted;
@@ -233,7 +250,10 @@ pub fn index(
         if removed > 0 {
             store.collect_garbage()?;
         }
-        let changed = outcome.committed > 0 || removed > 0 || raws_changed > 0;
+        let changed = outcome.committed > 0
+            || removed > 0
+            || raws_changed > 0
+            || summary.metadata_read > 0;
         if changed || view_is_stale(store)? {
             progress.set_message("publishing");
             publisher.publish(
@@ -247,7 +267,7 @@ pub fn index(
         summary.indexed = outcome.committed - summary.moved;
     } else {
         // Stopped: what was committed is published (the graph, if any, is left as it was).
-        if outcome.committed > 0 {
+        if outcome.committed > 0 || summary.metadata_read > 0 {
             publisher.publish(store, GraphPolicy::Keep)?;
         }
         summary.indexed = outcome.committed;

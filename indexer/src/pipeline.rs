@@ -10,6 +10,7 @@ use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use clipsearch::metadata::PhotoMeta;
 use clipsearch::model::{ClipConfig, ClipModel, ModelFiles, Precision, Towers};
 use clipsearch::preprocess::{PreprocessConfig, Preprocessor};
 use clipsearch::store::{content_hash, ContentHash, FailedRecord, FileRecord, NewEntry, Store};
@@ -27,6 +28,7 @@ enum Prepared {
         found: Found,
         hash: ContentHash,
         dims: (u32, u32),
+        meta: Read,
         pixels: Vec<f32>,
     },
     /// Content the index already holds.
@@ -34,6 +36,7 @@ enum Prepared {
         found: Found,
         hash: ContentHash,
         dims: (u32, u32),
+        meta: Read,
     },
     Failed {
         found: Found,
@@ -43,6 +46,8 @@ enum Prepared {
         remember: bool,
     },
 }
+
+type Read = clipsearch::metadata::ReadOutcome;
 
 fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
     let bytes = match std::fs::read(&found.path) {
@@ -56,6 +61,8 @@ fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
         }
     };
     let hash = content_hash(&bytes);
+    // From the bytes already in memory: no second read of the file.
+    let meta = clipsearch::metadata::read(&found.path, &bytes, found.mtime_ns);
     if let Ok(true) = store.has_embedding(&hash) {
         // Header parsing is decoder code too: a panic in it must not escape.
         let dims = clipsearch::preprocess::decode::contain_panics(&found.path, || {
@@ -66,7 +73,12 @@ fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
                 .unwrap_or((0, 0)))
         })
         .unwrap_or((0, 0));
-        return Prepared::Reuse { found, hash, dims };
+        return Prepared::Reuse {
+            found,
+            hash,
+            dims,
+            meta,
+        };
     }
     match pre.decode(&found.path, &bytes) {
         Ok(rgb) => {
@@ -76,6 +88,7 @@ fn prepare(found: Found, store: &Store, pre: &Preprocessor) -> Prepared {
                 found,
                 hash,
                 dims: (w, h),
+                meta,
                 pixels,
             }
         }
@@ -99,13 +112,15 @@ pub struct Outcome {
     /// Hashes of files committed without a model run (candidates for "moved").
     pub reused_hashes: Vec<ContentHash>,
     pub failures: Vec<Failure>,
+    /// Files indexed whose metadata is damaged (what could be read was kept).
+    pub warnings: Vec<Failure>,
     pub interrupted: bool,
     pub timings: crate::Timings,
 }
 
 struct Batch {
     /// Images to embed, in order.
-    embed: Vec<(Found, ContentHash, (u32, u32))>,
+    embed: Vec<(Found, ContentHash, (u32, u32), PhotoMeta)>,
     pixels: Vec<f32>,
     /// Entries whose embedding is stored already or computed in this batch.
     ready: Vec<NewEntry>,
@@ -134,6 +149,7 @@ fn entry(
     found: Found,
     hash: ContentHash,
     dims: (u32, u32),
+    meta: PhotoMeta,
     embedding: Option<Vec<f32>>,
 ) -> Result<NewEntry, Error> {
     Ok(NewEntry {
@@ -145,6 +161,7 @@ fn entry(
             width: dims.0,
             height: dims.1,
             raw: found.raw,
+            meta: Some(meta),
         },
         path: found.path,
         embedding,
@@ -209,6 +226,7 @@ pub fn run(
     let mut model: Option<ClipModel> = None;
     let decode_ns = std::sync::atomic::AtomicU64::new(0);
     let decode_ns = &decode_ns;
+    let mut outcome_warnings = Vec::new();
 
     std::thread::scope(|scope| -> Result<(), Error> {
         let pre = &pre;
@@ -242,8 +260,8 @@ pub fn run(
                 let vectors = image.embed_pixels(&batch.pixels)?;
                 outcome.timings.model_seconds += t.elapsed().as_secs_f64();
                 outcome.embedded += vectors.len();
-                for ((found, hash, dims), v) in batch.embed.drain(..).zip(vectors) {
-                    entries.push(entry(store, found, hash, dims, Some(v))?);
+                for ((found, hash, dims, meta), v) in batch.embed.drain(..).zip(vectors) {
+                    entries.push(entry(store, found, hash, dims, meta, Some(v))?);
                 }
             }
             for e in &batch.ready {
@@ -273,25 +291,46 @@ pub fn run(
             batch.pending.clear();
             Ok(())
         };
+        let mut warned = |found: &Found, meta: &mut Read| {
+            if let Some(w) = meta.warning.take() {
+                tracing::debug!(path = %found.path.display(), %w, "metadata");
+                outcome_warnings.push(Failure {
+                    path: found.path.clone(),
+                    reason: w,
+                });
+            }
+        };
         for item in rx.iter() {
             match item {
                 Prepared::Embed {
                     found,
                     hash,
                     dims,
+                    mut meta,
                     pixels,
                 } => {
+                    warned(&found, &mut meta);
                     if batch.pending.contains_key(&hash) {
                         // Same content as an image already in this batch: committed after it.
-                        batch.ready.push(entry(store, found, hash, dims, None)?);
+                        batch
+                            .ready
+                            .push(entry(store, found, hash, dims, meta.meta, None)?);
                     } else {
                         batch.pending.insert(hash, batch.embed.len());
-                        batch.embed.push((found, hash, dims));
+                        batch.embed.push((found, hash, dims, meta.meta));
                         batch.pixels.extend_from_slice(&pixels);
                     }
                 }
-                Prepared::Reuse { found, hash, dims } => {
-                    batch.ready.push(entry(store, found, hash, dims, None)?);
+                Prepared::Reuse {
+                    found,
+                    hash,
+                    dims,
+                    mut meta,
+                } => {
+                    warned(&found, &mut meta);
+                    batch
+                        .ready
+                        .push(entry(store, found, hash, dims, meta.meta, None)?);
                 }
                 Prepared::Failed {
                     found,
@@ -330,6 +369,7 @@ pub fn run(
         drop(rx);
         Ok(())
     })?;
+    outcome.warnings = outcome_warnings;
     outcome.interrupted = stop.load(Ordering::Relaxed);
     outcome.timings.decode_cpu_seconds = decode_ns.load(Ordering::Relaxed) as f64 / 1e9;
     Ok(outcome)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::{Error, Match, Searcher};
+use crate::{Error, Match, SearchOptions, Searcher};
 
 /// Default threshold. Not measured on a pretrained CLIP here (none is available offline); the
 /// tests pass their own (see the search issue's closing note).
@@ -27,18 +27,32 @@ impl UnionFind {
     }
 }
 
-/// Groups of two or more near-duplicates, largest first; within a group, by path. Each file's
+/// Groups of two or more near-duplicates among the files `opts` keeps (its filter and folder;
+/// its limit and order do not apply), largest first; within a group, by path. Each file's
 /// score is its best similarity to another member.
-pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Error> {
+pub fn groups(
+    searcher: &Searcher,
+    threshold: f32,
+    opts: &SearchOptions,
+) -> Result<Vec<Vec<Match>>, Error> {
     let view = searcher.view();
-    let files: Vec<(std::path::PathBuf, u64)> = (0..view.len())
-        .map(|row| (view.path(row).to_path_buf(), view.id(row)))
-        .collect();
-    let mut uf = UnionFind((0..files.len()).collect());
+    let selected = searcher.candidate_rows(opts)?;
+    let rows: Vec<usize> = selected
+        .clone()
+        .unwrap_or_else(|| (0..view.len()).collect());
+    // Pairs of file ids, over the view's mapped vectors (no copy) or the selected ones.
+    let pairs = match &selected {
+        None => clipsearch::index::pairs_above(view.vectors(), threshold)?,
+        Some(rows) => clipsearch::index::pairs_above(&view.vectors().select(rows), threshold)?,
+    };
+    let position: HashMap<usize, usize> = rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let mut uf = UnionFind((0..rows.len()).collect());
     let mut best: HashMap<usize, f32> = HashMap::new();
-    // Pairs of file ids, over the view's mapped vectors (no copy); rows are found by id.
-    for (a, b, score) in clipsearch::index::pairs_above(view.vectors(), threshold)? {
-        let row = |id: u64| view.row_of_id(id).expect("pairs come from the view");
+    for (a, b, score) in pairs {
+        let row = |id: u64| {
+            let r = view.row_of_id(id).expect("pairs come from the view");
+            position[&r]
+        };
         let (a, b) = (row(a), row(b));
         uf.union(a, b);
         for i in [a, b] {
@@ -47,7 +61,7 @@ pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Er
         }
     }
     let mut by_root: HashMap<usize, Vec<usize>> = HashMap::new();
-    for i in 0..files.len() {
+    for i in 0..rows.len() {
         let r = uf.find(i);
         by_root.entry(r).or_default().push(i);
     }
@@ -56,15 +70,7 @@ pub fn groups(searcher: &Searcher, threshold: f32) -> Result<Vec<Vec<Match>>, Er
         .filter(|g| g.len() > 1)
         .map(|g| {
             g.into_iter()
-                .map(|i| Match {
-                    path: files[i].0.clone(),
-                    score: best.get(&i).copied().unwrap_or(1.0),
-                    raw: view
-                        .row_of_id(files[i].1)
-                        .and_then(|row| view.raw(row))
-                        .map(|p| p.to_path_buf()),
-                    id: files[i].1,
-                })
+                .map(|i| Match::of(view, rows[i], Some(best.get(&i).copied().unwrap_or(1.0))))
                 .collect()
         })
         .collect();

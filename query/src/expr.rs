@@ -10,8 +10,16 @@
 //!
 //! `clipsearch search beach + dog - people`, `2:sunset + ./ref.jpg`, `image:cat.png - text:cat`.
 //! The query vector is the weighted sum of the terms' normalised embeddings, renormalised.
+//!
+//! Filters and the order may also be written inline, anywhere in the query ([`parse_query`]):
+//! `KEY:VALUE` words with KEY one of `after`, `before`, `camera`, `place`, `near`, `format`,
+//! `sort`, and a VALUE with spaces in double quotes: `dog on a beach after:2023-06
+//! place:"New York" sort:-date`. They are taken out of the text before it is embedded.
 
 use std::path::{Path, PathBuf};
+
+use clipsearch::metadata::filter::{FilterError, KEYS};
+use clipsearch::metadata::{Filter, SortOrder};
 
 /// What a term refers to.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +46,101 @@ pub enum ParseError {
     MissingOperator(String, String),
     #[error("bad weight in `{0}`: expected a number before `:`")]
     BadWeight(String),
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+}
+
+/// A query: what to look for (no terms: filters only), which files, in what order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParsedQuery {
+    pub terms: Vec<Term>,
+    pub filter: Filter,
+    pub sort: Option<SortOrder>,
+}
+
+/// Takes the inline `KEY:VALUE` filters (and `sort:`) out of `text` into `filter` and `sort`;
+/// returns the rest, spaces tidied.
+pub fn extract_inline(
+    text: &str,
+    filter: &mut Filter,
+    sort: &mut Option<SortOrder>,
+) -> Result<String, ParseError> {
+    let mut rest = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let mut word_start = true;
+    while let Some((i, c)) = chars.next() {
+        if word_start && !c.is_whitespace() {
+            let tail = &text[i..];
+            let key = KEYS
+                .iter()
+                .chain(std::iter::once(&"sort"))
+                .find(|k| tail.starts_with(&format!("{k}:")));
+            if let Some(key) = key {
+                let after = &tail[key.len() + 1..];
+                let (value, used) = match after.strip_prefix('"') {
+                    Some(q) => match q.find('"') {
+                        Some(end) => (&q[..end], end + 2),
+                        None => (q, after.len()),
+                    },
+                    None => {
+                        let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                        (&after[..end], end)
+                    }
+                };
+                if *key == "sort" {
+                    *sort = Some(value.parse()?);
+                } else {
+                    filter.set(key, value)?;
+                }
+                let skip_to = i + key.len() + 1 + used;
+                while chars.peek().is_some_and(|(j, _)| *j < skip_to) {
+                    chars.next();
+                }
+                word_start = true;
+                continue;
+            }
+        }
+        word_start = c.is_whitespace();
+        rest.push(c);
+    }
+    Ok(rest.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Parses command-line arguments into terms, with inline filters taken out. An argument that
+/// held only filters goes with the operator before it; no terms and no filters is an error.
+pub fn parse_query(args: &[String]) -> Result<ParsedQuery, ParseError> {
+    let mut q = ParsedQuery::default();
+    let mut kept: Vec<String> = Vec::new();
+    for a in args {
+        if a == "+" || a == "-" {
+            kept.push(a.clone());
+            continue;
+        }
+        // `text:` and `image:` terms are taken as written.
+        let clean = if a.starts_with("text:") || a.starts_with("image:") {
+            a.clone()
+        } else {
+            extract_inline(a, &mut q.filter, &mut q.sort)?
+        };
+        if clean.is_empty() {
+            if kept.last().is_some_and(|k| k == "+" || k == "-") {
+                kept.pop();
+            }
+        } else {
+            kept.push(clean);
+        }
+    }
+    while kept.first().is_some_and(|k| k == "+") {
+        kept.remove(0);
+    }
+    if kept.is_empty() {
+        if q.filter.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        return Ok(q);
+    }
+    q.terms = parse(&kept)?;
+    Ok(q)
 }
 
 fn looks_like_image(s: &str) -> bool {
@@ -190,6 +293,32 @@ mod tests {
             parse(&args(&["1.2.3:x"])),
             Err(ParseError::BadWeight(_))
         ));
+    }
+
+    #[test]
+    fn inline_filters_leave_the_text() {
+        let q = parse_query(&args(&[
+            "dog on a beach after:2023-06 place:\"New York\" sort:-date",
+        ]))
+        .unwrap();
+        assert_eq!(q.terms, vec![text(1.0, "dog on a beach")]);
+        assert_eq!(q.filter.after.as_ref().unwrap().text, "2023-06");
+        assert_eq!(q.filter.place.as_deref(), Some("New York"));
+        assert_eq!(q.sort, Some(SortOrder::DateDesc));
+        // A filter as its own argument, with the operator before it.
+        let q = parse_query(&args(&["dog", "+", "camera:canon", "-", "cat"])).unwrap();
+        assert_eq!(q.terms, vec![text(1.0, "dog"), text(-1.0, "cat")]);
+        assert_eq!(q.filter.camera.as_deref(), Some("canon"));
+        // Filters alone are a query; nothing at all is not, nor is an empty text.
+        let q = parse_query(&args(&["format:heic before:2020"])).unwrap();
+        assert!(q.terms.is_empty() && !q.filter.is_empty());
+        assert_eq!(parse_query(&args(&[""])), Err(ParseError::Empty));
+        assert_eq!(parse_query(&args(&["  "])), Err(ParseError::Empty));
+        // Words that merely contain a key, and non-ASCII text, pass through unchanged.
+        let q = parse_query(&args(&["preplace:x chien sur une plage à Zürich"])).unwrap();
+        assert_eq!(q.terms, vec![text(1.0, "preplace:x chien sur une plage à Zürich")]);
+        assert!(parse_query(&args(&["dog after:June"])).is_err());
+        assert!(parse_query(&args(&["dog sort:size"])).is_err());
     }
 
     #[test]

@@ -23,13 +23,14 @@ mod cache;
 pub mod classify;
 pub mod dupes;
 pub mod expr;
+pub mod info;
 #[cfg(feature = "serve")]
 pub mod serve;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use clipsearch::index::SearchIndex;
+use clipsearch::metadata::{Filter, SortOrder};
 use clipsearch::model::{resolve, ClipModel, ModelFiles, ModelIdentity, Towers};
 use clipsearch::store::view::View;
 use clipsearch::store::Store;
@@ -53,21 +54,56 @@ pub enum Error {
          try again in a few seconds"
     )]
     NotPublishedYet(PathBuf),
+    /// The filters keep no file; says what the index has, so the user can adjust them.
+    #[error("no indexed file matches {0}")]
+    NoMatch(String),
+    #[error(
+        "the index at {0} was built before clipsearch recorded photo metadata, so it cannot \
+         filter by date, place, camera or format yet: run `clipsearch index DIR...` on its \
+         folders once (it reads the metadata only: nothing is decoded or embedded again)"
+    )]
+    NoMetadata(PathBuf),
 }
 
 /// One result.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Match {
     pub path: PathBuf,
-    pub score: f32,
+    /// Cosine similarity to the query; None when files are listed by filters alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
     /// The camera RAW of the same shot beside the file, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<PathBuf>,
+    /// Capture time, ISO 8601 (with the UTC offset when the photo records it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken: Option<String>,
+    /// "Lisbon, Portugal".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub place: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
     #[serde(skip)]
     pub id: u64,
 }
 
-/// Filters and limits of a search.
+impl Match {
+    pub(crate) fn of(view: &View, row: usize, score: Option<f32>) -> Match {
+        let meta = view.meta(row);
+        let meta = meta.as_ref();
+        Match {
+            path: view.path(row).to_path_buf(),
+            score,
+            raw: view.raw(row).map(Path::to_path_buf),
+            taken: meta.and_then(|m| m.taken.as_ref()).map(|t| t.iso()),
+            place: meta.and_then(|m| m.place.as_ref()).map(|p| p.label()),
+            camera: meta.and_then(|m| m.camera()),
+            id: view.id(row),
+        }
+    }
+}
+
+/// Filters, order and limits of a search.
 #[derive(Clone, Debug)]
 pub struct SearchOptions {
     pub top: usize,
@@ -75,6 +111,10 @@ pub struct SearchOptions {
     pub threshold: Option<f32>,
     /// Only files inside this folder.
     pub under: Option<PathBuf>,
+    /// Only files whose metadata passes.
+    pub filter: Filter,
+    /// The order of the results (the best `top` by score, then ordered).
+    pub sort: SortOrder,
 }
 
 impl Default for SearchOptions {
@@ -83,6 +123,8 @@ impl Default for SearchOptions {
             top: 10,
             threshold: None,
             under: None,
+            filter: Filter::default(),
+            sort: SortOrder::Score,
         }
     }
 }
@@ -244,28 +286,120 @@ impl Searcher {
         Ok(expr::combine(&parts))
     }
 
-    /// The files most similar to `query`.
+    /// The files most similar to `query` among those the options keep.
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<Vec<Match>, Error> {
         let view = self.index.view();
-        let allowed: Option<HashSet<u64>> = opts.under.as_ref().map(|dir| {
-            let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-            view.rows_under(&dir).map(|row| view.id(row)).collect()
-        });
-        let keep = |id: u64| allowed.as_ref().map(|a| a.contains(&id)).unwrap_or(true);
-        let hits = self.index.search(query, opts.top, &keep);
-        Ok(hits
+        let hits = match self.candidate_rows(opts)? {
+            None => self.index.search(query, opts.top, &|_| true),
+            Some(rows) => self.index.search_rows(query, opts.top, &rows),
+        };
+        let mut matches: Vec<Match> = hits
             .into_iter()
             .filter(|h| opts.threshold.is_none_or(|t| h.score >= t))
-            .filter_map(|h| {
-                let row = view.row_of_id(h.id)?;
-                Some(Match {
-                    path: view.path(row).to_path_buf(),
-                    score: h.score,
-                    raw: view.raw(row).map(Path::to_path_buf),
-                    id: h.id,
-                })
-            })
+            .filter_map(|h| Some(Match::of(view, view.row_of_id(h.id)?, Some(h.score))))
+            .collect();
+        let taken = |m: &Match| view.row_of_id(m.id).and_then(|r| view.taken_ms(r));
+        match opts.sort {
+            SortOrder::Score => {}
+            // Undated files last either way.
+            SortOrder::Date => matches.sort_by_key(|m| (taken(m).is_none(), taken(m))),
+            SortOrder::DateDesc => {
+                matches.sort_by_key(|m| (taken(m).is_none(), std::cmp::Reverse(taken(m))))
+            }
+        }
+        Ok(matches)
+    }
+
+    /// The files the options keep, by capture time (oldest first unless `-date`): a query of
+    /// filters alone.
+    pub fn list(&self, opts: &SearchOptions) -> Result<Vec<Match>, Error> {
+        let view = self.index.view();
+        let rows = self
+            .candidate_rows(opts)?
+            .unwrap_or_else(|| (0..view.len()).collect());
+        let mut dated: Vec<(Option<i64>, usize)> =
+            rows.into_iter().map(|r| (view.taken_ms(r), r)).collect();
+        match opts.sort {
+            SortOrder::DateDesc => {
+                dated.sort_by_key(|&(t, r)| (t.is_none(), std::cmp::Reverse(t), r))
+            }
+            _ => dated.sort_by_key(|&(t, r)| (t.is_none(), t, r)),
+        }
+        Ok(dated
+            .into_iter()
+            .take(opts.top)
+            .map(|(_, r)| Match::of(view, r, None))
             .collect())
+    }
+
+    /// The rows the options keep (sorted), or None when they keep every file.
+    pub(crate) fn candidate_rows(&self, opts: &SearchOptions) -> Result<Option<Vec<usize>>, Error> {
+        let view = self.index.view();
+        if opts.filter.is_empty() && opts.under.is_none() {
+            return Ok(None);
+        }
+        let mut rows = if opts.filter.is_empty() {
+            None
+        } else {
+            let unread = view.unread_metadata();
+            if unread == view.len() {
+                return Err(Error::NoMetadata(self.dir.clone()));
+            }
+            if unread > 0 {
+                tracing::warn!(
+                    "{unread} files of the index have no metadata yet: run `clipsearch index` \
+                     on their folders to read it"
+                );
+            }
+            Some(view.select(&opts.filter))
+        };
+        if let Some(dir) = &opts.under {
+            let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+            let mut under: Vec<usize> = view.rows_under(&dir).collect();
+            under.sort_unstable();
+            rows = Some(match rows {
+                None => under,
+                Some(r) => {
+                    let inside: std::collections::HashSet<usize> = under.into_iter().collect();
+                    r.into_iter().filter(|x| inside.contains(x)).collect()
+                }
+            });
+        }
+        let rows = rows.unwrap_or_default();
+        if rows.is_empty() && !opts.filter.is_empty() {
+            return Err(Error::NoMatch(self.no_match_message(opts)));
+        }
+        Ok(Some(rows))
+    }
+
+    /// "after 2030 (of 120 indexed files, 118 have a capture date, from 2009-05 to 2024-11; ...)"
+    fn no_match_message(&self, opts: &SearchOptions) -> String {
+        let view = self.index.view();
+        let mut dates: Vec<i64> = Vec::new();
+        let (mut placed, mut cameras) = (0, 0);
+        for row in 0..view.len() {
+            let f = view.fields(row);
+            dates.extend(f.taken_ms);
+            placed += usize::from(f.gps.is_some());
+            cameras += usize::from(f.make.is_some() || f.model.is_some());
+        }
+        let month = clipsearch::metadata::filter::month_of_ms;
+        let span = match (dates.iter().min(), dates.iter().max()) {
+            (Some(&a), Some(&b)) => format!(", from {} to {}", month(a), month(b)),
+            _ => String::new(),
+        };
+        let under = opts
+            .under
+            .as_ref()
+            .map(|d| format!(" under {}", d.display()))
+            .unwrap_or_default();
+        format!(
+            "{}{under} (of {} indexed files, {} have a capture date{span}, {placed} a GPS \
+             position, {cameras} a camera)",
+            opts.filter.describe(),
+            view.len(),
+            dates.len(),
+        )
     }
 }
 

@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::{top_k, ExactIndex, Hit, HnswIndex, HnswParams, NearestNeighbours};
+use crate::embedding::dot;
 use crate::error::{Error, Result};
 use crate::store::view::{read_manifest, View};
 
@@ -18,6 +21,10 @@ use crate::store::view::{read_manifest, View};
 /// graph pays off only for long-lived processes on larger collections. Exact search scales
 /// linearly (~0.2 µs a vector): ~40 ms at 200k.
 pub const HNSW_THRESHOLD: usize = 200_000;
+
+/// A filtered search scans the files that pass exactly when they are at most 1/this of the
+/// view (and always without a graph).
+const FILTERED_SCAN_SHARE: usize = 5;
 
 /// How often a reader reads the manifest again when the view it names vanished under it (a
 /// writer published twice between the reader's read and its open).
@@ -94,6 +101,35 @@ impl SearchIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The best `k` of the view's `rows` (sorted, as [`View::select`] returns them), best first.
+    /// A filter that keeps few files is answered by scanning just those (qdrant's full-scan
+    /// threshold): exact, and cheaper than walking a graph whose neighbours mostly fail the
+    /// filter; one that keeps most of them goes through the graph with the filter applied.
+    pub fn search_rows(&self, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
+        let view = &self.view;
+        if self.graph.is_none() || rows.len() * FILTERED_SCAN_SHARE <= view.len() {
+            let hits: Vec<Hit> = rows
+                .par_chunks(4096)
+                .flat_map_iter(|chunk| {
+                    let hits = chunk
+                        .iter()
+                        .map(|&r| Hit {
+                            id: view.id(r),
+                            score: dot(query, view.vector(r)),
+                        })
+                        .collect();
+                    top_k(hits, k)
+                })
+                .collect();
+            return top_k(hits, k);
+        }
+        let mut keep = vec![false; view.len()];
+        for &r in rows {
+            keep[r] = true;
+        }
+        self.search(query, k, &|id| view.row_of_id(id).is_some_and(|r| keep[r]))
     }
 
     /// The best `k` files accepted by `keep`, best first.

@@ -145,6 +145,15 @@ pub(crate) fn tiff_ifd0_entries(bytes: &[u8]) -> Option<std::collections::HashMa
     )
 }
 
+/// Every JPEG preview a RAW embeds (for their EXIF, where the container's is not plain TIFF).
+pub(crate) fn preview_jpegs(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = tiff_previews(bytes).0;
+    out.sort_by_key(|j| std::cmp::Reverse(j.len()));
+    out.extend(raf_preview(bytes));
+    out.extend(cr3_preview(bytes));
+    out
+}
+
 /// Every JPEG a TIFF-based RAW embeds, and IFD0's orientation.
 fn tiff_previews(bytes: &[u8]) -> (Vec<&[u8]>, Option<u16>) {
     let little = bytes.starts_with(b"II");

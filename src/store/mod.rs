@@ -21,6 +21,7 @@
 
 pub mod vectors;
 pub mod view;
+mod view_meta;
 
 use std::path::{Path, PathBuf};
 
@@ -33,8 +34,10 @@ use crate::model::ModelIdentity;
 
 /// Version of the on-disk format. An index of a newer format is refused; an older one is
 /// migrated or rebuilt. Version 2: readers search published views (`view.json`) instead of a
-/// snapshot pointer in sled; a version-1 index is published on first use.
-pub const FORMAT_VERSION: u32 = 2;
+/// snapshot pointer in sled; a version-1 index is published on first use. Version 3: catalog
+/// records carry photo metadata; records without it are completed by the next index run, which
+/// reads only metadata for them (no decoding, no model).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// 16 bytes of SHA-256 of a file's content.
 pub type ContentHash = [u8; 16];
@@ -62,6 +65,10 @@ pub struct FileRecord {
     /// extension): indexed through this file, shown with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<PathBuf>,
+    /// When, where and with what the photo was taken; None until read (an index of format 2
+    /// or older: the next index run reads it, without decoding anything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<crate::metadata::PhotoMeta>,
 }
 
 /// A file that could not be indexed.
@@ -275,8 +282,9 @@ impl Store {
                     )))
                 } else {
                     if v < FORMAT_VERSION {
-                        // 1 -> 2 changes nothing in sled: the view is published by the first
-                        // writer (or reader) that finds none.
+                        // 1 -> 2 -> 3 change nothing in sled itself: the view is published
+                        // by the first writer (or reader) that finds none, and records
+                        // without metadata get it in the next index run.
                         self.meta
                             .insert("format_version", &FORMAT_VERSION.to_le_bytes())
                             .map_err(store_err)?;
@@ -457,6 +465,18 @@ impl Store {
             return Ok(false);
         }
         rec.raw = raw.map(Path::to_path_buf);
+        self.files
+            .insert(path_key(path), serde_json::to_vec(&rec).map_err(store_err)?)
+            .map_err(store_err)?;
+        Ok(true)
+    }
+
+    /// Sets the metadata of an indexed file (keeping its id and embedding).
+    pub fn set_meta(&self, path: &Path, meta: crate::metadata::PhotoMeta) -> Result<bool> {
+        let Some(mut rec) = self.file(path)? else {
+            return Ok(false);
+        };
+        rec.meta = Some(meta);
         self.files
             .insert(path_key(path), serde_json::to_vec(&rec).map_err(store_err)?)
             .map_err(store_err)?;

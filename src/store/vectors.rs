@@ -101,6 +101,15 @@ impl VectorSet {
         &self.vectors()[i * self.dim..(i + 1) * self.dim]
     }
     /// The rows from `start` on, sharing a mapped set's memory (no copy).
+    /// A copy of the given rows (for work on a filtered subset).
+    pub fn select(&self, rows: &[usize]) -> VectorSet {
+        let mut out = VectorSet::new(self.dim);
+        for &r in rows {
+            out.push(self.ids[r], self.vector(r));
+        }
+        out
+    }
+
     pub fn rows_from(&self, start: usize) -> VectorSet {
         let start = start.min(self.len());
         let ids = self.ids[start..].to_vec();

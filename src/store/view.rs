@@ -23,8 +23,9 @@
 //! `count` u64 ids (ascending), `count` 64-byte records (u64 size, i64 mtime_ns, 16-byte hash,
 //! u32 width, u32 height, u64 path offset, u32 path length, u32 RAW path length + 1 (0: none),
 //! u64 RAW path offset), `count` u32 row numbers in path order, and the path bytes (RAW
-//! companions' paths after the files'). Rows are in id order: ids only grow, so the files
-//! an older graph does not cover are a contiguous tail.
+//! companions' paths after the files'), then (format 2) the photo-metadata section
+//! ([`super::view_meta`]), whose length is the header's u64 at byte 32. Rows are in id order:
+//! ids only grow, so the files an older graph does not cover are a contiguous tail.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -33,12 +34,16 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::vectors::VectorSet;
+use super::view_meta::{self, MetaSection};
 use super::{dir_prefix, path_key, FileRecord};
+use crate::metadata::filter::RowFields;
+use crate::metadata::{Filter, PhotoMeta};
 use crate::error::{Error, Result};
 use crate::model::ModelIdentity;
 
-/// Version of `view.json` and of the view file layout. A newer one is refused.
-pub const VIEW_FORMAT: u32 = 1;
+/// Version of `view.json` and of the view file layout. A newer one is refused; version 1 (no
+/// metadata section) is still read.
+pub const VIEW_FORMAT: u32 = 2;
 /// The manifest: the view in force.
 pub const MANIFEST: &str = "view.json";
 
@@ -225,6 +230,8 @@ pub(crate) fn write_view_file(
     for key in keys.iter().chain(raws.iter().flatten()) {
         w.write_all(key).map_err(&e)?;
     }
+    let meta = view_meta::encode(kept.iter().map(|(_, r)| r));
+    w.write_all(&meta).map_err(&e)?;
     w.flush().map_err(&e)?;
     let mut file = w
         .into_inner()
@@ -235,6 +242,7 @@ pub(crate) fn write_view_file(
     header[12..16].copy_from_slice(&(dim as u32).to_le_bytes());
     header[16..24].copy_from_slice(&(kept.len() as u64).to_le_bytes());
     header[24..32].copy_from_slice(&raw_offset.to_le_bytes());
+    header[32..40].copy_from_slice(&(meta.len() as u64).to_le_bytes());
     file.seek(SeekFrom::Start(0)).map_err(&e)?;
     file.write_all(&header).map_err(&e)?;
     file.sync_all().map_err(&e)?;
@@ -275,6 +283,8 @@ pub struct View {
     records: usize,
     by_path: usize,
     strings: usize,
+    /// None in a view of format 1, published before metadata was recorded.
+    meta: Option<MetaSection>,
 }
 
 impl View {
@@ -298,16 +308,28 @@ impl View {
         let u32_at = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4"));
         let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8"));
         let (dim, count, strings_len) = (u32_at(12) as usize, u64_at(16) as usize, u64_at(24));
-        if u32_at(8) != VIEW_FORMAT || dim != manifest.dim || count != manifest.count {
+        let version = u32_at(8);
+        if !(1..=VIEW_FORMAT).contains(&version) || dim != manifest.dim || count != manifest.count
+        {
             return Err(damaged("inconsistent with view.json"));
         }
+        let meta_len = if version >= 2 { u64_at(32) } else { 0 };
         let ids_at = HEADER + 4 * count * dim;
         let records = ids_at + 8 * count;
         let by_path = records + RECORD * count;
         let strings = by_path + 4 * count;
-        if map.len() as u64 != strings as u64 + strings_len {
+        let meta_at = strings as u64 + strings_len;
+        if map.len() as u64 != meta_at.saturating_add(meta_len) {
             return Err(damaged("truncated"));
         }
+        let meta = if version >= 2 {
+            Some(
+                MetaSection::parse(&map, meta_at as usize, meta_len as usize, count)
+                    .ok_or_else(|| damaged("damaged (its metadata section)"))?,
+            )
+        } else {
+            None
+        };
         let ids: Vec<u64> = map[ids_at..records]
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
@@ -324,6 +346,7 @@ impl View {
             records,
             by_path,
             strings,
+            meta,
         };
         // Every path must lie inside the strings section: checked once here, so that lookups
         // can slice without checks failing later.
@@ -422,7 +445,49 @@ impl View {
             width: u32::from_le_bytes(r[32..36].try_into().expect("4")),
             height: u32::from_le_bytes(r[36..40].try_into().expect("4")),
             raw: self.raw(row).map(Path::to_path_buf),
+            meta: self.meta(row),
         }
+    }
+
+    /// The photo metadata of a row; None if it was never read (an index built by an older
+    /// clipsearch, until its next index run).
+    pub fn meta(&self, row: usize) -> Option<PhotoMeta> {
+        self.meta.as_ref()?.meta(self.map(), row)
+    }
+
+    /// A row's capture time, wall-clock milliseconds (for ordering by date).
+    pub fn taken_ms(&self, row: usize) -> Option<i64> {
+        self.meta.as_ref()?.taken_ms(self.map(), row)
+    }
+
+    /// Files whose metadata was never read.
+    pub fn unread_metadata(&self) -> usize {
+        match &self.meta {
+            None => self.len(),
+            Some(m) => (0..self.len()).filter(|&r| !m.is_read(self.map(), r)).count(),
+        }
+    }
+
+    /// The rows `filter` keeps, in row order (every row for an empty filter).
+    pub fn select(&self, filter: &Filter) -> Vec<usize> {
+        if filter.is_empty() {
+            return (0..self.len()).collect();
+        }
+        let Some(m) = &self.meta else {
+            return Vec::new();
+        };
+        let mut compiled = filter.compile(&m.dict);
+        (0..self.len())
+            .filter(|&row| compiled.matches(&m.fields(self.map(), row)))
+            .collect()
+    }
+
+    /// The metadata fields of a row, as filters see them.
+    pub fn fields(&self, row: usize) -> RowFields {
+        self.meta
+            .as_ref()
+            .map(|m| m.fields(self.map(), row))
+            .unwrap_or_default()
     }
 
     pub fn entry(&self, row: usize) -> ViewEntry<'_> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 
 use super::AppState;
 use crate::{dupes, expr, Error, Match, SearchOptions, Searcher};
+use clipsearch::metadata::filter::KEYS;
+use clipsearch::metadata::{Filter, SortOrder};
 
 /// Most results one request may ask for.
 const MAX_RESULTS: usize = 1000;
@@ -50,6 +52,8 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
             Error::Parse(_) => StatusCode::BAD_REQUEST,
+            Error::NoMatch(_) => StatusCode::OK,
+            Error::NoMetadata(_) => StatusCode::CONFLICT,
             Error::EmptyIndex(_) => StatusCode::NOT_FOUND,
             Error::NotPublishedYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(clipsearch::Error::Image { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -130,12 +134,46 @@ fn results(hits: Vec<Match>) -> Value {
                 "path": m.path.to_string_lossy(),
                 "raw": m.raw.as_ref().map(|r| r.to_string_lossy()),
                 "score": m.score,
+                "taken": m.taken,
+                "place": m.place,
+                "camera": m.camera,
                 "thumbnail": format!("/thumb/{}", m.id),
                 "image": format!("/image/{}", m.id),
             })
         })
         .collect();
     json!({ "results": list })
+}
+
+/// Results, or no results with the reason when the filters keep no file (a search, not a
+/// failure: status 200).
+fn answer(found: Result<Vec<Match>, Error>) -> Result<Json<Value>, ApiError> {
+    match found {
+        Ok(hits) => Ok(Json(results(hits))),
+        Err(Error::NoMatch(why)) => Ok(Json(
+            json!({ "results": [], "message": format!("no indexed file matches {why}") }),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The filter and order parameters every query endpoint takes: `after`, `before`, `camera`,
+/// `place`, `near`, `format` and `sort`, as on the command line.
+fn filters(raw: Option<&str>) -> Result<(Filter, Option<SortOrder>), ApiError> {
+    let mut filter = Filter::default();
+    let mut sort = None;
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if k == "sort" {
+            sort = Some(v.parse().map_err(|e: clipsearch::metadata::filter::FilterError| {
+                ApiError::bad_request(e.to_string())
+            })?);
+        } else if KEYS.contains(&k.as_ref()) && !v.trim().is_empty() {
+            filter
+                .set(&k, &v)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        }
+    }
+    Ok((filter, sort))
 }
 
 fn count(n: Option<usize>) -> usize {
@@ -157,24 +195,37 @@ pub(crate) struct SearchParams {
     threshold: Option<f32>,
 }
 
-/// `GET /api/search?q=TEXT&n=K[&threshold=T]`
+/// `GET /api/search?q=TEXT&n=K[&threshold=T][&after=..&before=..&camera=..&place=..&near=..
+/// &format=..&sort=..]`; the filters may also be written inline in `q` (`dog after:2023`), and
+/// `q` may be filters alone (files listed by date).
 pub(crate) async fn search(
     State(state): State<Arc<AppState>>,
     params: Result<Query<SearchParams>, QueryRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
-    let text =
-        p.q.map(|q| q.trim().to_string())
-            .filter(|q| !q.is_empty())
-            .ok_or_else(|| ApiError::bad_request("give the text to search for as ?q=..."))?;
+    let (mut filter, mut sort) = filters(raw.as_deref())?;
+    let text = expr::extract_inline(p.q.as_deref().unwrap_or(""), &mut filter, &mut sort)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if text.is_empty() && filter.is_empty() {
+        return Err(ApiError::bad_request(
+            "give the text to search for as ?q=... (or filters: after, before, camera, place, \
+             near, format)",
+        ));
+    }
     let opts = SearchOptions {
         top: count(p.n),
         threshold: p.threshold,
         under: None,
+        filter,
+        sort: sort.unwrap_or_default(),
     };
     with_searcher(state, move |_, searcher| {
+        if text.is_empty() {
+            return answer(searcher.list(&opts));
+        }
         let v = searcher.embed_text(&text)?;
-        Ok(Json(results(searcher.search(&v, &opts)?)))
+        answer(searcher.search(&v, &opts))
     })
     .await
 }
@@ -204,16 +255,20 @@ pub(crate) struct QueryBody {
 /// the weighted sum of texts and indexed images, renormalised.
 pub(crate) async fn query(
     State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
     body: Result<Json<QueryBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     if body.terms.is_empty() {
         return Err(ApiError::bad_request("`terms` is empty"));
     }
+    let (filter, sort) = filters(raw.as_deref())?;
     let opts = SearchOptions {
         top: count(body.n),
         threshold: body.threshold,
         under: None,
+        filter,
+        sort: sort.unwrap_or_default(),
     };
     with_searcher(state, move |_, searcher| {
         let mut parts = Vec::new();
@@ -236,7 +291,7 @@ pub(crate) async fn query(
         if v.iter().all(|x| *x == 0.0) {
             return Err(ApiError::bad_request("the terms cancel out"));
         }
-        Ok(Json(results(searcher.search(&v, &opts)?)))
+        answer(searcher.search(&v, &opts))
     })
     .await
 }
@@ -251,20 +306,41 @@ pub(crate) async fn similar_to_id(
     State(state): State<Arc<AppState>>,
     id: Result<Path<u64>, PathRejection>,
     params: Result<Query<CountParams>, QueryRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
     let Query(p) = params?;
     let n = count(p.n);
+    let (filter, sort) = filters(raw.as_deref())?;
     with_searcher(state, move |_, searcher| {
         let v = embedding_of_id(searcher, id)?;
         let opts = SearchOptions {
             top: n + 1,
+            filter,
+            sort: sort.unwrap_or_default(),
             ..Default::default()
         };
-        let mut hits = searcher.search(&v, &opts)?;
-        hits.retain(|m| m.id != id);
-        hits.truncate(n);
-        Ok(Json(results(hits)))
+        answer(searcher.search(&v, &opts).map(|mut hits| {
+            hits.retain(|m| m.id != id);
+            hits.truncate(n);
+            hits
+        }))
+    })
+    .await
+}
+
+/// `GET /api/info/{id}`: everything the index holds for one file.
+pub(crate) async fn info(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id?;
+    with_searcher(state, move |_, searcher| {
+        let view = searcher.view();
+        let row = view
+            .row_of_id(id)
+            .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))?;
+        Ok(Json(crate::info::describe(view, row)))
     })
     .await
 }
@@ -273,9 +349,11 @@ pub(crate) async fn similar_to_id(
 pub(crate) async fn similar_to_upload(
     State(state): State<Arc<AppState>>,
     params: Result<Query<CountParams>, QueryRejection>,
+    RawQuery(raw): RawQuery,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
+    let (filter, sort) = filters(raw.as_deref())?;
     let body = body?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -284,11 +362,13 @@ pub(crate) async fn similar_to_upload(
     }
     let opts = SearchOptions {
         top: count(p.n),
+        filter,
+        sort: sort.unwrap_or_default(),
         ..Default::default()
     };
     with_searcher(state, move |_, searcher| {
         let v = searcher.embed_image_bytes(&PathBuf::from("upload"), &body)?;
-        Ok(Json(results(searcher.search(&v, &opts)?)))
+        answer(searcher.search(&v, &opts))
     })
     .await
 }
@@ -302,8 +382,14 @@ pub(crate) struct DupesParams {
 pub(crate) async fn dupes(
     State(state): State<Arc<AppState>>,
     params: Result<Query<DupesParams>, QueryRejection>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = params?;
+    let (filter, _) = filters(raw.as_deref())?;
+    let opts = SearchOptions {
+        filter,
+        ..Default::default()
+    };
     let threshold = p.threshold.unwrap_or(dupes::DEFAULT_THRESHOLD);
     if !(-1.0..=1.0).contains(&threshold) {
         return Err(ApiError::bad_request(
@@ -311,7 +397,7 @@ pub(crate) async fn dupes(
         ));
     }
     with_searcher(state, move |_, searcher| {
-        let groups: Vec<Value> = dupes::groups(searcher, threshold)?
+        let groups: Vec<Value> = dupes::groups(searcher, threshold, &opts)?
             .into_iter()
             .map(|g| results(g)["results"].clone())
             .collect();

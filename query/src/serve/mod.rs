@@ -90,6 +90,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/similar", post(api::similar_to_upload))
         .route("/api/dupes", get(api::dupes))
         .route("/api/stats", get(api::stats))
+        .route("/api/info/{id}", get(api::info))
         .route("/thumb/{id}", get(files::thumbnail))
         .route("/image/{id}", get(files::original))
         .route_layer(axum::middleware::from_fn_with_state(

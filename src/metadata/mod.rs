@@ -1,0 +1,159 @@
+//! When, where and with what a photo was taken: the metadata people search by besides content.
+//!
+//! Read once per file at indexing time, from the bytes the decoder reads anyway ([`read`]): the
+//! capture time (EXIF `DateTimeOriginal` with its offset and sub-seconds, else
+//! `DateTimeDigitized`, else `DateTime`, else XMP, else the file's modification time, marked
+//! as a guess), the GPS position, camera make, model and lens, orientation and the format.
+//! A GPS position is turned into a place (city, region, country) offline ([`place`]), from
+//! GeoNames' gazetteer compiled into the binary. The catalog keeps a [`PhotoMeta`] per file and
+//! publishes it in the view; [`filter`] selects files by it.
+//!
+//! Times are the photo's own wall-clock time (what its camera's clock said, in the place it
+//! was taken): "photos from June 14th" means that day where the photo was taken, which is
+//! what people mean and the only time many cameras record (the UTC offset is optional in EXIF).
+//!
+//! Malformed metadata is a warning for that file, never a failure of its image.
+
+pub mod filter;
+pub mod place;
+mod read;
+
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+pub use filter::{DateBound, Filter, SortOrder};
+pub use place::Place;
+pub use read::{format_name, read, read_file, ReadOutcome};
+
+/// Where the capture time came from, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// EXIF `DateTimeOriginal`: when the shutter fired.
+    DateTimeOriginal,
+    /// EXIF `DateTimeDigitized`.
+    DateTimeDigitized,
+    /// EXIF `DateTime` (IFD0): often the last edit.
+    DateTime,
+    /// XMP (`exif:DateTimeOriginal`, `xmp:CreateDate` or `photoshop:DateCreated`).
+    Xmp,
+    /// The file's modification time, in this machine's time zone: a guess.
+    FileModified,
+}
+
+impl TimeSource {
+    pub fn code(self) -> u8 {
+        match self {
+            TimeSource::DateTimeOriginal => 1,
+            TimeSource::DateTimeDigitized => 2,
+            TimeSource::DateTime => 3,
+            TimeSource::Xmp => 4,
+            TimeSource::FileModified => 5,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Self> {
+        Some(match c {
+            1 => TimeSource::DateTimeOriginal,
+            2 => TimeSource::DateTimeDigitized,
+            3 => TimeSource::DateTime,
+            4 => TimeSource::Xmp,
+            5 => TimeSource::FileModified,
+            _ => return None,
+        })
+    }
+
+    /// Whether the time was recorded by the camera (not guessed from the file).
+    pub fn is_recorded(self) -> bool {
+        self != TimeSource::FileModified
+    }
+}
+
+/// The capture time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Taken {
+    /// Wall-clock time where the photo was taken (milliseconds kept).
+    pub local: NaiveDateTime,
+    /// Its offset from UTC in minutes, when recorded (`OffsetTimeOriginal`, XMP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_minutes: Option<i16>,
+    pub source: TimeSource,
+}
+
+impl Taken {
+    /// ISO 8601, with the offset when known: `2023-06-14T10:03:12.250+01:00`.
+    pub fn iso(&self) -> String {
+        let mut s = self.local.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let ms = self.local.and_utc().timestamp_subsec_millis();
+        if ms > 0 {
+            s.push_str(&format!(".{ms:03}"));
+        }
+        if let Some(m) = self.offset_minutes {
+            let sign = if m < 0 { '-' } else { '+' };
+            s.push_str(&format!("{sign}{:02}:{:02}", m.abs() / 60, m.abs() % 60));
+        }
+        s
+    }
+}
+
+/// A GPS position in degrees (WGS 84), altitude in metres above sea level.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Gps {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt: Option<f64>,
+}
+
+/// What the catalog knows about a photo besides its pixels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhotoMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken: Option<Taken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gps: Option<Gps>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub place: Option<Place>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<String>,
+    /// EXIF orientation (1-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<u8>,
+    /// The file's format, by content ("JPEG", "PNG", "HEIC", "DNG", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl PhotoMeta {
+    /// Make and model as people say them: "Canon EOS R5", not "Canon Canon EOS R5".
+    pub fn camera(&self) -> Option<String> {
+        camera_name(self.make.as_deref(), self.model.as_deref())
+    }
+}
+
+/// Make and model joined, without the make twice.
+pub fn camera_name(make: Option<&str>, model: Option<&str>) -> Option<String> {
+    match (make, model) {
+        (None, None) => None,
+        (Some(m), None) | (None, Some(m)) => Some(m.to_string()),
+        (Some(make), Some(model)) => {
+            // "NIKON CORPORATION" + "NIKON D850": the model already says who made it.
+            let first = make.split_whitespace().next().unwrap_or(make);
+            if fold(model).starts_with(&fold(first)) {
+                Some(model.to_string())
+            } else {
+                Some(format!("{make} {model}"))
+            }
+        }
+    }
+}
+
+/// Lower-case ASCII transliteration, for case- and accent-insensitive matching ("Zürich",
+/// "ZURICH" and "zurich" fold alike; GeoNames' names are ASCII already).
+pub fn fold(s: &str) -> String {
+    deunicode::deunicode(s).to_lowercase()
+}
