@@ -74,6 +74,7 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
                 width: 1,
                 height: 1,
                 raw: None,
+                meta: None,
             },
             embedding: Some(set.vector(i).to_vec()),
         })

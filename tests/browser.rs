@@ -237,3 +237,104 @@ fn search_open_and_more_like_this_in_chromium() {
     std::fs::write(out.join("search.png"), &png).unwrap();
     assert!(image::load_from_memory(&png).unwrap().width() >= 1000);
 }
+
+/// 2015-01-01 12:00 UTC, for the fixtures that record no date.
+const OLD: u64 = 1_420_113_600;
+
+#[test]
+fn filtered_date_sorted_search_and_the_info_panel_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for name in [
+        "lisbon.jpg",
+        "sydney.jpg",
+        "rio.png",
+        "tokyo.webp",
+        "digitized.jpg",
+        "xmp_only.jpg",
+        "plain.jpg",
+    ] {
+        std::fs::copy(fixtures().join("exif").join(name), photos.join(name)).unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(photos.join("plain.jpg"))
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(OLD))
+        .unwrap();
+    let index_dir = tmp.path().join("index");
+    index(&photos, &index_dir, &[]);
+    let server = serve(&index_dir, &[]);
+    let (browser, _) = Browser::start();
+    browser.call(
+        "POST",
+        "/url",
+        Some(json!({ "url": format!("http://{}/", server.addr) })),
+    );
+    let type_into = |css: &str, text: &str| {
+        let e = browser.element(css);
+        browser.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        );
+    };
+    // Filters only (no text), newest first: the photos from 2019 on, grouped by month.
+    browser.script("document.getElementById('sort').value = '-date'; return true");
+    type_into("#f-after", "2019");
+    type_into("#f-before", "2022\u{E007}");
+    browser.wait_for(
+        "return document.querySelectorAll('.hit').length === 4",
+        "4 photos from 2019 to 2022",
+    );
+    let taken = browser.script(
+        "return [...document.querySelectorAll('.hit')].map(h => h.dataset.taken.slice(0, 10))",
+    );
+    assert_eq!(
+        taken,
+        json!(["2022-04-01", "2021-03-04", "2020-07-04", "2019-12-31"]),
+        "newest first"
+    );
+    let months =
+        browser.script("return [...document.querySelectorAll('.month')].map(m => m.textContent)");
+    assert_eq!(
+        months,
+        json!(["April 2022", "March 2021", "July 2020", "December 2019"])
+    );
+    // A text query narrowed by place: only Lisbon's photo.
+    browser.script(
+        "for (const id of ['f-after', 'f-before']) document.getElementById(id).value = ''; return true",
+    );
+    type_into("#f-place", "portugal");
+    type_into("#q", "a photo\u{E007}");
+    browser.wait_for(
+        "const h = [...document.querySelectorAll('.hit')];\
+         return h.length === 1 && h[0].dataset.taken.startsWith('2023-06-14')",
+        "the Lisbon photo",
+    );
+    // Its info panel: date, place, camera, size, path.
+    let hit = browser.element(".hit");
+    browser.call("POST", &format!("/element/{hit}/click"), Some(json!({})));
+    browser.wait_for(
+        "return document.querySelectorAll('#info dd').length >= 4",
+        "the info panel",
+    );
+    let info = browser.script("return document.getElementById('info').innerText");
+    let info = info.as_str().unwrap();
+    for want in [
+        "2023-06-14 10:03:12.250+01:00",
+        "Lisbon, Portugal",
+        "Canon EOS R5, RF24-105mm F4 L IS USM",
+        "64 × 48",
+        "lisbon.jpg",
+    ] {
+        assert!(
+            info.contains(want),
+            "{want:?} not in the info panel: {info}"
+        );
+    }
+    // The URL keeps the filters, so the search can be shared and reloaded.
+    let url = browser.call("GET", "/url", None);
+    assert!(url.as_str().unwrap().contains("place=portugal"), "{url}");
+}

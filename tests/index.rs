@@ -5,6 +5,7 @@ use clipsearch::embedding::normalize;
 use clipsearch::index::{
     publish, ExactIndex, GraphPolicy, HnswIndex, HnswParams, NearestNeighbours, SearchIndex,
 };
+use clipsearch::metadata::{Filter, Gps, PhotoMeta, Place, Taken, TimeSource};
 use clipsearch::model::ModelIdentity;
 use clipsearch::store::vectors::VectorSet;
 use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
@@ -154,6 +155,7 @@ fn fill(store: &Store, set: &VectorSet) -> Vec<u64> {
                     width: 1,
                     height: 1,
                     raw: None,
+                    meta: Some(year_meta(i)),
                 },
                 embedding: Some(v),
             }
@@ -163,6 +165,37 @@ fn fill(store: &Store, set: &VectorSet) -> Vec<u64> {
         store.commit(chunk).unwrap();
     }
     ids
+}
+
+/// Metadata for the `i`-th file: taken in year 2000 + i % 50, on June 1st at noon; every
+/// tenth in Lisbon.
+fn year_meta(i: usize) -> PhotoMeta {
+    let local = chrono::NaiveDate::from_ymd_opt(2000 + (i % 50) as i32, 6, 1)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap();
+    PhotoMeta {
+        taken: Some(Taken {
+            local,
+            offset_minutes: Some(60),
+            source: TimeSource::DateTimeOriginal,
+        }),
+        gps: i.is_multiple_of(10).then_some(Gps {
+            lat: 38.72,
+            lon: -9.14,
+            alt: Some(12.0),
+        }),
+        place: i.is_multiple_of(10).then(|| Place {
+            city: "Lisbon".into(),
+            region: "Lisbon".into(),
+            country_code: "PT".into(),
+        }),
+        make: Some("Canon".into()),
+        model: Some(format!("Model {}", i % 3)),
+        lens: None,
+        orientation: Some(1),
+        format: Some("JPEG".into()),
+    }
 }
 
 fn commit_one(store: &Store, name: &str, v: &[f32]) -> u64 {
@@ -178,6 +211,7 @@ fn commit_one(store: &Store, name: &str, v: &[f32]) -> u64 {
                 width: 3,
                 height: 2,
                 raw: Some(format!("/photos/{name}.dng").into()),
+                meta: None,
             },
             embedding: Some(v.to_vec()),
         }])
@@ -471,4 +505,91 @@ fn a_second_process_gets_a_busy_message() {
     );
     // Once the holder is gone, the index opens.
     assert!(Store::open(dir.path(), None).is_ok());
+}
+
+/// Filtered search through a view: the rows a filter keeps are searched exactly when few
+/// (equal to a brute-force scan of them), through the graph with the filter when many (recall
+/// bound as for unfiltered HNSW); every result passes the filter; metadata round-trips.
+#[test]
+fn filtered_search_is_exact_when_selective_and_recalls_through_the_graph_otherwise() {
+    const BOUND: f64 = 0.95;
+    let dir = tempfile::tempdir().unwrap();
+    let set = clustered(3000, 32, 30, 11);
+    let store = Store::open(dir.path(), Some(&identity(32))).unwrap();
+    fill(&store, &set);
+    let m = publish(&store, GraphPolicy::Update { threshold: 1 })
+        .unwrap()
+        .unwrap();
+    assert!(m.graph.is_some());
+    let index = SearchIndex::open(dir.path()).unwrap();
+    let view = index.view();
+    for row in [0usize, 7, 2999] {
+        let path = view.path(row).to_path_buf();
+        assert_eq!(
+            view.meta(row),
+            store.file(&path).unwrap().unwrap().meta,
+            "row {row}"
+        );
+    }
+    let filter = |pairs: &[(&str, &str)]| {
+        let mut f = Filter::default();
+        for (k, v) in pairs {
+            f.set(k, v).unwrap();
+        }
+        f
+    };
+    let year = |row: usize| {
+        view.meta(row)
+            .unwrap()
+            .taken
+            .unwrap()
+            .local
+            .format("%Y")
+            .to_string()
+    };
+    let mut rng = Rng(5);
+    for (f, share) in [
+        (filter(&[("after", "2010"), ("before", "2010")]), 0.02),
+        (
+            filter(&[("place", "portugal"), ("camera", "model 1")]),
+            0.1 / 3.0,
+        ),
+        (filter(&[("after", "2025")]), 0.5),
+    ] {
+        let rows = view.select(&f);
+        let expected = (share * view.len() as f64).round() as usize;
+        assert!(
+            rows.len().abs_diff(expected) <= 1,
+            "{}: {} rows",
+            f.describe(),
+            rows.len()
+        );
+        let (mut found, mut total) = (0, 0);
+        for q in 0..100 {
+            let base = set.vector((q * 31) % set.len());
+            let mut v: Vec<f32> = base.iter().map(|x| x + 0.05 * rng.next()).collect();
+            normalize(&mut v);
+            let mut truth: Vec<(f32, u64)> = rows
+                .iter()
+                .map(|&r| (clipsearch::embedding::dot(&v, view.vector(r)), view.id(r)))
+                .collect();
+            truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let truth: Vec<u64> = truth.iter().take(10).map(|t| t.1).collect();
+            let got = index.search_rows(&v, 10, &rows);
+            assert!(got
+                .iter()
+                .all(|h| rows.contains(&view.row_of_id(h.id).unwrap())));
+            if share <= 0.2 {
+                assert_eq!(ids(&got), truth, "{}: exact", f.describe());
+            }
+            found += got.iter().filter(|h| truth.contains(&h.id)).count();
+            total += truth.len();
+        }
+        let recall = found as f64 / total as f64;
+        eprintln!("{}: recall@10 {recall:.4}", f.describe());
+        assert!(recall >= BOUND, "{}: {recall}", f.describe());
+        if f.after.is_some() && f.before.is_some() {
+            assert!(rows.iter().all(|&r| year(r) == "2010"));
+        }
+    }
 }

@@ -35,10 +35,16 @@ fn values_equal_exiftools() {
         let taken = m.taken.as_ref().expect("always a time: the mtime at worst");
         // Capture time: DateTimeOriginal, else CreateDate (DateTimeDigitized), with sub-seconds
         // and offset; an impossible date is no date.
-        let original = e["DateTimeOriginal"].as_str().filter(|_| name != "broken.jpg");
+        let original = e["DateTimeOriginal"]
+            .as_str()
+            .filter(|_| name != "broken.jpg");
         if name == "xmp_only.jpg" {
             assert_eq!(taken.source, TimeSource::Xmp, "{name}");
-            assert_eq!(taken.iso(), "2021-03-04T05:06:07+02:00", "{name}: exiftool says {original:?}");
+            assert_eq!(
+                taken.iso(),
+                "2021-03-04T05:06:07+02:00",
+                "{name}: exiftool says {original:?}"
+            );
         } else if let Some(dto) = original {
             assert_eq!(taken.source, TimeSource::DateTimeOriginal, "{name}");
             let mut want = iso(dto);
@@ -59,20 +65,40 @@ fn values_equal_exiftools() {
         match (e["GPSLatitude"].as_f64(), e["GPSLongitude"].as_f64()) {
             (Some(lat), Some(lon)) => {
                 let g = m.gps.expect(name);
-                assert!((g.lat - lat).abs() < 1e-6 && (g.lon - lon).abs() < 1e-6, "{name}: {g:?}");
+                assert!(
+                    (g.lat - lat).abs() < 1e-6 && (g.lon - lon).abs() < 1e-6,
+                    "{name}: {g:?}"
+                );
                 assert_eq!(g.alt, e["GPSAltitude"].as_f64(), "{name}");
             }
             _ => assert_eq!(m.gps, None, "{name}"),
         }
-        for (key, ours) in [("Make", &m.make), ("Model", &m.model), ("LensModel", &m.lens)] {
+        for (key, ours) in [
+            ("Make", &m.make),
+            ("Model", &m.model),
+            ("LensModel", &m.lens),
+        ] {
             assert_eq!(ours.as_deref(), e[key].as_str(), "{name}: {key}");
         }
-        assert_eq!(m.orientation.map(u64::from), e["Orientation"].as_u64(), "{name}");
+        assert_eq!(
+            m.orientation.map(u64::from),
+            e["Orientation"].as_u64(),
+            "{name}"
+        );
         let file_type = e["FileType"].as_str().unwrap();
-        let want_format = if file_type.contains("WEBP") { "WebP" } else { file_type };
+        let want_format = if file_type.contains("WEBP") {
+            "WebP"
+        } else {
+            file_type
+        };
         assert_eq!(m.format.as_deref(), Some(want_format), "{name}");
         // Damage is a warning, exactly where ExifTool warns too.
-        assert_eq!(out.warning.is_some(), e["Warning"].is_string(), "{name}: {:?}", out.warning);
+        assert_eq!(
+            out.warning.is_some(),
+            e["Warning"].is_string(),
+            "{name}: {:?}",
+            out.warning
+        );
         // And never stops the image itself.
         clipsearch::preprocess::decode::decode_bytes(Path::new(name), &bytes).expect(name);
     }
@@ -82,9 +108,15 @@ fn values_equal_exiftools() {
 fn places_offline() {
     let place = |name: &str| {
         let bytes = std::fs::read(fixtures().join(name)).unwrap();
-        read(Path::new(name), &bytes, MTIME).meta.place.map(|p| (p.city.clone(), p.country()))
+        read(Path::new(name), &bytes, MTIME)
+            .meta
+            .place
+            .map(|p| (p.city.clone(), p.country()))
     };
-    assert_eq!(place("lisbon.jpg"), Some(("Lisbon".into(), "Portugal".into())));
+    assert_eq!(
+        place("lisbon.jpg"),
+        Some(("Lisbon".into(), "Portugal".into()))
+    );
     assert_eq!(place("sydney.jpg").map(|p| p.1), Some("Australia".into()));
     assert_eq!(place("rio.png").map(|p| p.1), Some("Brazil".into()));
     assert_eq!(place("tokyo.webp").map(|p| p.1), Some("Japan".into()));

@@ -45,6 +45,7 @@ pub fn build_index(dir: &Path, model: &ModelFiles, n: usize, hnsw: bool) {
                 width: 1,
                 height: 1,
                 raw: None,
+                meta: None,
             },
             embedding: Some(v),
         });

@@ -167,7 +167,11 @@ fn print_summary(s: &Summary, verbose: bool, dir: &std::path::Path) {
         FIRST.min(s.warnings.len())
     };
     for w in &s.warnings[..shown] {
-        println!("  warning: {}: {} (the image is indexed)", w.path.display(), w.reason);
+        println!(
+            "  warning: {}: {} (the image is indexed)",
+            w.path.display(),
+            w.reason
+        );
     }
     if shown < s.warnings.len() {
         println!(

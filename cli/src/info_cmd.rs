@@ -96,5 +96,9 @@ pub fn run(args: InfoArgs) -> Result<i32> {
             )?;
         }
     }
-    Ok(if missing > 0 { exit::BAD_INPUT } else { exit::OK })
+    Ok(if missing > 0 {
+        exit::BAD_INPUT
+    } else {
+        exit::OK
+    })
 }

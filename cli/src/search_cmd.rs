@@ -220,8 +220,14 @@ fn preview(path: &std::path::Path) {
 fn options(r: &ResultArgs, inline: &expr::ParsedQuery) -> Result<SearchOptions, String> {
     let mut filter = r.filters.filter().map_err(|e| e.to_string())?;
     for (key, value) in [
-        ("after", inline.filter.after.as_ref().map(|d| d.text.clone())),
-        ("before", inline.filter.before.as_ref().map(|d| d.text.clone())),
+        (
+            "after",
+            inline.filter.after.as_ref().map(|d| d.text.clone()),
+        ),
+        (
+            "before",
+            inline.filter.before.as_ref().map(|d| d.text.clone()),
+        ),
         ("camera", inline.filter.camera.clone()),
         ("place", inline.filter.place.clone()),
         ("format", inline.filter.format.clone()),

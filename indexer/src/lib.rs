@@ -250,10 +250,8 @@ pub fn index(
         if removed > 0 {
             store.collect_garbage()?;
         }
-        let changed = outcome.committed > 0
-            || removed > 0
-            || raws_changed > 0
-            || summary.metadata_read > 0;
+        let changed =
+            outcome.committed > 0 || removed > 0 || raws_changed > 0 || summary.metadata_read > 0;
         if changed || view_is_stale(store)? {
             progress.set_message("publishing");
             publisher.publish(

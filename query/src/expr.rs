@@ -316,7 +316,10 @@ mod tests {
         assert_eq!(parse_query(&args(&["  "])), Err(ParseError::Empty));
         // Words that merely contain a key, and non-ASCII text, pass through unchanged.
         let q = parse_query(&args(&["preplace:x chien sur une plage à Zürich"])).unwrap();
-        assert_eq!(q.terms, vec![text(1.0, "preplace:x chien sur une plage à Zürich")]);
+        assert_eq!(
+            q.terms,
+            vec![text(1.0, "preplace:x chien sur une plage à Zürich")]
+        );
         assert!(parse_query(&args(&["dog after:June"])).is_err());
         assert!(parse_query(&args(&["dog sort:size"])).is_err());
     }

@@ -38,4 +38,3 @@ pub fn describe(view: &View, row: usize) -> Value {
         "metadata_read": rec.meta.is_some(),
     })
 }
-

@@ -348,7 +348,9 @@ impl Compiled<'_> {
                 let name = |i: Option<u32>| i.map(|i| dict[i as usize].as_str());
                 camera_name(name(key.0), name(key.1))
                     .is_some_and(|c| fold(&c).contains(want.as_str()))
-                    || key.1.is_some_and(|m| folded[m as usize].contains(want.as_str()))
+                    || key
+                        .1
+                        .is_some_and(|m| folded[m as usize].contains(want.as_str()))
             });
             if !ok {
                 return false;
@@ -386,7 +388,10 @@ mod tests {
     #[test]
     fn periods() {
         let y: DateBound = "2023".parse().unwrap();
-        assert_eq!((y.start.to_string(), y.end.to_string()), ("2023-01-01 00:00:00".into(), "2024-01-01 00:00:00".into()));
+        assert_eq!(
+            (y.start.to_string(), y.end.to_string()),
+            ("2023-01-01 00:00:00".into(), "2024-01-01 00:00:00".into())
+        );
         let m: DateBound = "2023-12".parse().unwrap();
         assert_eq!(m.end.to_string(), "2024-01-01 00:00:00");
         let d: DateBound = "2024-02-29".parse().unwrap();
@@ -419,10 +424,18 @@ mod tests {
 
     #[test]
     fn places_cameras_formats() {
-        let dict: Vec<String> = ["Zürich", "Zurich", "CH", "NIKON CORPORATION", "NIKON D850", "JPEG", "DNG"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let dict: Vec<String> = [
+            "Zürich",
+            "Zurich",
+            "CH",
+            "NIKON CORPORATION",
+            "NIKON D850",
+            "JPEG",
+            "DNG",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let row = RowFields {
             city: Some(0),
             region: Some(1),

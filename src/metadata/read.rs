@@ -158,7 +158,9 @@ fn jxl_exif(bytes: &[u8]) -> Option<Vec<u8>> {
             0 => (8, (bytes.len() - at) as u64),
             s => (8, s),
         };
-        let end = at.checked_add(usize::try_from(size).ok()?)?.min(bytes.len());
+        let end = at
+            .checked_add(usize::try_from(size).ok()?)?
+            .min(bytes.len());
         if size < header as u64 {
             return None;
         }
@@ -312,7 +314,11 @@ fn xmp_date(bytes: &[u8]) -> Option<Taken> {
     let start = find(bytes, b"<x:xmpmeta")?;
     let end = find(&bytes[start..], b"</x:xmpmeta>").map_or(bytes.len(), |e| start + e);
     let xmp = std::str::from_utf8(&bytes[start..end]).ok()?;
-    for name in ["exif:DateTimeOriginal", "xmp:CreateDate", "photoshop:DateCreated"] {
+    for name in [
+        "exif:DateTimeOriginal",
+        "xmp:CreateDate",
+        "photoshop:DateCreated",
+    ] {
         let value = xmp_attribute(xmp, name).or_else(|| xmp_element(xmp, name));
         if let Some(t) = value.and_then(|v| parse_xmp_date(v.trim())) {
             return Some(t);
@@ -345,14 +351,24 @@ fn parse_xmp_date(v: &str) -> Option<Taken> {
         })
     };
     if let Ok(dt) = DateTime::parse_from_rfc3339(v) {
-        return xmp(dt.naive_local(), Some((dt.offset().local_minus_utc() / 60) as i16));
+        return xmp(
+            dt.naive_local(),
+            Some((dt.offset().local_minus_utc() / 60) as i16),
+        );
     }
     for f in ["%Y-%m-%dT%H:%M%:z", "%Y-%m-%dT%H:%M%#z"] {
         if let Ok(dt) = DateTime::parse_from_str(v, f) {
-            return xmp(dt.naive_local(), Some((dt.offset().local_minus_utc() / 60) as i16));
+            return xmp(
+                dt.naive_local(),
+                Some((dt.offset().local_minus_utc() / 60) as i16),
+            );
         }
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(local) = NaiveDateTime::parse_from_str(v, f) {
             return xmp(local, None);
         }
@@ -398,7 +414,10 @@ mod tests {
         let t = parse_xmp_date("2021-03-04T05:06:07Z").unwrap();
         assert_eq!(t.offset_minutes, Some(0));
         let t = parse_xmp_date("2021-03-04T05:06:07").unwrap();
-        assert_eq!((t.iso().as_str(), t.offset_minutes), ("2021-03-04T05:06:07", None));
+        assert_eq!(
+            (t.iso().as_str(), t.offset_minutes),
+            ("2021-03-04T05:06:07", None)
+        );
         assert!(parse_xmp_date("2021-03-04").is_some());
         assert!(parse_xmp_date("yesterday").is_none());
         let packet = b"..<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:Description \

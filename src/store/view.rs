@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 use super::vectors::VectorSet;
 use super::view_meta::{self, MetaSection};
 use super::{dir_prefix, path_key, FileRecord};
+use crate::error::{Error, Result};
 use crate::metadata::filter::RowFields;
 use crate::metadata::{Filter, PhotoMeta};
-use crate::error::{Error, Result};
 use crate::model::ModelIdentity;
 
 /// Version of `view.json` and of the view file layout. A newer one is refused; version 1 (no
@@ -309,8 +309,7 @@ impl View {
         let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8"));
         let (dim, count, strings_len) = (u32_at(12) as usize, u64_at(16) as usize, u64_at(24));
         let version = u32_at(8);
-        if !(1..=VIEW_FORMAT).contains(&version) || dim != manifest.dim || count != manifest.count
-        {
+        if !(1..=VIEW_FORMAT).contains(&version) || dim != manifest.dim || count != manifest.count {
             return Err(damaged("inconsistent with view.json"));
         }
         let meta_len = if version >= 2 { u64_at(32) } else { 0 };
@@ -464,7 +463,9 @@ impl View {
     pub fn unread_metadata(&self) -> usize {
         match &self.meta {
             None => self.len(),
-            Some(m) => (0..self.len()).filter(|&r| !m.is_read(self.map(), r)).count(),
+            Some(m) => (0..self.len())
+                .filter(|&r| !m.is_read(self.map(), r))
+                .count(),
         }
     }
 

@@ -164,9 +164,12 @@ fn filters(raw: Option<&str>) -> Result<(Filter, Option<SortOrder>), ApiError> {
     let mut sort = None;
     for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if k == "sort" {
-            sort = Some(v.parse().map_err(|e: clipsearch::metadata::filter::FilterError| {
-                ApiError::bad_request(e.to_string())
-            })?);
+            sort = Some(
+                v.parse()
+                    .map_err(|e: clipsearch::metadata::filter::FilterError| {
+                        ApiError::bad_request(e.to_string())
+                    })?,
+            );
         } else if KEYS.contains(&k.as_ref()) && !v.trim().is_empty() {
             filter
                 .set(&k, &v)
