@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use clipsearch::embedding::normalize;
 use clipsearch::index::{publish, GraphPolicy, SearchIndex};
+use clipsearch::metadata::{Filter, Gps, PhotoMeta, Place, Taken, TimeSource};
 use clipsearch::model::ModelIdentity;
 use clipsearch::store::vectors::VectorSet;
 use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
@@ -46,6 +47,38 @@ fn clustered(n: usize, dim: usize) -> VectorSet {
     set
 }
 
+/// Metadata for the `i`-th file: taken in year 1925 + i % 100 (so one year is 1% of the
+/// files), by one of three cameras, every tenth with a GPS position in Lisbon.
+fn meta_of(i: usize) -> PhotoMeta {
+    let local = chrono::NaiveDate::from_ymd_opt(1925 + (i % 100) as i32, 1 + (i % 12) as u32, 1)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap();
+    let lisbon = i.is_multiple_of(10);
+    PhotoMeta {
+        taken: Some(Taken {
+            local,
+            offset_minutes: None,
+            source: TimeSource::DateTimeOriginal,
+        }),
+        gps: lisbon.then_some(Gps {
+            lat: 38.72,
+            lon: -9.14,
+            alt: None,
+        }),
+        place: lisbon.then(|| Place {
+            city: "Lisbon".into(),
+            region: "Lisbon".into(),
+            country_code: "PT".into(),
+        }),
+        make: Some(["Canon", "SONY", "Apple"][i % 3].into()),
+        model: Some(["Canon EOS R5", "ILCE-7M3", "iPhone 15"][i % 3].into()),
+        lens: None,
+        orientation: Some(1),
+        format: Some("JPEG".into()),
+    }
+}
+
 /// An index directory holding `set` (catalog + embeddings), and the time to publish its view
 /// (with a graph built if `graph`).
 fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
@@ -74,7 +107,7 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
                 width: 1,
                 height: 1,
                 raw: None,
-                meta: None,
+                meta: Some(meta_of(i)),
             },
             embedding: Some(set.vector(i).to_vec()),
         })
@@ -211,23 +244,59 @@ fn benches(c: &mut Criterion) {
             v
         })
         .collect();
-    let (exact, hnsw) = (&views[0].1, &views[1].1);
-    let (mut found, mut total) = (0, 0);
-    for q in &held_out {
-        let truth: Vec<u64> = exact
-            .search(q, 10, &|_| true)
-            .iter()
-            .map(|h| h.id)
-            .collect();
-        let got = hnsw.search(q, 10, &|_| true);
-        found += got.iter().filter(|h| truth.contains(&h.id)).count();
-        total += truth.len();
+    if let [(_, exact, _), (_, hnsw, _)] = &views[..] {
+        let (mut found, mut total) = (0, 0);
+        for q in &held_out {
+            let truth: Vec<u64> = exact
+                .search(q, 10, &|_| true)
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            let got = hnsw.search(q, 10, &|_| true);
+            found += got.iter().filter(|h| truth.contains(&h.id)).count();
+            total += truth.len();
+        }
+        println!(
+            "HNSW recall@10 vs exact, {N} files, {} held-out queries: {:.3}",
+            held_out.len(),
+            found as f64 / total as f64
+        );
     }
-    println!(
-        "HNSW recall@10 vs exact, {N} files, {} held-out queries: {:.3}",
-        held_out.len(),
-        found as f64 / total as f64
-    );
+
+    // Filtered queries, as a warm `search` runs them: the filter over the view's metadata,
+    // then the top 10 of what it keeps (scanned exactly when it keeps few, through the graph
+    // when it keeps many and the view has one).
+    let filters: Vec<(&str, Filter)> = [
+        ("1%: one year", vec![("after", "1970"), ("before", "1970")]),
+        (
+            "3%: place + camera",
+            vec![("place", "lisbon"), ("camera", "canon")],
+        ),
+        ("50%: after 1975", vec![("after", "1975")]),
+    ]
+    .into_iter()
+    .map(|(name, pairs)| {
+        let mut f = Filter::default();
+        for (k, v) in pairs {
+            f.set(k, v).unwrap();
+        }
+        (name, f)
+    })
+    .collect();
+    for (name, index, _) in &views {
+        for (fname, f) in &filters {
+            let rows = index.view().select(f);
+            let t = Instant::now();
+            for _ in 0..20 {
+                std::hint::black_box(index.view().select(f));
+            }
+            println!(
+                "filter {fname} over {N} files ({name} view): {} kept, selected in {:.2} ms",
+                rows.len(),
+                t.elapsed().as_secs_f64() * 1e3 / 20.0
+            );
+        }
+    }
 
     let mut group = c.benchmark_group(format!("query top-10 at {N} x {DIM}"));
     group.sample_size(20);
@@ -245,6 +314,17 @@ fn benches(c: &mut Criterion) {
                 index.search(&held_out[i % held_out.len()], 10, &|_| true)
             })
         });
+    }
+    for (name, index, _) in &views {
+        for (fname, f) in &filters {
+            group.bench_function(format!("{name}, filtered {fname} (held-out)"), |b| {
+                b.iter(|| {
+                    i += 1;
+                    let rows = index.view().select(f);
+                    index.search_rows(&held_out[i % held_out.len()], 10, &rows)
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -15,13 +15,18 @@ use crate::exit;
 #[derive(Args)]
 #[command(
     after_help = "API (JSON; errors are {\"error\": ...} with a fitting status):
-  GET  /api/search?q=TEXT&n=K       text search: {\"results\": [{id, path, score, thumbnail, image}]}
+  GET  /api/search?q=TEXT&n=K       text search: {\"results\": [{id, path, score, taken, place,
+                                    camera, thumbnail, image}]}; `q` may hold inline filters
+                                    (`dog after:2023`) or only filters (listed by date)
   POST /api/query                   {\"terms\": [{\"text\": \"beach\"}, {\"id\": 42, \"weight\": -0.5}], \"n\": 10}
   GET  /api/similar/ID?n=K          images like an indexed one
   POST /api/similar?n=K             images like the uploaded file (the request body)
   GET  /api/dupes?threshold=T       near-duplicate groups
   GET  /api/stats                   files, failures, model
+  GET  /api/info/ID                 one file's record: taken, place, gps, camera, lens, ...
   GET  /thumb/ID, /image/ID         a thumbnail (JPEG, cached) or the original file
+Every query endpoint (search, query, similar, dupes) takes the filters `after`, `before`,
+`camera`, `place`, `near`, `format` and `sort` as parameters, as `clipsearch search` does.
 Files are served by index id only, and only while they are unchanged since indexing."
 )]
 pub struct ServeArgs {

@@ -14,7 +14,7 @@
 //! let terms = expr::parse(&["dog on a beach".into(), "-".into(), "people".into()])?;
 //! let query = searcher.embed_terms(&terms)?;
 //! for m in searcher.search(&query, &SearchOptions::default())? {
-//!     println!("{:.3} {}", m.score, m.path.display());
+//!     println!("{:.3} {}", m.score.unwrap_or(0.0), m.path.display());
 //! }
 //! # Ok::<(), clipsearch_query::Error>(())
 //! ```
