@@ -1,6 +1,7 @@
 //! No file can stop a run: thousands of damaged files of every format the default build reads,
-//! each decoded in-process (exactly, and in fast mode), must come back as pixels or as an error,
-//! never as a panic that escapes, and each within a bounded time.
+//! each decoded in-process (exactly, and in fast mode) and its metadata read, must come back as
+//! pixels or as an error (metadata: values or a warning), never as a panic that escapes, and
+//! each within a bounded time.
 
 #[path = "mutations/mod.rs"]
 mod mutations;
@@ -37,6 +38,9 @@ fn damaged_files_of_every_format_never_panic_out_or_hang() {
                 let path = Path::new(&name);
                 let exact = decode_bytes(path, &bytes);
                 let fast = decode_bytes_with(path, &bytes, DecodeMode::Scaled { min_short: 16 });
+                // Metadata never fails: at worst a warning (and the mtime as the date).
+                let meta = clipsearch::metadata::read(path, &bytes, 1);
+                assert!(meta.meta.taken.is_some(), "{name}: no time at all");
                 (exact.map(|_| ()), fast.map(|_| ()))
             });
             let escaped = outcome.is_err();

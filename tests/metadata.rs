@@ -140,3 +140,16 @@ fn camera_names_read_as_people_say_them() {
     let m = read(Path::new("lisbon.jpg"), &bytes, MTIME).meta;
     assert_eq!(m.camera().as_deref(), Some("Canon EOS R5"));
 }
+
+/// JPEG XL keeps EXIF in an `Exif` box, Brotli-compressed (`brob`) when cjxl recompresses a
+/// JPEG: `orient6.jxl` was made from a JPEG to which ExifTool wrote Orientation 6
+/// (`tests/fixtures/formats/make.sh`; ExifTool 12.57 itself does not read `brob` boxes).
+#[test]
+fn jpeg_xl_exif_in_a_compressed_box() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/orient6.jxl");
+    let bytes = std::fs::read(&path).unwrap();
+    let out = read(&path, &bytes, MTIME);
+    assert_eq!(out.warning, None);
+    assert_eq!(out.meta.orientation, Some(6));
+    assert_eq!(out.meta.format.as_deref(), Some("JPEG XL"));
+}

@@ -125,7 +125,7 @@ FILTERS AND ORDER:
     The options --after, --before, --camera, --place, --near, --format and --sort may also be
     written inline, as KEY:VALUE words anywhere in the query (quote a value with spaces):
         clipsearch search \"dog on a beach after:2023-06 place:Lisbon\"
-        clipsearch search \"mountains\" \"place:\\\"New Zealand\\\" sort:-date\"
+        clipsearch search 'mountains place:\"New Zealand\" sort:-date'
         clipsearch search after:2019-07 before:2019-08           (no text: listed by date)
     Dates are a year, a month or a day, in the photo's own local time; --after and --before
     include the period they name. Places come from the photos' GPS positions, placed offline

@@ -17,7 +17,7 @@ pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams, UnitCosine};
 pub use pairs::pairs_above;
 pub use publish::{publish, GraphPolicy};
-pub use search::{SearchIndex, HNSW_THRESHOLD};
+pub use search::{SearchIndex, FILTERED_SCAN_ROWS, HNSW_THRESHOLD};
 
 /// One search result.
 #[derive(Clone, Copy, Debug, PartialEq)]

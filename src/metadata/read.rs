@@ -143,8 +143,12 @@ fn raw_preview_exif(bytes: &[u8], warn: &mut dyn FnMut(String)) -> Option<exif::
         .find_map(|jpeg| parse_container(jpeg, warn))
 }
 
-/// The TIFF data of a JPEG XL container's `Exif` box (uncompressed; a `brob`-compressed one is
-/// skipped).
+/// Largest EXIF block taken from a compressed box (EXIF is at most 64 KiB in JPEG; the cap
+/// keeps a Brotli bomb from growing without bound).
+const MAX_EXIF: u64 = 1 << 20;
+
+/// The TIFF data of a JPEG XL container's `Exif` box, plain or Brotli-compressed (`brob`, as
+/// cjxl writes it when it recompresses a JPEG).
 fn jxl_exif(bytes: &[u8]) -> Option<Vec<u8>> {
     let mut at = 0usize;
     while at + 8 <= bytes.len() {
@@ -164,8 +168,21 @@ fn jxl_exif(bytes: &[u8]) -> Option<Vec<u8>> {
         if size < header as u64 {
             return None;
         }
-        if kind == b"Exif" {
-            let body = bytes.get(at + header..end)?;
+        let body = bytes.get(at + header..end)?;
+        let exif = match kind {
+            b"Exif" => Some(body.to_vec()),
+            b"brob" if body.get(..4) == Some(b"Exif") => {
+                use std::io::Read;
+                let mut out = Vec::new();
+                brotli_decompressor::Decompressor::new(&body[4..], 4096)
+                    .take(MAX_EXIF)
+                    .read_to_end(&mut out)
+                    .ok()?;
+                Some(out)
+            }
+            _ => None,
+        };
+        if let Some(body) = exif {
             // A 4-byte offset to the TIFF header comes first.
             let skip = 4 + u32::from_be_bytes(body.get(..4)?.try_into().ok()?) as usize;
             return body.get(skip..).map(<[u8]>::to_vec);

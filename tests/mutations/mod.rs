@@ -75,6 +75,12 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
         "formats/preview.nef",
         // Sensor data alone: developed by LibRaw with the `libraw` feature.
         "formats/sensor.dng",
+        // Full EXIF (dates, GPS, camera) in JPEG, WebP and HEIC, and JPEG XL's compressed box:
+        // the metadata reader gets the same damage as the decoders.
+        "exif/lisbon.jpg",
+        "exif/tokyo.webp",
+        "exif/phone.heic",
+        "formats/orient6.jxl",
     ] {
         let bytes = std::fs::read(fixtures_dir().join(name)).unwrap();
         files.push((name.replace('/', "_"), bytes));
