@@ -280,6 +280,22 @@ fn every_filter_and_order() {
         .arg(&idx));
     assert_eq!(out.status.code(), Some(4));
 
+    // stats says what filters can work with.
+    let out = run(clipsearch().args(["stats", "--json", "--index"]).arg(&idx));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m = &json_lines(&out)[0]["metadata"];
+    assert_eq!(m["files"], 9);
+    assert_eq!(m["dated"], 9);
+    // lisbon and its copy, sydney, rio, tokyo, digitized, xmp_only: not plain, not broken.
+    assert_eq!(m["dated_by_camera"], 7);
+    assert_eq!(
+        (m["first_month"].as_str(), m["last_month"].as_str()),
+        (Some("2015-01"), Some("2023-06"))
+    );
+    assert_eq!(m["with_place"], 5);
+    assert_eq!(m["with_camera"], 7);
+    assert_eq!(m["unread"], 0);
+
     // A move keeps the metadata, as it keeps the embedding.
     std::fs::rename(&lisbon, photos.join("moved.jpg")).unwrap();
     let summary = index(&photos, &idx, &[]);
@@ -331,8 +347,14 @@ fn an_index_of_the_previous_format_is_completed_without_embedding() {
     index(&photos, &idx, &[]);
     downgrade(&idx);
 
-    // Searches work as before; filters say what to run.
+    // Searches work as before; stats and filters say what to run.
     assert_eq!(search(&idx, &["photo"]).len(), 8);
+    let out = run(clipsearch().args(["stats", "--index"]).arg(&idx));
+    assert!(
+        stdout(&out).contains("8 files without metadata yet"),
+        "{}",
+        stdout(&out)
+    );
     let out = run(clipsearch()
         .args(["search", "photo", "--place", "portugal", "--index"])
         .arg(&idx));

@@ -13,7 +13,8 @@ use crate::exit;
 #[derive(Args)]
 pub struct StatsArgs {
     /// One JSON object: {index, files, failed, model, dim, decode, precision, generation,
-    /// published_unix_ms, hnsw, bytes}.
+    /// published_unix_ms, hnsw, bytes, metadata: {dated, dated_by_camera, first_month,
+    /// last_month, with_gps, with_place, with_camera, unread}}.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -49,6 +50,7 @@ pub fn run(args: StatsArgs) -> Result<i32> {
             "published_unix_ms": m.published_unix_ms,
             "hnsw": m.graph.is_some(),
             "bytes": bytes,
+            "metadata": clipsearch_query::info::coverage(view),
         });
         writeln!(out, "{line}")?;
     } else {
@@ -74,6 +76,29 @@ pub fn run(args: StatsArgs) -> Result<i32> {
             },
             bytes as f64 / 1e6
         )?;
+        let c = clipsearch_query::info::coverage(view);
+        let span = match (&c.first_month, &c.last_month) {
+            (Some(a), Some(b)) => format!(", {a} to {b}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "metadata   {} dated{span} ({} by the camera, {} by file date), {} placed, {} \
+             with a camera",
+            c.dated,
+            c.dated_by_camera,
+            c.dated - c.dated_by_camera,
+            c.with_place,
+            c.with_camera
+        )?;
+        if c.unread > 0 {
+            writeln!(
+                out,
+                "           {} files without metadata yet (indexed by an older clipsearch): run \
+                 `clipsearch index` on their folders to read it",
+                c.unread
+            )?;
+        }
     }
     out.flush()?;
     Ok(exit::OK)

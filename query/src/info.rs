@@ -1,7 +1,56 @@
 //! What the index holds for one file (`clipsearch info`, `GET /api/info/{id}`).
 
+use clipsearch::metadata::filter::month_of_ms;
 use clipsearch::store::view::View;
+use serde::Serialize;
 use serde_json::{json, Value};
+
+/// How much of an index's metadata is known: what filters can work with.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Coverage {
+    pub files: usize,
+    /// Files with a capture time (recorded or guessed from the file).
+    pub dated: usize,
+    /// ... of which the photo itself records it (EXIF or XMP).
+    pub dated_by_camera: usize,
+    /// Year and month of the oldest and newest capture time.
+    pub first_month: Option<String>,
+    pub last_month: Option<String>,
+    pub with_gps: usize,
+    pub with_place: usize,
+    pub with_camera: usize,
+    /// Files whose metadata was never read (an index built by an older clipsearch).
+    pub unread: usize,
+}
+
+/// Counts what the view's metadata covers (one pass over its rows).
+pub fn coverage(view: &View) -> Coverage {
+    let mut c = Coverage {
+        files: view.len(),
+        unread: view.unread_metadata(),
+        ..Default::default()
+    };
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    for row in 0..view.len() {
+        let f = view.fields(row);
+        if let Some(t) = f.taken_ms {
+            c.dated += 1;
+            first = first.min(t);
+            last = last.max(t);
+            if view.time_recorded(row) {
+                c.dated_by_camera += 1;
+            }
+        }
+        c.with_gps += usize::from(f.gps.is_some());
+        c.with_place += usize::from(f.country.is_some());
+        c.with_camera += usize::from(f.make.is_some() || f.model.is_some());
+    }
+    if c.dated > 0 {
+        c.first_month = Some(month_of_ms(first));
+        c.last_month = Some(month_of_ms(last));
+    }
+    c
+}
 
 /// One file's catalog record and metadata as JSON.
 pub fn describe(view: &View, row: usize) -> Value {

@@ -374,18 +374,9 @@ impl Searcher {
 
     /// "after 2030 (of 120 indexed files, 118 have a capture date, from 2009-05 to 2024-11; ...)"
     fn no_match_message(&self, opts: &SearchOptions) -> String {
-        let view = self.index.view();
-        let mut dates: Vec<i64> = Vec::new();
-        let (mut placed, mut cameras) = (0, 0);
-        for row in 0..view.len() {
-            let f = view.fields(row);
-            dates.extend(f.taken_ms);
-            placed += usize::from(f.gps.is_some());
-            cameras += usize::from(f.make.is_some() || f.model.is_some());
-        }
-        let month = clipsearch::metadata::filter::month_of_ms;
-        let span = match (dates.iter().min(), dates.iter().max()) {
-            (Some(&a), Some(&b)) => format!(", from {} to {}", month(a), month(b)),
+        let c = info::coverage(self.index.view());
+        let span = match (&c.first_month, &c.last_month) {
+            (Some(a), Some(b)) => format!(", from {a} to {b}"),
             _ => String::new(),
         };
         let under = opts
@@ -394,11 +385,13 @@ impl Searcher {
             .map(|d| format!(" under {}", d.display()))
             .unwrap_or_default();
         format!(
-            "{}{under} (of {} indexed files, {} have a capture date{span}, {placed} a GPS \
-             position, {cameras} a camera)",
+            "{}{under} (of {} indexed files, {} have a capture date{span}, {} a GPS \
+             position, {} a camera)",
             opts.filter.describe(),
-            view.len(),
-            dates.len(),
+            c.files,
+            c.dated,
+            c.with_gps,
+            c.with_camera,
         )
     }
 }

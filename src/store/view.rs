@@ -459,6 +459,14 @@ impl View {
         self.meta.as_ref()?.taken_ms(self.map(), row)
     }
 
+    /// Whether the row's capture time was recorded by the camera (not the file's mtime).
+    pub fn time_recorded(&self, row: usize) -> bool {
+        self.meta.as_ref().is_some_and(|m| {
+            m.time_source(self.map(), row)
+                .is_some_and(|s| s.is_recorded())
+        })
+    }
+
     /// Files whose metadata was never read.
     pub fn unread_metadata(&self) -> usize {
         match &self.meta {

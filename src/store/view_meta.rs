@@ -148,6 +148,10 @@ impl MetaSection {
         (t != i64::MIN).then_some(t)
     }
 
+    pub(crate) fn time_source(&self, map: &[u8], row: usize) -> Option<TimeSource> {
+        TimeSource::from_code(self.row(map, row)[10])
+    }
+
     pub(crate) fn fields(&self, map: &[u8], row: usize) -> RowFields {
         let r = self.row(map, row);
         let idx = |k: usize| Some(u32_at(r, 36 + 4 * k)).filter(|&i| i != NONE);
