@@ -286,14 +286,23 @@ fn sigkill_at_random_moments_then_rerun_leaves_exactly_one_record_per_file() {
             &photo(900, 700, 100 + i as u32),
         );
     }
-    // Kill moments spread over start-up, model load, batches and publications.
+    // Kill moments spread over start-up, model load, batches and publications; on a slow or
+    // loaded machine, where the first batch commits later, later moments until one lands
+    // mid-run (the property under test needs at least one such kill).
     let mut seed = 0x9e37_79b9_u64;
     let mut partial_rounds = 0;
-    for round in 0..5u64 {
+    for round in 0..14u64 {
+        if round >= 5 && partial_rounds > 0 {
+            break;
+        }
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = 50 + round * 60 + seed % 60;
+        let delay = if round < 5 {
+            50 + round * 60 + seed % 60
+        } else {
+            350 + (round - 4) * 250 + seed % 100
+        };
         let mut child = index_command(&photos, &idx)
             .args(["--batch-size", "4"])
             .stdout(std::process::Stdio::null())

@@ -30,6 +30,7 @@
 
 pub mod pipeline;
 pub mod publisher;
+pub mod push;
 mod upgrade;
 pub mod walk;
 

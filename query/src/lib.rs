@@ -22,8 +22,10 @@
 mod cache;
 pub mod classify;
 pub mod dupes;
+pub mod embedder;
 pub mod expr;
 pub mod info;
+pub mod remote;
 #[cfg(feature = "serve")]
 pub mod serve;
 
@@ -31,9 +33,9 @@ use std::path::{Path, PathBuf};
 
 use clipsearch::index::SearchIndex;
 use clipsearch::metadata::{Filter, SortOrder};
-use clipsearch::model::{resolve, ClipModel, ModelFiles, ModelIdentity, Towers};
 use clipsearch::store::view::View;
 use clipsearch::store::Store;
+use embedder::Embedder;
 
 use cache::QueryCache;
 use serde::Serialize;
@@ -83,6 +85,9 @@ pub struct Match {
     pub place: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub camera: Option<String>,
+    /// The machine or root label the file lives on (results of a shared collection).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     #[serde(skip)]
     pub id: u64,
 }
@@ -98,6 +103,7 @@ impl Match {
             taken: meta.and_then(|m| m.taken.as_ref()).map(|t| t.iso()),
             place: meta.and_then(|m| m.place.as_ref()).map(|p| p.label()),
             camera: meta.and_then(|m| m.camera()),
+            source: None,
             id: view.id(row),
         }
     }
@@ -136,11 +142,7 @@ pub struct Searcher {
     dir: PathBuf,
     index: SearchIndex,
     cache: QueryCache,
-    model_files: Option<ModelFiles>,
-    model_spec: String,
-    identity: ModelIdentity,
-    text: Option<ClipModel>,
-    image: Option<ClipModel>,
+    embedder: Embedder,
 }
 
 impl Searcher {
@@ -153,18 +155,11 @@ impl Searcher {
             return Err(Error::EmptyIndex(dir.to_path_buf()));
         }
         let identity = index.view().model().clone();
-        let model_spec = model
-            .map(str::to_string)
-            .unwrap_or_else(|| identity.name.clone());
         Ok(Searcher {
             dir: dir.to_path_buf(),
             cache: QueryCache::new(dir, &identity),
             index,
-            model_files: None,
-            model_spec,
-            identity,
-            text: None,
-            image: None,
+            embedder: Embedder::new(identity, model),
         })
     }
 
@@ -187,35 +182,11 @@ impl Searcher {
         }
         self.index = SearchIndex::open(&self.dir)?;
         let identity = self.index.view().model().clone();
-        if identity != self.identity {
+        if identity != *self.embedder.identity() {
             self.cache = QueryCache::new(&self.dir, &identity);
-            if identity.fingerprint != self.identity.fingerprint {
-                self.model_spec = identity.name.clone();
-                self.model_files = None;
-                self.text = None;
-            }
-            self.image = None;
-            self.identity = identity;
+            self.embedder.set_identity(identity);
         }
         Ok(true)
-    }
-
-    fn files(&mut self) -> Result<ModelFiles, Error> {
-        if let Some(f) = &self.model_files {
-            return Ok(f.clone());
-        }
-        let files = resolve(&self.model_spec)?;
-        let id = ModelIdentity::of(&files)?;
-        if !id.same_model(&self.identity) {
-            return Err(clipsearch::Error::Index(format!(
-                "--model {} is not the model this index was built with ({}): query with that \
-                 model, or re-index with `clipsearch index --rebuild --model {}`",
-                self.model_spec, self.identity.name, self.model_spec
-            ))
-            .into());
-        }
-        self.model_files = Some(files.clone());
-        Ok(files)
     }
 
     /// Embeds a text, from the query cache when it was asked before.
@@ -223,13 +194,7 @@ impl Searcher {
         if let Some(v) = self.cache.get(text) {
             return Ok(v);
         }
-        if self.text.is_none() {
-            let files = self.files()?;
-            self.text = Some(ClipModel::load(&files, Towers::Text)?);
-        }
-        let encoder = self.text.as_ref().expect("loaded").text()?;
-        // Warns if the query is longer than the model's context (it is then truncated).
-        let v = encoder.embed(&[text])?.remove(0);
+        let v = self.embedder.embed_text(text)?;
         self.cache.put(text, &v);
         Ok(v)
     }
@@ -248,29 +213,12 @@ impl Searcher {
                 }
             }
         }
-        Ok(self.image_model()?.image()?.embed_file(path)?)
+        self.embedder.embed_file(path)
     }
 
     /// Embeds an image given as file contents (an upload); `name` is used in messages.
     pub fn embed_image_bytes(&mut self, name: &Path, bytes: &[u8]) -> Result<Vec<f32>, Error> {
-        let encoder = self.image_model()?.image()?;
-        let pixels = encoder.preprocessor().load_bytes(name, bytes)?;
-        Ok(encoder.embed_pixels(&pixels)?.remove(0))
-    }
-
-    /// The image tower, loaded on first use, decoding the way the index's images were.
-    fn image_model(&mut self) -> Result<&ClipModel, Error> {
-        if self.image.is_none() {
-            let files = self.files()?;
-            let mut model = ClipModel::load_with(&files, Towers::Image, self.identity.precision())?;
-            if self.identity.scaled_decode() {
-                let config = model.image()?.preprocessor().config.clone();
-                let fast = clipsearch::preprocess::Preprocessor::fast(config).decode;
-                model.image_mut()?.set_decode(fast);
-            }
-            self.image = Some(model);
-        }
-        Ok(self.image.as_ref().expect("loaded"))
+        self.embedder.embed_bytes(name, bytes)
     }
 
     /// The normalised query vector of an expression.

@@ -19,6 +19,7 @@
 //! entry land together or not at all), followed by `flush()`: sled's durability point. A process
 //! killed at any moment leaves a catalog that is a prefix of the run's work.
 
+pub mod collection;
 pub mod vectors;
 pub mod view;
 mod view_meta;
@@ -114,6 +115,9 @@ pub struct Store {
     embeddings: sled::Tree,
     failed: sled::Tree,
     meta: sled::Tree,
+    /// path → content hash of what was last pushed to a remote collection (Milvus), for
+    /// indexes that are a machine's local catalog of one.
+    pushed: sled::Tree,
 }
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -251,6 +255,7 @@ impl Store {
             embeddings: open("embeddings")?,
             failed: open("failed")?,
             meta: open("meta")?,
+            pushed: open("pushed")?,
             db,
         };
         store.check_format()?;
@@ -365,9 +370,23 @@ impl Store {
         }
     }
 
+    /// Records the model of an index that has none yet.
+    pub fn set_model(&self, model: &ModelIdentity) -> Result<()> {
+        self.meta
+            .insert("model", serde_json::to_vec(model).map_err(store_err)?)
+            .map_err(store_err)?;
+        self.flush()
+    }
+
     /// Forgets every file and embedding and records `model` (for `--rebuild`).
     pub fn clear(&self, model: &ModelIdentity) -> Result<()> {
-        for t in [&self.files, &self.ids, &self.embeddings, &self.failed] {
+        for t in [
+            &self.files,
+            &self.ids,
+            &self.embeddings,
+            &self.failed,
+            &self.pushed,
+        ] {
             t.clear().map_err(store_err)?;
         }
         self.meta
@@ -586,6 +605,35 @@ impl Store {
 
     pub(crate) fn meta_remove(&self, key: &str) -> Result<()> {
         self.meta.remove(key).map(|_| ()).map_err(store_err)
+    }
+
+    /// The content last pushed to the remote collection for `path`, if any.
+    pub fn pushed(&self, path: &Path) -> Result<Option<ContentHash>> {
+        Ok(self
+            .pushed
+            .get(path_key(path))
+            .map_err(store_err)?
+            .and_then(|v| v.as_ref().try_into().ok()))
+    }
+
+    /// Records what the remote collection now holds for these paths (None: nothing).
+    pub fn set_pushed(&self, paths: &[(PathBuf, Option<ContentHash>)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (p, h) in paths {
+            match h {
+                Some(h) => batch.insert(path_key(p), h.to_vec()),
+                None => batch.remove(path_key(p)),
+            }
+        }
+        self.pushed.apply_batch(batch).map_err(store_err)?;
+        self.flush()
+    }
+
+    /// Every path the remote collection holds, by this machine's record.
+    pub fn pushed_paths(&self) -> impl Iterator<Item = Result<PathBuf>> + '_ {
+        self.pushed
+            .iter()
+            .map(|item| item.map(|(k, _)| key_path(&k)).map_err(store_err))
     }
 
     /// Number of files that could not be indexed.

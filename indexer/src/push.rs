@@ -1,0 +1,154 @@
+//! Pushing a machine's local catalog to a shared collection (Milvus): many machines, one
+//! collection.
+//!
+//! Each machine indexes its own folders into a local index as usual (incremental: a rerun
+//! costs a `stat` per unchanged file), which is its catalog of what it has pushed: the `pushed`
+//! tree records, per path, the content last upserted. A push upserts every catalogued file
+//! whose content the collection lacks and removes every pushed file the catalog no longer
+//! has, marking each batch only after the collection acknowledged it. Upserts are keyed by
+//! (source, path), so a batch repeated after a crash (acknowledged but not yet marked) changes
+//! nothing: a crash at any point is repaired by the next push, with nothing lost and nothing
+//! duplicated.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clipsearch::store::collection::{Collection, Item};
+use clipsearch::store::{ContentHash, Store};
+use clipsearch::Error;
+use serde::Serialize;
+
+/// Files per request.
+const BATCH: usize = 256;
+/// Waits before the retries of a failed request (then the push stops).
+const BACKOFF: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+/// What a push did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PushSummary {
+    /// Files upserted into the collection.
+    pub pushed: usize,
+    /// Files removed from it.
+    pub removed: usize,
+    /// Requests that failed and were retried.
+    pub retries: usize,
+    /// The files the collection holds from this source, by this machine's record.
+    pub held: usize,
+}
+
+/// Runs `f`, retrying with back-off; the last error if every attempt failed.
+fn with_retries<T>(
+    what: &str,
+    retries: &mut usize,
+    mut f: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut last = None;
+    for wait in std::iter::once(Duration::ZERO).chain(BACKOFF) {
+        if !wait.is_zero() {
+            *retries += 1;
+            tracing::warn!(
+                "{what} failed ({}); retrying in {wait:?}",
+                last.as_ref().map(ToString::to_string).unwrap_or_default()
+            );
+            std::thread::sleep(wait);
+        }
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+/// Brings `collection` up to date with `store`'s catalog, as files of `source`.
+pub fn push(
+    store: &Store,
+    collection: &dyn Collection,
+    source: &str,
+    progress: &indicatif::ProgressBar,
+    stop: &AtomicBool,
+) -> Result<PushSummary, Error> {
+    let mut summary = PushSummary::default();
+    if let Some(model) = store.model()? {
+        collection.claim(&model)?;
+    }
+    let mut upserts: Vec<(PathBuf, ContentHash)> = Vec::new();
+    let mut held = 0;
+    for item in store.files() {
+        let (path, rec) = item?;
+        if store.pushed(&path)? == Some(rec.hash) {
+            held += 1;
+        } else {
+            upserts.push((path, rec.hash));
+        }
+    }
+    let mut removals: Vec<PathBuf> = Vec::new();
+    for p in store.pushed_paths() {
+        let p = p?;
+        if store.file(&p)?.is_none() {
+            removals.push(p);
+        }
+    }
+    let total = upserts.len() + removals.len();
+    progress.set_length(total as u64);
+    progress.set_position(0);
+    progress.set_message("pushing");
+    let lost = |done: usize, e: Error| {
+        Error::Index(format!(
+            "lost the collection {} after pushing {done} of {total} changes ({e}); what was \
+             pushed is kept: run the same command again to push the rest",
+            collection.location()
+        ))
+    };
+    let name = |p: &PathBuf| p.to_string_lossy().into_owned();
+    for batch in upserts.chunks(BATCH) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(summary);
+        }
+        let mut items = Vec::with_capacity(batch.len());
+        for (path, hash) in batch {
+            let Some(vector) = store.embedding(hash)? else {
+                continue;
+            };
+            items.push(Item {
+                source: source.to_string(),
+                path: name(path),
+                vector,
+            });
+        }
+        with_retries("upsert", &mut summary.retries, || collection.upsert(&items))
+            .map_err(|e| lost(summary.pushed + summary.removed, e))?;
+        let marks: Vec<(PathBuf, Option<ContentHash>)> =
+            batch.iter().map(|(p, h)| (p.clone(), Some(*h))).collect();
+        store.set_pushed(&marks)?;
+        summary.pushed += batch.len();
+        progress.inc(batch.len() as u64);
+    }
+    for batch in removals.chunks(BATCH) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(summary);
+        }
+        let files: Vec<(String, String)> = batch
+            .iter()
+            .map(|p| (source.to_string(), name(p)))
+            .collect();
+        with_retries("remove", &mut summary.retries, || collection.remove(&files))
+            .map_err(|e| lost(summary.pushed + summary.removed, e))?;
+        let marks: Vec<(PathBuf, Option<ContentHash>)> =
+            batch.iter().map(|p| (p.clone(), None)).collect();
+        store.set_pushed(&marks)?;
+        summary.removed += batch.len();
+        progress.inc(batch.len() as u64);
+    }
+    if total > 0 {
+        with_retries("flush", &mut summary.retries, || collection.flush())
+            .map_err(|e| lost(total, e))?;
+    }
+    summary.held = held + summary.pushed;
+    Ok(summary)
+}

@@ -1,0 +1,582 @@
+//! # clipsearch-milvus: a collection of embeddings in Milvus
+//!
+//! [Milvus](https://milvus.io) is a distributed vector database (coordinators, query and data
+//! nodes, object storage). This crate implements clipsearch's storage trait
+//! ([`clipsearch::store::collection::Collection`]) on one Milvus collection, through the
+//! official Rust SDK (`milvus-sdk-rust`, gRPC), so that many indexing machines can feed one
+//! collection and any machine can search it.
+//!
+//! The collection's schema: `pk` (Int64 primary key: [`key_of`] the source and path, the same
+//! on every machine, so writes are idempotent upserts), `source` (VarChar: the machine or root
+//! label), `path` (VarChar), `vector` (FloatVector, unit length, inner product). Its property
+//! `clipsearch.model` holds the model identity as JSON, so that another model is refused as a
+//! local index refuses it. The vector index is HNSW (M 16, efConstruction 200; `?index=flat` in the
+//! URL for exact search).
+//!
+//! Written for the documented Milvus API and tested against milvus-lite 3.2.2 (a pure-Python
+//! server speaking the same gRPC API); where milvus-lite differs, this code takes the path that
+//! works on both: indexes are created asynchronously and polled, and deletes go through a
+//! filter expression (`pk in [...]`).
+//!
+//! ```no_run
+//! use clipsearch::store::collection::{Collection, Scope};
+//! let photos = clipsearch_milvus::MilvusCollection::connect("milvus://db.example:19530/photos")?;
+//! let hits = photos.search(&[0.0; 512], 10, &Scope::default())?;
+//! # Ok::<(), clipsearch::Error>(())
+//! ```
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use clipsearch::model::ModelIdentity;
+use clipsearch::store::collection::{check_claim, key_of, Collection, Found, Item, Scope};
+use clipsearch::{Error, Result};
+use milvus::v2 as sdk;
+use milvus::v2::prelude::*;
+
+/// The environment variable that holds the token (`user:password`, or an API key).
+pub const TOKEN_ENV: &str = "CLIPSEARCH_MILVUS_TOKEN";
+/// The collection property that holds the model identity (JSON). Properties, not the
+/// description: milvus-lite keeps the former only.
+const MODEL_PROPERTY: &str = "clipsearch.model";
+const MAX_PATH: u32 = 4096;
+
+/// Whether `--index` names a Milvus collection rather than a local directory.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("milvus://") || s.starts_with("milvus+https://")
+}
+
+/// Where a collection is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Location {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    pub collection: String,
+    /// FLAT (exact) instead of HNSW.
+    pub flat: bool,
+}
+
+impl Location {
+    /// `milvus://HOST:PORT/COLLECTION[?index=flat]`, `milvus+https://...` for TLS.
+    pub fn parse(url: &str) -> Result<Location> {
+        let bad = |why: &str| {
+            Error::Index(format!(
+                "`{url}` is not a Milvus collection URL ({why}): write \
+                 milvus://HOST:PORT/COLLECTION, or milvus+https://... for TLS"
+            ))
+        };
+        let (https, rest) = if let Some(r) = url.strip_prefix("milvus+https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("milvus://") {
+            (false, r)
+        } else {
+            return Err(bad("no milvus:// scheme"));
+        };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, collection) = rest.split_once('/').ok_or_else(|| bad("no collection"))?;
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad("bad port"))?),
+            None => (authority, 19530),
+        };
+        let collection = collection.trim_end_matches('/');
+        let valid = !collection.is_empty()
+            && collection
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !collection.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(bad(
+                "a collection name is letters, digits and underscores, not starting with a digit",
+            ));
+        }
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let flat = match query {
+            "" | "index=hnsw" => false,
+            "index=flat" => true,
+            other => return Err(bad(&format!("unknown option `{other}`"))),
+        };
+        Ok(Location {
+            https,
+            host: host.to_string(),
+            port,
+            collection: collection.to_string(),
+            flat,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "milvus{}://{}:{}/{}",
+            if self.https { "+https" } else { "" },
+            self.host,
+            self.port,
+            self.collection
+        )
+    }
+}
+
+/// A Milvus collection behind clipsearch's storage trait. Calls block (on a runtime of its
+/// own), so it must not be used from inside an async task.
+pub struct MilvusCollection {
+    location: Location,
+    client: ClientV2,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn sdk_err(location: &Location, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Index(format!("Milvus at {}: {what} failed: {e}", location.url()))
+}
+
+impl MilvusCollection {
+    /// Connects to the server of `url` (the collection need not exist yet). An unreachable
+    /// server is an error naming the URL.
+    pub fn connect(url: &str) -> Result<Self> {
+        let location = Location::parse(url)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Index(format!("cannot start the Milvus client: {e}")))?;
+        let scheme = if location.https { "https" } else { "http" };
+        let mut config = ConnectConfig::new()
+            .uri(format!("{scheme}://{}:{}", location.host, location.port))
+            .connect_timeout(Duration::from_secs(5))
+            .rpc_timeout(Duration::from_secs(60));
+        if let Ok(token) = std::env::var(TOKEN_ENV) {
+            config = config.token(token);
+        }
+        let url = location.url();
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Error::Index(format!(
+                "cannot reach Milvus at {url} ({e}): is the server running and the address right? \
+                 (a test server: `milvus-lite server --data-dir DIR --host 127.0.0.1 --port PORT`; \
+                 a token goes in {TOKEN_ENV})"
+            ))
+        };
+        let client = runtime
+            .block_on(ClientV2::new(&config))
+            .map_err(|e| unreachable(&e))?;
+        let c = MilvusCollection {
+            location,
+            client,
+            runtime,
+        };
+        // The client connects lazily: one call proves the server answers.
+        c.exists().map_err(|e| unreachable(&e))?;
+        Ok(c)
+    }
+
+    pub fn location_of(&self) -> &Location {
+        &self.location
+    }
+
+    fn name(&self) -> &str {
+        &self.location.collection
+    }
+
+    fn exists(&self) -> Result<bool> {
+        let req = HasCollectionRequest::builder()
+            .collection_name(self.name())
+            .build()
+            .map_err(|e| sdk_err(&self.location, "has_collection", e))?;
+        self.runtime
+            .block_on(self.client.has_collection(req))
+            .map(|r| r.exists())
+            .map_err(|e| sdk_err(&self.location, "has_collection", e))
+    }
+
+    fn create(&self, model: &ModelIdentity) -> Result<()> {
+        let l = &self.location;
+        let err = |what: &'static str| move |e: milvus::v2::error::Error| sdk_err(l, what, e);
+        let schema = sdk::CollectionSchema::new()
+            .add_field(
+                sdk::FieldSchema::new()
+                    .name("pk")
+                    .data_type(sdk::DataType::Int64)
+                    .primary_key(true),
+            )
+            .add_field(
+                sdk::FieldSchema::new()
+                    .name("source")
+                    .data_type(sdk::DataType::VarChar)
+                    .max_length(256),
+            )
+            .add_field(
+                sdk::FieldSchema::new()
+                    .name("path")
+                    .data_type(sdk::DataType::VarChar)
+                    .max_length(MAX_PATH),
+            )
+            .add_field(
+                sdk::FieldSchema::new()
+                    .name("vector")
+                    .data_type(sdk::DataType::FloatVector)
+                    .dimension(model.dim as u32),
+            );
+        let identity = serde_json::to_string(model).map_err(|e| Error::Index(e.to_string()))?;
+        let req = sdk::request::collection::CreateCollectionRequest::builder()
+            .collection_name(self.name())
+            .description("clipsearch: file embeddings")
+            .properties(HashMap::from([(MODEL_PROPERTY.to_string(), identity)]))
+            .num_shards(1)
+            .schema(schema)
+            .consistency_level(sdk::ConsistencyLevel::Strong)
+            .build()
+            .map_err(err("create_collection"))?;
+        self.runtime
+            .block_on(self.client.create_collection(req))
+            .map_err(err("create_collection"))?;
+        let mut param = IndexParam::new()
+            .field_name("vector")
+            .index_name("vector")
+            .metric_type(MetricType::Ip);
+        param = if self.location.flat {
+            param.index_type(IndexType::Flat)
+        } else {
+            param
+                .index_type(IndexType::Hnsw)
+                .extra_params(HashMap::from([
+                    ("M".into(), "16".into()),
+                    ("efConstruction".into(), "200".into()),
+                ]))
+        };
+        // Asynchronously, then polled: milvus-lite cannot wait for an index server-side.
+        let req = sdk::request::index::CreateIndexRequest::builder()
+            .collection_name(self.name())
+            .index_param(param)
+            .sync(false)
+            .build()
+            .map_err(err("create_index"))?;
+        self.runtime
+            .block_on(self.client.create_index(req))
+            .map_err(err("create_index"))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let req = sdk::request::index::DescribeIndexRequest::builder()
+                .collection_name(self.name())
+                .index_name("vector")
+                .build()
+                .map_err(err("describe_index"))?;
+            let ready = self
+                .runtime
+                .block_on(self.client.describe_index(req))
+                .map(|r| !r.indexes().is_empty())
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(sdk_err(
+                    l,
+                    "create_index",
+                    "the index did not appear in 60 s",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let req = sdk::request::collection::LoadCollectionRequest::builder()
+            .collection_name(self.name())
+            .build()
+            .map_err(err("load_collection"))?;
+        self.runtime
+            .block_on(self.client.load_collection(req))
+            .map_err(err("load_collection"))?;
+        Ok(())
+    }
+
+    /// Drops the collection (for tests and `--rebuild`).
+    pub fn drop_collection(&self) -> Result<()> {
+        if !self.exists()? {
+            return Ok(());
+        }
+        let req = DropCollectionRequest::builder()
+            .collection_name(self.name())
+            .build()
+            .map_err(|e| sdk_err(&self.location, "drop_collection", e))?;
+        self.runtime
+            .block_on(self.client.drop_collection(req))
+            .map_err(|e| sdk_err(&self.location, "drop_collection", e))
+    }
+
+    fn require(&self) -> Result<()> {
+        if self.exists()? {
+            Ok(())
+        } else {
+            Err(Error::Index(format!(
+                "there is no collection at {}: index into it first (`clipsearch index DIR... \
+                 --index {}`)",
+                self.location.url(),
+                self.location.url()
+            )))
+        }
+    }
+}
+
+/// A Milvus string literal.
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+impl Collection for MilvusCollection {
+    fn location(&self) -> String {
+        self.location.url()
+    }
+
+    fn model(&self) -> Result<Option<ModelIdentity>> {
+        if !self.exists()? {
+            return Ok(None);
+        }
+        let req = sdk::request::collection::DescribeCollectionRequest::builder()
+            .collection_name(self.name())
+            .build()
+            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+        let desc = self
+            .runtime
+            .block_on(self.client.describe_collection(req))
+            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+        let recorded = desc.description().get_properties().get(MODEL_PROPERTY);
+        match recorded.map(|json| serde_json::from_str::<ModelIdentity>(json)) {
+            Some(Ok(m)) => Ok(Some(m)),
+            _ => Err(Error::Index(format!(
+                "the collection {} exists but was not made by clipsearch (it has no                  `{MODEL_PROPERTY}` property): use another collection name",
+                self.location.url()
+            ))),
+        }
+    }
+
+    fn claim(&self, model: &ModelIdentity) -> Result<()> {
+        match self.model()? {
+            Some(m) => check_claim(&self.location.url(), &m, model),
+            None => self.create(model),
+        }
+    }
+
+    fn upsert(&self, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = items
+            .iter()
+            .map(|it| {
+                serde_json::json!({
+                    "pk": key_of(&it.source, &it.path),
+                    "source": it.source,
+                    "path": it.path,
+                    "vector": it.vector,
+                })
+            })
+            .collect();
+        let rows = InsertRequest::builder()
+            .collection_name(self.name())
+            .rows(rows)
+            .build()
+            .map_err(|e| sdk_err(&self.location, "upsert", e))?;
+        let req = UpsertRequest::builder()
+            .insert(rows)
+            .build()
+            .map_err(|e| sdk_err(&self.location, "upsert", e))?;
+        self.runtime
+            .block_on(self.client.upsert(req))
+            .map(|_| ())
+            .map_err(|e| sdk_err(&self.location, "upsert", e))
+    }
+
+    fn remove(&self, files: &[(String, String)]) -> Result<()> {
+        if files.is_empty() || !self.exists()? {
+            return Ok(());
+        }
+        let keys: Vec<String> = files
+            .iter()
+            .map(|(s, p)| key_of(s, p).to_string())
+            .collect();
+        let req = DeleteRequest::builder()
+            .collection_name(self.name())
+            .filter(format!("pk in [{}]", keys.join(", ")))
+            .build()
+            .map_err(|e| sdk_err(&self.location, "delete", e))?;
+        self.runtime
+            .block_on(self.client.delete(req))
+            .map(|_| ())
+            .map_err(|e| sdk_err(&self.location, "delete", e))
+    }
+
+    fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>> {
+        self.require()?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = Vec::new();
+        if let Some(s) = &scope.source {
+            filter.push(format!("source == {}", quote(s)));
+        }
+        if let Some(p) = &scope.prefix {
+            filter.push(format!("path like {}", quote(&format!("{p}%"))));
+        }
+        let mut req = SearchRequest::builder()
+            .collection_name(self.name())
+            .vector_field("vector")
+            .vectors(SearchVectors::Float(vec![query.to_vec()]))
+            .output_fields(["source", "path"])
+            .limit(k as i64)
+            .consistency_level(sdk::ConsistencyLevel::Strong);
+        if !filter.is_empty() {
+            req = req.filter(filter.join(" and "));
+        }
+        if !self.location.flat {
+            req = req.extra_params(HashMap::from([("ef".into(), (2 * k).max(96).to_string())]));
+        }
+        let req = req
+            .build()
+            .map_err(|e| sdk_err(&self.location, "search", e))?;
+        let response = self
+            .runtime
+            .block_on(self.client.search(req))
+            .map_err(|e| sdk_err(&self.location, "search", e))?;
+        let mut out = Vec::new();
+        for result in response.results().iter() {
+            for row in result
+                .rows()
+                .map_err(|e| sdk_err(&self.location, "search", e))?
+            {
+                let read = || -> std::result::Result<Found, milvus::v2::error::Error> {
+                    Ok(Found {
+                        source: row.get_str("source")?.to_string(),
+                        path: row.get_str("path")?.to_string(),
+                        score: row.get_f32("score")?,
+                    })
+                };
+                out.push(read().map_err(|e| sdk_err(&self.location, "search", e))?);
+            }
+        }
+        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(out)
+    }
+
+    fn count(&self) -> Result<usize> {
+        if !self.exists()? {
+            return Ok(0);
+        }
+        let req = QueryRequest::builder()
+            .collection_name(self.name())
+            .filter("pk >= 0")
+            .output_fields(["count(*)"])
+            .consistency_level(sdk::ConsistencyLevel::Strong)
+            .build()
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let response = self
+            .runtime
+            .block_on(self.client.query(req))
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let results = response.results();
+        let mut rows = results
+            .rows()
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let row = rows
+            .next()
+            .ok_or_else(|| sdk_err(&self.location, "count", "no row"))?;
+        row.get_i64("count(*)")
+            .map(|n| n.max(0) as usize)
+            .map_err(|e| sdk_err(&self.location, "count", e))
+    }
+
+    fn files(&self) -> Result<Vec<(String, String)>> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        // Key ranges, split until each fits one query (Milvus caps a query's rows at 16,384):
+        // keys are uniform hashes, so halving converges fast. Query iterators would do this
+        // server-side, but milvus-lite does not support them.
+        const PAGE: i64 = 10_000;
+        let l = &self.location;
+        let mut out = Vec::new();
+        let mut ranges = vec![(0i64, i64::MAX)];
+        while let Some((lo, hi)) = ranges.pop() {
+            let req = QueryRequest::builder()
+                .collection_name(self.name())
+                .filter(format!("pk >= {lo} and pk < {hi}"))
+                .output_fields(["source", "path"])
+                .limit(PAGE)
+                .consistency_level(sdk::ConsistencyLevel::Strong)
+                .build()
+                .map_err(|e| sdk_err(l, "query", e))?;
+            let response = self
+                .runtime
+                .block_on(self.client.query(req))
+                .map_err(|e| sdk_err(l, "query", e))?;
+            let rows: Vec<(String, String)> = response
+                .results()
+                .rows()
+                .map_err(|e| sdk_err(l, "query", e))?
+                .map(|row| {
+                    Ok((
+                        row.get_str("source")?.to_string(),
+                        row.get_str("path")?.to_string(),
+                    ))
+                })
+                .collect::<std::result::Result<_, milvus::v2::error::Error>>()
+                .map_err(|e| sdk_err(l, "query", e))?;
+            if rows.len() as i64 >= PAGE && hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                ranges.push((lo, mid));
+                ranges.push((mid, hi));
+            } else {
+                out.extend(rows);
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<()> {
+        if !self.exists()? {
+            return Ok(());
+        }
+        let req = FlushRequest::builder()
+            .collection_names([self.name()])
+            .build()
+            .map_err(|e| sdk_err(&self.location, "flush", e))?;
+        self.runtime
+            .block_on(self.client.flush(req))
+            .map(|_| ())
+            .map_err(|e| sdk_err(&self.location, "flush", e))
+    }
+}
+
+/// The key of a file (re-exported for tools that address files in a collection directly).
+pub use clipsearch::store::collection::key_of as file_key;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let l = Location::parse("milvus://127.0.0.1:19531/photos").unwrap();
+        assert_eq!(
+            (
+                l.host.as_str(),
+                l.port,
+                l.collection.as_str(),
+                l.https,
+                l.flat
+            ),
+            ("127.0.0.1", 19531, "photos", false, false)
+        );
+        assert_eq!(l.url(), "milvus://127.0.0.1:19531/photos");
+        let l = Location::parse("milvus+https://db.example/photos_2024?index=flat").unwrap();
+        assert_eq!((l.port, l.https, l.flat), (19530, true, true));
+        for bad in [
+            "http://x/y",
+            "milvus://x",
+            "milvus://x:port/y",
+            "milvus://x:1/9y",
+            "milvus://x:1/a-b",
+            "milvus://x:1/y?index=ivf",
+        ] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+        assert!(is_url("milvus://a/b") && !is_url("/home/me/index"));
+    }
+}

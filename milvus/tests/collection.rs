@@ -1,0 +1,267 @@
+//! One test suite for every implementation of the storage trait, as tantivy tests its
+//! `Directory` implementations: the local store and Milvus (HNSW and FLAT) must behave alike:
+//! model claims, idempotent upserts, search (the point itself first; recall@10 against exact
+//! search >= 0.99 with HNSW, the exact ranking with FLAT and locally), scopes, removal, listing.
+//!
+//! The Milvus runs need a server: `.ci/run` starts milvus-lite and sets
+//! `CLIPSEARCH_TEST_MILVUS=HOST:PORT`. Without it they are skipped with a message saying how to
+//! run them (and fail if `CLIPSEARCH_REQUIRE_MILVUS=1`, so CI cannot skip them silently).
+
+use std::collections::HashSet;
+
+use clipsearch::model::ModelIdentity;
+use clipsearch::store::collection::{Collection, Item, LocalCollection, Scope};
+use clipsearch_milvus::MilvusCollection;
+
+const DIM: usize = 64;
+const N: usize = 10_000;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn normalize(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+}
+
+/// `N` unit vectors in 100 clusters, as photo embeddings are.
+fn vectors(seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Rng(seed);
+    let centres: Vec<Vec<f32>> = (0..100)
+        .map(|_| {
+            let mut c: Vec<f32> = (0..DIM).map(|_| rng.next()).collect();
+            normalize(&mut c);
+            c
+        })
+        .collect();
+    (0..N)
+        .map(|i| {
+            let mut v: Vec<f32> = centres[i % 100]
+                .iter()
+                .map(|x| x + 0.15 * rng.next())
+                .collect();
+            normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
+fn identity(name: &str, dim: usize) -> ModelIdentity {
+    ModelIdentity {
+        name: name.into(),
+        fingerprint: format!("fp-{name}"),
+        legacy_fingerprint: None,
+        dim,
+        preprocess_version: 1,
+        decode: "exact".into(),
+        precision: "f32".into(),
+    }
+}
+
+fn file(i: usize) -> (String, String) {
+    let source = if i % 2 == 0 { "alpha" } else { "beta" };
+    (source.to_string(), format!("/photos/{i:05}.jpg"))
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The suite. `exact`: the backend searches exactly (same ranking as brute force).
+fn suite(c: &dyn Collection, exact: bool) {
+    let where_ = c.location();
+    assert_eq!(c.model().unwrap(), None, "{where_}: unclaimed");
+    c.claim(&identity("m", DIM)).unwrap();
+    c.claim(&identity("m", DIM)).unwrap();
+    let err = c.claim(&identity("other", 32)).unwrap_err().to_string();
+    assert!(err.contains("not comparable"), "{where_}: {err}");
+    assert_eq!(c.model().unwrap().unwrap().name, "m");
+
+    let vs = vectors(7);
+    let items: Vec<Item> = vs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let (source, path) = file(i);
+            Item {
+                source,
+                path,
+                vector: v.clone(),
+            }
+        })
+        .collect();
+    for batch in items.chunks(1000) {
+        c.upsert(batch).unwrap();
+    }
+    c.flush().unwrap();
+    assert_eq!(c.count().unwrap(), N, "{where_}");
+    // Upserts are idempotent: a batch repeated after a crash adds nothing.
+    c.upsert(&items[..1000]).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.count().unwrap(), N, "{where_}: no duplicates");
+
+    // A stored vector finds itself first.
+    for i in [0, 4321, N - 1] {
+        let hits = c.search(&vs[i], 5, &Scope::default()).unwrap();
+        assert_eq!(hits.len(), 5, "{where_}");
+        let (source, path) = file(i);
+        assert!(
+            hits.iter()
+                .take(if exact { 1 } else { 3 })
+                .any(|h| h.source == source && h.path == path),
+            "{where_}: {i} not first: {hits:?}"
+        );
+        assert!(hits[0].score > 0.99, "{where_}: {}", hits[0].score);
+        assert!(
+            hits.windows(2).all(|w| w[0].score >= w[1].score),
+            "{where_}: sorted"
+        );
+    }
+
+    // Held-out queries against brute force.
+    let mut rng = Rng(99);
+    let (mut found, mut total) = (0, 0);
+    for q in 0..100 {
+        let mut v: Vec<f32> = vs[(q * 97) % N]
+            .iter()
+            .map(|x| x + 0.1 * rng.next())
+            .collect();
+        normalize(&mut v);
+        let mut truth: Vec<(f32, usize)> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (dot(&v, x), i))
+            .collect();
+        truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<(String, String)> = truth[..10].iter().map(|t| file(t.1)).collect();
+        let got: Vec<(String, String)> = c
+            .search(&v, 10, &Scope::default())
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.source, h.path))
+            .collect();
+        if exact {
+            // Identical ranking, but for ties within float rounding.
+            let near_tie = truth[9].0 - truth[10].0 < 1e-5;
+            if !near_tie {
+                assert_eq!(got, want, "{where_}: query {q}");
+            }
+        }
+        found += got.iter().filter(|g| want.contains(g)).count();
+        total += want.len();
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!("{where_}: recall@10 {recall:.4}");
+    assert!(recall >= 0.99, "{where_}: recall@10 {recall}");
+
+    // Scopes: by source, by folder.
+    let alpha = Scope {
+        source: Some("alpha".into()),
+        prefix: None,
+    };
+    let hits = c.search(&vs[1], 20, &alpha).unwrap();
+    assert_eq!(hits.len(), 20);
+    assert!(hits.iter().all(|h| h.source == "alpha"), "{where_}");
+    let folder = Scope {
+        source: None,
+        prefix: Some("/photos/001".into()),
+    };
+    let hits = c.search(&vs[5], 20, &folder).unwrap();
+    assert!(
+        !hits.is_empty() && hits.iter().all(|h| h.path.starts_with("/photos/001")),
+        "{where_}: {hits:?}"
+    );
+
+    // Removal.
+    let gone: Vec<(String, String)> = (0..100).map(file).collect();
+    c.remove(&gone).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.count().unwrap(), N - 100, "{where_}");
+    for i in [0, 50, 99] {
+        let hits = c.search(&vs[i], 10, &Scope::default()).unwrap();
+        assert!(
+            hits.iter()
+                .all(|h| (h.source.clone(), h.path.clone()) != file(i)),
+            "{where_}: removed {i} returned"
+        );
+    }
+    let listed: HashSet<(String, String)> = c.files().unwrap().into_iter().collect();
+    let expected: HashSet<(String, String)> = (100..N).map(file).collect();
+    assert_eq!(listed.len(), N - 100, "{where_}");
+    assert!(
+        listed == expected,
+        "{where_}: files() lists exactly what is held"
+    );
+}
+
+#[test]
+fn the_local_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = LocalCollection::open(dir.path()).unwrap();
+    suite(&c, true);
+}
+
+/// A fresh collection on the test server, dropped afterwards; None (with a message) when no
+/// server is configured.
+fn milvus(index: &str) -> Option<(MilvusCollection, impl Drop)> {
+    let Ok(addr) = std::env::var("CLIPSEARCH_TEST_MILVUS") else {
+        if std::env::var("CLIPSEARCH_REQUIRE_MILVUS").is_ok_and(|v| v == "1") {
+            panic!("CLIPSEARCH_REQUIRE_MILVUS=1 but CLIPSEARCH_TEST_MILVUS is not set");
+        }
+        eprintln!(
+            "SKIPPED: no Milvus server for this test. Start one with `pip install milvus-lite==3.2.2 \
+             pymilvus && milvus-lite server --data-dir /tmp/milvus --host 127.0.0.1 --port 19531` \
+             and set CLIPSEARCH_TEST_MILVUS=127.0.0.1:19531 (bash .ci/run does)"
+        );
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("t_{}_{nanos}", std::process::id());
+    let url = format!("milvus://{addr}/{name}{index}");
+    let c = MilvusCollection::connect(&url).unwrap();
+    struct DropAfter(String);
+    impl Drop for DropAfter {
+        fn drop(&mut self) {
+            if let Ok(c) = MilvusCollection::connect(&self.0) {
+                let _ = c.drop_collection();
+            }
+        }
+    }
+    Some((c, DropAfter(url)))
+}
+
+#[test]
+fn milvus_with_hnsw() {
+    if let Some((c, _cleanup)) = milvus("") {
+        suite(&c, false);
+    }
+}
+
+#[test]
+fn milvus_with_flat_ranks_exactly() {
+    if let Some((c, _cleanup)) = milvus("?index=flat") {
+        suite(&c, true);
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let err = MilvusCollection::connect("milvus://127.0.0.1:1/photos")
+        .err()
+        .expect("nothing listens on port 1")
+        .to_string();
+    assert!(
+        err.contains("cannot reach Milvus at milvus://127.0.0.1:1/photos"),
+        "{err}"
+    );
+}

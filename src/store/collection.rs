@@ -1,0 +1,233 @@
+//! The storage trait: a collection of embeddings with the files they came from, as every
+//! backend keeps it. Two implementations: [`LocalCollection`] (this crate's sled catalog,
+//! published views and HNSW graph, in one directory) and Milvus (`clipsearch-milvus`, for
+//! collections that outgrow one machine). One test suite runs against both
+//! (`tests/collection.rs`).
+//!
+//! Files are named by a *source* (the machine or root label that indexed them) and their path
+//! on it, so that results say where a file lives when many machines feed one collection.
+//! Writes are idempotent upserts keyed by (source, path): repeating a batch after a crash
+//! leaves the same collection, never duplicates. Vectors are unit length and scored by dot
+//! product (cosine).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::model::ModelIdentity;
+
+/// One file's embedding, as it goes into a collection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    pub source: String,
+    pub path: String,
+    pub vector: Vec<f32>,
+}
+
+/// A search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Found {
+    pub source: String,
+    pub path: String,
+    pub score: f32,
+}
+
+/// Which files a search may return.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    /// Only files from this source.
+    pub source: Option<String>,
+    /// Only paths starting with this prefix (a folder, ending in `/`).
+    pub prefix: Option<String>,
+}
+
+/// A stable key for a file: the same on every machine and every run, unique across sources
+/// (64 bits of SHA-256; Milvus's primary keys are signed, so the top bit is cleared).
+pub fn key_of(source: &str, path: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    let d = h.finalize();
+    (u64::from_be_bytes(d[..8].try_into().expect("8 bytes")) >> 1) as i64
+}
+
+/// A collection of embeddings. Implementations are cheap to share across threads; every call
+/// blocks until the backend has answered.
+pub trait Collection: Send + Sync {
+    /// Where it is, for messages (`/path/to/index`, `milvus://host:19530/photos`).
+    fn location(&self) -> String;
+    /// The model its vectors were embedded with; None while empty and unclaimed.
+    fn model(&self) -> Result<Option<ModelIdentity>>;
+    /// Records `model` for an unclaimed collection; refuses another model than the recorded
+    /// one, as a local index does.
+    fn claim(&self, model: &ModelIdentity) -> Result<()>;
+    /// Inserts or replaces these files.
+    fn upsert(&self, items: &[Item]) -> Result<()>;
+    /// Removes these (source, path) files; absent ones are ignored.
+    fn remove(&self, files: &[(String, String)]) -> Result<()>;
+    /// The best `k` files in `scope`, best first.
+    fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>>;
+    /// Files held.
+    fn count(&self) -> Result<usize>;
+    /// Every (source, path) held.
+    fn files(&self) -> Result<Vec<(String, String)>>;
+    /// Makes everything written so far durable and visible to every reader.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Refuses `model` when the collection was claimed by another (the words a local index uses).
+pub fn check_claim(location: &str, recorded: &ModelIdentity, model: &ModelIdentity) -> Result<()> {
+    if recorded.same_model(model) && recorded.dim == model.dim {
+        return Ok(());
+    }
+    Err(Error::Index(format!(
+        "the collection {location} was built with model {} ({} dimensions), not {} ({} \
+         dimensions): their embeddings are not comparable. Pass `--model {}` to use it, or \
+         another collection",
+        recorded.name, recorded.dim, model.name, model.dim, recorded.name
+    )))
+}
+
+/// Today's local store behind the trait: files are catalogued under `/SOURCE/PATH`, so the
+/// views, the graph and the exact scan serve collections fed by several sources unchanged.
+pub struct LocalCollection {
+    dir: std::path::PathBuf,
+    store: super::Store,
+}
+
+impl LocalCollection {
+    /// Opens (creating) the local collection in `dir`. It is that directory's one writer.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(LocalCollection {
+            dir: dir.to_path_buf(),
+            store: super::Store::open(dir, None)?,
+        })
+    }
+
+    fn catalog_path(source: &str, path: &str) -> std::path::PathBuf {
+        format!("/{source}/{}", path.trim_start_matches('/')).into()
+    }
+
+    fn split(catalog: &Path) -> (String, String) {
+        let s = catalog.to_string_lossy();
+        let rest = s.trim_start_matches('/');
+        match rest.split_once('/') {
+            Some((source, path)) => (source.to_string(), format!("/{path}")),
+            None => (rest.to_string(), String::new()),
+        }
+    }
+}
+
+impl Collection for LocalCollection {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn model(&self) -> Result<Option<ModelIdentity>> {
+        self.store.model()
+    }
+
+    fn claim(&self, model: &ModelIdentity) -> Result<()> {
+        match self.store.model()? {
+            Some(m) => check_claim(&self.location(), &m, model),
+            None => self.store.set_model(model),
+        }
+    }
+
+    fn upsert(&self, items: &[Item]) -> Result<()> {
+        let mut entries = Vec::with_capacity(items.len());
+        for it in items {
+            let path = Self::catalog_path(&it.source, &it.path);
+            let bytes = super::f32_to_bytes(&it.vector);
+            let id = match self.store.file(&path)? {
+                Some(r) => r.id,
+                None => self.store.new_id()?,
+            };
+            entries.push(super::NewEntry {
+                record: super::FileRecord {
+                    id,
+                    size: 0,
+                    mtime_ns: 0,
+                    hash: super::content_hash(&bytes),
+                    width: 0,
+                    height: 0,
+                    raw: None,
+                    meta: None,
+                },
+                path,
+                embedding: Some(it.vector.clone()),
+            });
+        }
+        self.store.commit(&entries)
+    }
+
+    fn remove(&self, files: &[(String, String)]) -> Result<()> {
+        for (source, path) in files {
+            self.store.remove_file(&Self::catalog_path(source, path))?;
+        }
+        self.store.collect_garbage()?;
+        self.store.flush()
+    }
+
+    fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>> {
+        self.flush()?;
+        let index = match crate::index::SearchIndex::open(&self.dir) {
+            Err(Error::NoView(_)) => return Ok(Vec::new()),
+            other => other?,
+        };
+        let view = index.view();
+        let keep = |id: u64| {
+            view.row_of_id(id).is_some_and(|row| {
+                let (source, path) = Self::split(view.path(row));
+                scope.source.as_ref().is_none_or(|s| *s == source)
+                    && scope
+                        .prefix
+                        .as_ref()
+                        .is_none_or(|p| path.starts_with(p.as_str()))
+            })
+        };
+        Ok(index
+            .search(query, k, &keep)
+            .into_iter()
+            .filter_map(|h| {
+                let row = view.row_of_id(h.id)?;
+                let (source, path) = Self::split(view.path(row));
+                Some(Found {
+                    source,
+                    path,
+                    score: h.score,
+                })
+            })
+            .collect())
+    }
+
+    fn count(&self) -> Result<usize> {
+        Ok(self.store.file_count())
+    }
+
+    fn files(&self) -> Result<Vec<(String, String)>> {
+        self.store
+            .files()
+            .map(|f| f.map(|(p, _)| Self::split(&p)))
+            .collect()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.store.flush()?;
+        // Publish what readers do not see yet (a view is what searches read).
+        let stale = match super::view::read_manifest(&self.dir)? {
+            None => self.store.file_count() > 0 || self.store.model()?.is_some(),
+            Some(v) => v.count != self.store.file_count() || self.store.max_id()? != v.max_id,
+        };
+        if stale {
+            crate::index::publish(
+                &self.store,
+                crate::index::GraphPolicy::Update {
+                    threshold: crate::index::HNSW_THRESHOLD,
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
