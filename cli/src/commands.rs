@@ -52,19 +52,35 @@ impl ModelArg {
 #[derive(Args, Clone)]
 pub struct IndexArg {
     /// Index directory (default: $XDG_DATA_HOME/clipsearch/index, i.e.
-    /// ~/.local/share/clipsearch/index).
-    #[arg(long = "index", env = "CLIPSEARCH_INDEX", value_name = "DIR")]
+    /// ~/.local/share/clipsearch/index), or a shared Milvus collection:
+    /// milvus://HOST:PORT/COLLECTION (milvus+https:// for TLS; token in
+    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search` and `similar`.
+    #[arg(long = "index", env = "CLIPSEARCH_INDEX", value_name = "DIR|URL")]
     pub index: Option<PathBuf>,
 }
 
 impl IndexArg {
+    /// The local index directory; a Milvus URL is refused with what it supports.
     pub fn path(&self) -> Result<PathBuf> {
+        if let Some(url) = self.milvus_url() {
+            return Err(clipsearch::Error::Index(format!(
+                "this command works on a local index; the shared collection {url} is for \
+                 `index`, `search` and `similar` (so far): pass a local --index DIR"
+            ))
+            .into());
+        }
         match &self.index {
             Some(p) => Ok(p.clone()),
             None => dirs::data_dir()
                 .map(|d| d.join("clipsearch").join("index"))
                 .ok_or_else(|| anyhow::anyhow!("no home directory: pass --index DIR")),
         }
+    }
+
+    /// The Milvus collection URL, when --index names one.
+    pub fn milvus_url(&self) -> Option<String> {
+        let s = self.index.as_ref()?.to_str()?;
+        clipsearch_milvus::is_url(s).then(|| s.to_string())
     }
 }
 

@@ -48,9 +48,28 @@ pub struct IndexArgs {
     /// is also kept under about 5% of the run's time, whatever this says.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub publish_interval: f64,
+    /// With a Milvus --index: the label this machine's files carry in the shared collection
+    /// (results show it with each path) [default: this machine's host name].
+    #[arg(long, value_name = "LABEL")]
+    pub source: Option<String>,
+    /// With a Milvus --index: this machine's local catalog of what it indexed and pushed
+    /// (incremental state: reruns cost a stat per unchanged file) [default:
+    /// $XDG_DATA_HOME/clipsearch/catalogs/HOST_PORT_COLLECTION].
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// This machine's name, the default source label.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
@@ -66,11 +85,35 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
             eprintln!("\nclipsearch: stopping after the current batch (Ctrl-C again to quit now)");
         });
     }
-    let dir = args.index.path()?;
-    // Without --model, an existing index keeps the model it was built with.
+    // A shared collection: reached before any work (an unreachable server is said at once),
+    // fed from this machine's local catalog.
+    let remote = match args.index.milvus_url() {
+        Some(url) => Some(clipsearch_milvus::MilvusCollection::connect(&url)?),
+        None => None,
+    };
+    let dir = match &remote {
+        None => args.index.path()?,
+        Some(c) => match &args.catalog {
+            Some(d) => d.clone(),
+            None => {
+                let l = c.location_of();
+                dirs::data_dir()
+                    .ok_or_else(|| anyhow::anyhow!("no home directory: pass --catalog DIR"))?
+                    .join("clipsearch/catalogs")
+                    .join(format!("{}_{}_{}", l.host, l.port, l.collection))
+            }
+        },
+    };
+    // Without --model, an existing index (or collection) keeps the model it was built with.
+    let remote_model = || {
+        use clipsearch::store::collection::Collection;
+        remote.as_ref()?.model().ok().flatten().map(|m| m.name)
+    };
     let spec = match (&args.model.model, args.rebuild) {
         (Some(m), _) => m.clone(),
-        (None, false) => recorded_model(&dir).unwrap_or_else(|| args.model.spec().to_string()),
+        (None, false) => recorded_model(&dir)
+            .or_else(remote_model)
+            .unwrap_or_else(|| args.model.spec().to_string()),
         (None, true) => args.model.spec().to_string(),
     };
     let files = resolve(&spec)?;
@@ -103,12 +146,45 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     if args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
+    if let Some(c) = &remote {
+        // Refuse another model before spending hours embedding for it.
+        use clipsearch::store::collection::Collection;
+        c.claim(&identity)?;
+    }
     let summary = index(&store, &files, &opts, &progress, &stop)?;
+    let pushed = match &remote {
+        Some(c) if !summary.interrupted => {
+            let source = args.source.clone().unwrap_or_else(host_name);
+            Some(clipsearch_indexer::push::push(
+                &store, c, &source, &progress, &stop,
+            )?)
+        }
+        _ => None,
+    };
     progress.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        let mut v = serde_json::to_value(&summary)?;
+        if let Some(p) = &pushed {
+            v["push"] = serde_json::to_value(p)?;
+        }
+        println!("{v}");
     } else {
         print_summary(&summary, verbose, &dir);
+        if let (Some(p), Some(c)) = (&pushed, &remote) {
+            use clipsearch::store::collection::Collection;
+            println!(
+                "pushed {} and removed {} in {} ({} files from this machine there{})",
+                p.pushed,
+                p.removed,
+                c.location(),
+                p.held,
+                if p.retries > 0 {
+                    format!(", {} requests retried", p.retries)
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
     Ok(if summary.interrupted {
         exit::INTERRUPTED

@@ -184,6 +184,10 @@ fn print_matches(matches: &[Match], r: &ResultArgs, dated: bool) -> Result<()> {
                 });
                 line.push_str(&format!("{when:<16}  "));
             }
+            if let Some(source) = &m.source {
+                line.push_str(source);
+                line.push(':');
+            }
             line.push_str(&m.path.display().to_string());
             if dated {
                 if let Some(place) = &m.place {
@@ -253,6 +257,18 @@ fn options(r: &ResultArgs, inline: &expr::ParsedQuery) -> Result<SearchOptions, 
     })
 }
 
+/// A searcher on the shared collection --index names, if it names one.
+fn remote(r: &ResultArgs) -> Result<Option<clipsearch_query::remote::RemoteSearcher>> {
+    let Some(url) = r.index.milvus_url() else {
+        return Ok(None);
+    };
+    let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
+    Ok(Some(clipsearch_query::remote::RemoteSearcher::open(
+        Box::new(collection),
+        r.model.model.as_deref(),
+    )?))
+}
+
 fn usage(e: impl std::fmt::Display, command: &str) -> Result<i32> {
     eprintln!("clipsearch: {e} (see `clipsearch {command} --help`)");
     Ok(exit::USAGE)
@@ -273,6 +289,14 @@ pub fn search(args: SearchArgs) -> Result<i32> {
         Ok(o) => o,
         Err(e) => return usage(e, "search"),
     };
+    if let Some(mut remote) = remote(&args.results)? {
+        if parsed.terms.is_empty() {
+            return usage("a shared collection is searched by text or image", "search");
+        }
+        let query = remote.embed_terms(&parsed.terms)?;
+        print_matches(&remote.search(&query, &opts)?, &args.results, false)?;
+        return Ok(exit::OK);
+    }
     let mut searcher = Searcher::open(
         &args.results.index.path()?,
         args.results.model.model.as_deref(),
@@ -293,6 +317,11 @@ pub fn similar(args: SimilarArgs) -> Result<i32> {
         Ok(o) => o,
         Err(e) => return usage(e, "similar"),
     };
+    if let Some(mut remote) = remote(&args.results)? {
+        let query = remote.embed_image(&args.path)?;
+        print_matches(&remote.search(&query, &opts)?, &args.results, false)?;
+        return Ok(exit::OK);
+    }
     let mut searcher = Searcher::open(
         &args.results.index.path()?,
         args.results.model.model.as_deref(),

@@ -19,8 +19,28 @@ use clipsearch::store::{ContentHash, Store};
 use clipsearch::Error;
 use serde::Serialize;
 
-/// Files per request.
+/// Files per request (`CLIPSEARCH_PUSH_BATCH` overrides it).
 const BATCH: usize = 256;
+
+fn batch_size() -> usize {
+    std::env::var("CLIPSEARCH_PUSH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(BATCH)
+}
+
+/// Fault injection for the crash tests: with `CLIPSEARCH_TEST_ABORT_PUSH=K`, the process
+/// aborts (as `kill -9` would stop it) right after the collection acknowledged the K-th
+/// upsert and before this machine recorded it: the worst moment for consistency.
+fn abort_after(upserts: usize) {
+    let k = std::env::var("CLIPSEARCH_TEST_ABORT_PUSH")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    if k == Some(upserts) {
+        std::process::abort();
+    }
+}
 /// Waits before the retries of a failed request (then the push stops).
 const BACKOFF: [Duration; 3] = [
     Duration::from_millis(500),
@@ -106,7 +126,8 @@ pub fn push(
         ))
     };
     let name = |p: &PathBuf| p.to_string_lossy().into_owned();
-    for batch in upserts.chunks(BATCH) {
+    let (size, mut requests) = (batch_size(), 0);
+    for batch in upserts.chunks(size) {
         if stop.load(Ordering::Relaxed) {
             return Ok(summary);
         }
@@ -123,13 +144,15 @@ pub fn push(
         }
         with_retries("upsert", &mut summary.retries, || collection.upsert(&items))
             .map_err(|e| lost(summary.pushed + summary.removed, e))?;
+        requests += 1;
+        abort_after(requests);
         let marks: Vec<(PathBuf, Option<ContentHash>)> =
             batch.iter().map(|(p, h)| (p.clone(), Some(*h))).collect();
         store.set_pushed(&marks)?;
         summary.pushed += batch.len();
         progress.inc(batch.len() as u64);
     }
-    for batch in removals.chunks(BATCH) {
+    for batch in removals.chunks(size) {
         if stop.load(Ordering::Relaxed) {
             return Ok(summary);
         }

@@ -348,10 +348,21 @@ impl Collection for MilvusCollection {
     }
 
     fn claim(&self, model: &ModelIdentity) -> Result<()> {
-        match self.model()? {
-            Some(m) => check_claim(&self.location.url(), &m, model),
-            None => self.create(model),
+        if let Some(m) = self.model()? {
+            return check_claim(&self.location.url(), &m, model);
         }
+        let Err(e) = self.create(model) else {
+            return Ok(());
+        };
+        // Another machine may have created it at the same moment: then its model decides.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(m)) = self.model() {
+                return check_claim(&self.location.url(), &m, model);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(e)
     }
 
     fn upsert(&self, items: &[Item]) -> Result<()> {
@@ -441,14 +452,12 @@ impl Collection for MilvusCollection {
                 .rows()
                 .map_err(|e| sdk_err(&self.location, "search", e))?
             {
-                let read = || -> std::result::Result<Found, milvus::v2::error::Error> {
-                    Ok(Found {
-                        source: row.get_str("source")?.to_string(),
-                        path: row.get_str("path")?.to_string(),
-                        score: row.get_f32("score")?,
-                    })
-                };
-                out.push(read().map_err(|e| sdk_err(&self.location, "search", e))?);
+                let e = |e| sdk_err(&self.location, "search", e);
+                out.push(Found {
+                    source: row.get_str("source").map_err(e)?.to_string(),
+                    path: row.get_str("path").map_err(e)?.to_string(),
+                    score: row.get_f32("score").map_err(e)?,
+                });
             }
         }
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -506,18 +515,14 @@ impl Collection for MilvusCollection {
                 .runtime
                 .block_on(self.client.query(req))
                 .map_err(|e| sdk_err(l, "query", e))?;
-            let rows: Vec<(String, String)> = response
-                .results()
-                .rows()
-                .map_err(|e| sdk_err(l, "query", e))?
-                .map(|row| {
-                    Ok((
-                        row.get_str("source")?.to_string(),
-                        row.get_str("path")?.to_string(),
-                    ))
-                })
-                .collect::<std::result::Result<_, milvus::v2::error::Error>>()
-                .map_err(|e| sdk_err(l, "query", e))?;
+            let e = |e| sdk_err(l, "query", e);
+            let mut rows: Vec<(String, String)> = Vec::new();
+            for row in response.results().rows().map_err(e)? {
+                rows.push((
+                    row.get_str("source").map_err(e)?.to_string(),
+                    row.get_str("path").map_err(e)?.to_string(),
+                ));
+            }
             if rows.len() as i64 >= PAGE && hi - lo > 1 {
                 let mid = lo + (hi - lo) / 2;
                 ranges.push((lo, mid));

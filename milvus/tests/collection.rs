@@ -66,7 +66,7 @@ fn identity(name: &str, dim: usize) -> ModelIdentity {
 }
 
 fn file(i: usize) -> (String, String) {
-    let source = if i % 2 == 0 { "alpha" } else { "beta" };
+    let source = if i.is_multiple_of(2) { "alpha" } else { "beta" };
     (source.to_string(), format!("/photos/{i:05}.jpg"))
 }
 

@@ -1,0 +1,139 @@
+//! Insert throughput and query latency of both storage backends, side by side in one run:
+//! the local store and Milvus (the server `CLIPSEARCH_TEST_MILVUS` names, e.g. milvus-lite),
+//! 100k x 512 clustered unit vectors (`BENCH_N` changes the count), upserted in batches of
+//! 1,000, then 200 held-out top-10 queries, one at a time (p50/p99 latency), and recall@10
+//! against brute force.
+//! Run: `CLIPSEARCH_TEST_MILVUS=127.0.0.1:19531 cargo bench -p clipsearch-milvus --bench collection`
+
+use std::time::Instant;
+
+use clipsearch::model::ModelIdentity;
+use clipsearch::store::collection::{Collection, Item, LocalCollection, Scope};
+
+const DIM: usize = 512;
+
+fn vectors(n: usize) -> Vec<Vec<f32>> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let norm = |v: &mut Vec<f32>| {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+    };
+    let centres: Vec<Vec<f32>> = (0..1000)
+        .map(|_| {
+            let mut c: Vec<f32> = (0..DIM).map(|_| next()).collect();
+            norm(&mut c);
+            c
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut v: Vec<f32> = centres[i % 1000]
+                .iter()
+                .map(|x| x + 0.08 * next())
+                .collect();
+            norm(&mut v);
+            v
+        })
+        .collect()
+}
+
+fn run(c: &dyn Collection, vs: &[Vec<f32>], queries: &[Vec<f32>]) {
+    c.claim(&ModelIdentity {
+        name: "bench".into(),
+        fingerprint: "bench".into(),
+        legacy_fingerprint: None,
+        dim: DIM,
+        preprocess_version: 1,
+        decode: "exact".into(),
+        precision: "f32".into(),
+    })
+    .unwrap();
+    let items: Vec<Item> = vs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Item {
+            source: "bench".into(),
+            path: format!("/photos/{i:06}.jpg"),
+            vector: v.clone(),
+        })
+        .collect();
+    let t = Instant::now();
+    for batch in items.chunks(1000) {
+        c.upsert(batch).unwrap();
+    }
+    let upsert = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    c.flush().unwrap();
+    // The first query waits for whatever the backend still builds (its index, a view).
+    c.search(&queries[0], 10, &Scope::default()).unwrap();
+    let ready = t.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    let (mut found, mut total) = (0, 0);
+    for q in queries {
+        let t = Instant::now();
+        let hits = c.search(q, 10, &Scope::default()).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        let mut truth: Vec<(f32, usize)> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum(), i))
+            .collect();
+        truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want: Vec<String> = truth[..10]
+            .iter()
+            .map(|t| format!("/photos/{:06}.jpg", t.1))
+            .collect();
+        found += hits.iter().filter(|h| want.contains(&h.path)).count();
+        total += 10;
+    }
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| times[((times.len() - 1) as f64 * p) as usize];
+    println!(
+        "{}: {} vectors upserted in {upsert:.1} s ({:.0} rows/s); flush + ready for queries {ready:.1} s; \
+         top-10 latency p50 {:.1} ms, p99 {:.1} ms ({} queries); recall@10 {:.3}",
+        c.location(),
+        vs.len(),
+        vs.len() as f64 / upsert,
+        pct(0.5),
+        pct(0.99),
+        queries.len(),
+        found as f64 / total as f64
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let vs = vectors(n);
+    let queries: Vec<Vec<f32>> = (0..200)
+        .map(|i| {
+            let mut q: Vec<f32> = vs[(i * 7919 + 13) % n]
+                .iter()
+                .enumerate()
+                .map(|(j, x)| x + 0.02 * (((i * 31 + j) % 7) as f32 - 3.0) / 3.0)
+                .collect();
+            let norm = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+            q.iter_mut().for_each(|x| *x /= norm);
+            q
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    run(&LocalCollection::open(dir.path()).unwrap(), &vs, &queries);
+    match std::env::var("CLIPSEARCH_TEST_MILVUS") {
+        Err(_) => println!("Milvus: skipped (set CLIPSEARCH_TEST_MILVUS=HOST:PORT)"),
+        Ok(addr) => {
+            let url = format!("milvus://{addr}/bench_{}", std::process::id());
+            let c = clipsearch_milvus::MilvusCollection::connect(&url).unwrap();
+            run(&c, &vs, &queries);
+            c.drop_collection().unwrap();
+        }
+    }
+}
