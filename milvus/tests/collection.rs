@@ -107,6 +107,23 @@ fn suite(c: &dyn Collection, exact: bool) {
     c.flush().unwrap();
     assert_eq!(c.count().unwrap(), N, "{where_}: no duplicates");
 
+    // Replacing a file's vector is seen by the next search (no count changes).
+    let moved = Item {
+        source: "alpha".into(),
+        path: "/photos/00000.jpg".into(),
+        vector: vs[5000].clone(),
+    };
+    c.upsert(std::slice::from_ref(&moved)).unwrap();
+    c.flush().unwrap();
+    let hits = c.search(&vs[5000], 2, &Scope::default()).unwrap();
+    assert!(
+        hits.iter().any(|h| h.path == "/photos/00000.jpg"),
+        "{where_}: {hits:?}"
+    );
+    c.upsert(&items[..1]).unwrap();
+    c.flush().unwrap();
+    assert_eq!(c.count().unwrap(), N, "{where_}");
+
     // A stored vector finds itself first.
     for i in [0, 4321, N - 1] {
         let hits = c.search(&vs[i], 5, &Scope::default()).unwrap();

@@ -94,6 +94,10 @@ pub fn check_claim(location: &str, recorded: &ModelIdentity, model: &ModelIdenti
 pub struct LocalCollection {
     dir: std::path::PathBuf,
     store: super::Store,
+    /// The view searched last, kept while no newer one is published.
+    index: std::sync::Mutex<Option<crate::index::SearchIndex>>,
+    /// Written since the last publication (a replaced vector changes no count).
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 impl LocalCollection {
@@ -102,7 +106,29 @@ impl LocalCollection {
         Ok(LocalCollection {
             dir: dir.to_path_buf(),
             store: super::Store::open(dir, None)?,
+            index: std::sync::Mutex::new(None),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Publishes a view when readers would not see everything written (no fsync: that is
+    /// `flush`'s).
+    fn publish_if_stale(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let stale = self.dirty.swap(false, Ordering::SeqCst)
+            || match super::view::read_manifest(&self.dir)? {
+                None => self.store.file_count() > 0,
+                Some(v) => v.count != self.store.file_count() || self.store.max_id()? != v.max_id,
+            };
+        if stale {
+            crate::index::publish(
+                &self.store,
+                crate::index::GraphPolicy::Update {
+                    threshold: crate::index::HNSW_THRESHOLD,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     fn catalog_path(source: &str, path: &str) -> std::path::PathBuf {
@@ -140,10 +166,9 @@ impl Collection for LocalCollection {
         for it in items {
             let path = Self::catalog_path(&it.source, &it.path);
             let bytes = super::f32_to_bytes(&it.vector);
-            let id = match self.store.file(&path)? {
-                Some(r) => r.id,
-                None => self.store.new_id()?,
-            };
+            // A new id even for a file already held: a view's rows are immutable per id (the
+            // next publication copies an id's vector from the previous view).
+            let id = self.store.new_id()?;
             entries.push(super::NewEntry {
                 record: super::FileRecord {
                     id,
@@ -159,10 +184,12 @@ impl Collection for LocalCollection {
                 embedding: Some(it.vector.clone()),
             });
         }
+        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
         self.store.commit(&entries)
     }
 
     fn remove(&self, files: &[(String, String)]) -> Result<()> {
+        self.dirty.store(true, std::sync::atomic::Ordering::SeqCst);
         for (source, path) in files {
             self.store.remove_file(&Self::catalog_path(source, path))?;
         }
@@ -171,10 +198,17 @@ impl Collection for LocalCollection {
     }
 
     fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>> {
-        self.flush()?;
-        let index = match crate::index::SearchIndex::open(&self.dir) {
-            Err(Error::NoView(_)) => return Ok(Vec::new()),
-            other => other?,
+        self.publish_if_stale()?;
+        let generation = super::view::read_manifest(&self.dir)?.map(|m| m.generation);
+        let mut cached = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.as_ref().map(|i| i.view().generation()) != generation {
+            *cached = match crate::index::SearchIndex::open(&self.dir) {
+                Err(Error::NoView(_)) => return Ok(Vec::new()),
+                other => Some(other?),
+            };
+        }
+        let Some(index) = cached.as_ref() else {
+            return Ok(Vec::new());
         };
         let view = index.view();
         let keep = |id: u64| {
@@ -215,19 +249,7 @@ impl Collection for LocalCollection {
 
     fn flush(&self) -> Result<()> {
         self.store.flush()?;
-        // Publish what readers do not see yet (a view is what searches read).
-        let stale = match super::view::read_manifest(&self.dir)? {
-            None => self.store.file_count() > 0 || self.store.model()?.is_some(),
-            Some(v) => v.count != self.store.file_count() || self.store.max_id()? != v.max_id,
-        };
-        if stale {
-            crate::index::publish(
-                &self.store,
-                crate::index::GraphPolicy::Update {
-                    threshold: crate::index::HNSW_THRESHOLD,
-                },
-            )?;
-        }
-        Ok(())
+        // And what readers see: a view is what searches read.
+        self.publish_if_stale()
     }
 }
