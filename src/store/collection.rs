@@ -103,24 +103,24 @@ pub struct LocalCollection {
 impl LocalCollection {
     /// Opens (creating) the local collection in `dir`. It is that directory's one writer.
     pub fn open(dir: &Path) -> Result<Self> {
+        let store = super::Store::open(dir, None)?;
+        // Whether readers see all of it (once here: counting sled's files is a full scan).
+        let stale = match super::view::read_manifest(dir)? {
+            None => store.file_count() > 0,
+            Some(v) => v.count != store.file_count() || store.max_id()? != v.max_id,
+        };
         Ok(LocalCollection {
             dir: dir.to_path_buf(),
-            store: super::Store::open(dir, None)?,
+            store,
             index: std::sync::Mutex::new(None),
-            dirty: std::sync::atomic::AtomicBool::new(false),
+            dirty: std::sync::atomic::AtomicBool::new(stale),
         })
     }
 
     /// Publishes a view when readers would not see everything written (no fsync: that is
     /// `flush`'s).
     fn publish_if_stale(&self) -> Result<()> {
-        use std::sync::atomic::Ordering;
-        let stale = self.dirty.swap(false, Ordering::SeqCst)
-            || match super::view::read_manifest(&self.dir)? {
-                None => self.store.file_count() > 0,
-                Some(v) => v.count != self.store.file_count() || self.store.max_id()? != v.max_id,
-            };
-        if stale {
+        if self.dirty.swap(false, std::sync::atomic::Ordering::SeqCst) {
             crate::index::publish(
                 &self.store,
                 crate::index::GraphPolicy::Update {
@@ -211,18 +211,28 @@ impl Collection for LocalCollection {
             return Ok(Vec::new());
         };
         let view = index.view();
-        let keep = |id: u64| {
-            view.row_of_id(id).is_some_and(|row| {
-                let (source, path) = Self::split(view.path(row));
-                scope.source.as_ref().is_none_or(|s| *s == source)
-                    && scope
-                        .prefix
-                        .as_ref()
-                        .is_none_or(|p| path.starts_with(p.as_str()))
-            })
+        let hits = if *scope == Scope::default() {
+            index.search(query, k, &|_| true)
+        } else {
+            // On the catalog path `/SOURCE/PATH`, without allocating per candidate (the exact
+            // scan asks about every file).
+            let source = scope.source.as_ref().map(|s| format!("/{s}/"));
+            let prefix = scope.prefix.as_deref().map(|p| p.trim_start_matches('/'));
+            let keep = |id: u64| {
+                let Some(row) = view.row_of_id(id) else {
+                    return false;
+                };
+                use std::os::unix::ffi::OsStrExt;
+                let p = view.path(row).as_os_str().as_bytes();
+                let Some(cut) = p.iter().skip(1).position(|&b| b == b'/').map(|i| i + 2) else {
+                    return false;
+                };
+                source.as_ref().is_none_or(|s| p.starts_with(s.as_bytes()))
+                    && prefix.is_none_or(|pre| p[cut..].starts_with(pre.as_bytes()))
+            };
+            index.search(query, k, &keep)
         };
-        Ok(index
-            .search(query, k, &keep)
+        Ok(hits
             .into_iter()
             .filter_map(|h| {
                 let row = view.row_of_id(h.id)?;
