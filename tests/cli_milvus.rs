@@ -116,6 +116,19 @@ fn two_machines_one_collection_renames_deletes_and_crashes() {
         assert_eq!(seen.get(w), Some(&1), "{w:?} exactly once");
     }
 
+    // stats counts every machine's files.
+    let out = run(clipsearch().args(["stats", "--json", "--index", &url]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json_lines(&out)[0]["files"], 36);
+    // Commands that need a local index say so.
+    let out = run(clipsearch().args(["dupes", "--index", &url]));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        stderr(&out).contains("works on a local index"),
+        "{}",
+        stderr(&out)
+    );
+
     // A rerun with nothing changed pushes nothing.
     let out = run(&mut indexer(&a, &url, "alpha", &cat_a));
     let summary = &json_lines(&out)[0];

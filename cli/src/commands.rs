@@ -54,7 +54,7 @@ pub struct IndexArg {
     /// Index directory (default: $XDG_DATA_HOME/clipsearch/index, i.e.
     /// ~/.local/share/clipsearch/index), or a shared Milvus collection:
     /// milvus://HOST:PORT/COLLECTION (milvus+https:// for TLS; token in
-    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search` and `similar`.
+    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search`, `similar` and `stats`.
     #[arg(long = "index", env = "CLIPSEARCH_INDEX", value_name = "DIR|URL")]
     pub index: Option<PathBuf>,
 }
@@ -65,7 +65,7 @@ impl IndexArg {
         if let Some(url) = self.milvus_url() {
             return Err(clipsearch::Error::Index(format!(
                 "this command works on a local index; the shared collection {url} is for \
-                 `index`, `search` and `similar` (so far): pass a local --index DIR"
+                 `index`, `search`, `similar` and `stats` (so far): pass a local --index DIR"
             ))
             .into());
         }

@@ -21,7 +21,39 @@ pub struct StatsArgs {
     pub index: IndexArg,
 }
 
+/// A shared collection: what it holds, from every machine.
+fn remote(url: &str, json: bool) -> Result<i32> {
+    use clipsearch::store::collection::Collection;
+    let c = clipsearch_milvus::MilvusCollection::connect(url)?;
+    let files = c.count()?;
+    let model = c.model()?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let line = serde_json::json!({
+            "index": c.location(),
+            "files": files,
+            "model": model.as_ref().map(|m| &m.name),
+            "dim": model.as_ref().map(|m| m.dim),
+        });
+        writeln!(out, "{line}")?;
+    } else {
+        writeln!(out, "index      {}", c.location())?;
+        writeln!(
+            out,
+            "files      {files} (from every machine that pushes to it)"
+        )?;
+        match &model {
+            Some(m) => writeln!(out, "model      {} ({} dimensions)", m.name, m.dim)?,
+            None => writeln!(out, "model      none yet: nothing was indexed into it")?,
+        }
+    }
+    Ok(exit::OK)
+}
+
 pub fn run(args: StatsArgs) -> Result<i32> {
+    if let Some(url) = args.index.milvus_url() {
+        return remote(&url, args.json);
+    }
     let dir = args.index.path()?;
     let index = clipsearch_query::open_view(&dir)?;
     let view = index.view();
