@@ -210,7 +210,8 @@ impl Store {
         // sled releases its lock from a background thread once the last handle is gone: a
         // reopen right after a close (ours, or a holder that just exited and removed its
         // holder.json) can find it still held for a moment.
-        for _ in 0..40 {
+        // (Up to 10 s: on a loaded machine that thread can be slow to run.)
+        for _ in 0..200 {
             match &attempt {
                 Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
