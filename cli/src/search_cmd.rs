@@ -223,26 +223,7 @@ fn preview(path: &std::path::Path) {
 /// The options, with filters from the flags and from the query text (inline ones win).
 fn options(r: &ResultArgs, inline: &expr::ParsedQuery) -> Result<SearchOptions, String> {
     let mut filter = r.filters.filter().map_err(|e| e.to_string())?;
-    for (key, value) in [
-        (
-            "after",
-            inline.filter.after.as_ref().map(|d| d.text.clone()),
-        ),
-        (
-            "before",
-            inline.filter.before.as_ref().map(|d| d.text.clone()),
-        ),
-        ("camera", inline.filter.camera.clone()),
-        ("place", inline.filter.place.clone()),
-        ("format", inline.filter.format.clone()),
-    ] {
-        if let Some(v) = value {
-            filter.set(key, &v).map_err(|e| e.to_string())?;
-        }
-    }
-    if inline.filter.near.is_some() {
-        filter.near = inline.filter.near;
-    }
+    filter.merge(&inline.filter).map_err(|e| e.to_string())?;
     let sort = match (&inline.sort, &r.sort) {
         (Some(s), _) => *s,
         (None, Some(s)) => s.parse::<SortOrder>().map_err(|e| e.to_string())?,

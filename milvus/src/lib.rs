@@ -124,6 +124,9 @@ pub struct MilvusCollection {
     location: Location,
     client: ClientV2,
     runtime: tokio::runtime::Runtime,
+    /// The collection was seen to exist: no need to ask again before every call (nothing but
+    /// `drop_collection` removes it).
+    seen: std::sync::atomic::AtomicBool,
 }
 
 fn sdk_err(location: &Location, what: &str, e: impl std::fmt::Display) -> Error {
@@ -163,6 +166,7 @@ impl MilvusCollection {
             location,
             client,
             runtime,
+            seen: std::sync::atomic::AtomicBool::new(false),
         };
         // The client connects lazily: one call proves the server answers.
         c.exists().map_err(|e| unreachable(&e))?;
@@ -178,14 +182,21 @@ impl MilvusCollection {
     }
 
     fn exists(&self) -> Result<bool> {
+        use std::sync::atomic::Ordering;
+        if self.seen.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
         let req = HasCollectionRequest::builder()
             .collection_name(self.name())
             .build()
             .map_err(|e| sdk_err(&self.location, "has_collection", e))?;
-        self.runtime
+        let exists = self
+            .runtime
             .block_on(self.client.has_collection(req))
             .map(|r| r.exists())
-            .map_err(|e| sdk_err(&self.location, "has_collection", e))
+            .map_err(|e| sdk_err(&self.location, "has_collection", e))?;
+        self.seen.store(exists, Ordering::Relaxed);
+        Ok(exists)
     }
 
     fn create(&self, model: &ModelIdentity) -> Result<()> {
@@ -296,6 +307,7 @@ impl MilvusCollection {
             .collection_name(self.name())
             .build()
             .map_err(|e| sdk_err(&self.location, "drop_collection", e))?;
+        self.seen.store(false, std::sync::atomic::Ordering::Relaxed);
         self.runtime
             .block_on(self.client.drop_collection(req))
             .map_err(|e| sdk_err(&self.location, "drop_collection", e))

@@ -246,14 +246,10 @@ impl Searcher {
             .filter(|h| opts.threshold.is_none_or(|t| h.score >= t))
             .filter_map(|h| Some(Match::of(view, view.row_of_id(h.id)?, Some(h.score))))
             .collect();
-        let taken = |m: &Match| view.row_of_id(m.id).and_then(|r| view.taken_ms(r));
-        match opts.sort {
-            SortOrder::Score => {}
-            // Undated files last either way.
-            SortOrder::Date => matches.sort_by_key(|m| (taken(m).is_none(), taken(m))),
-            SortOrder::DateDesc => {
-                matches.sort_by_key(|m| (taken(m).is_none(), std::cmp::Reverse(taken(m))))
-            }
+        if opts.sort != SortOrder::Score {
+            by_date(&mut matches, opts.sort, |m| {
+                view.row_of_id(m.id).and_then(|r| view.taken_ms(r))
+            });
         }
         Ok(matches)
     }
@@ -265,18 +261,12 @@ impl Searcher {
         let rows = self
             .candidate_rows(opts)?
             .unwrap_or_else(|| (0..view.len()).collect());
-        let mut dated: Vec<(Option<i64>, usize)> =
-            rows.into_iter().map(|r| (view.taken_ms(r), r)).collect();
-        match opts.sort {
-            SortOrder::DateDesc => {
-                dated.sort_by_key(|&(t, r)| (t.is_none(), std::cmp::Reverse(t), r))
-            }
-            _ => dated.sort_by_key(|&(t, r)| (t.is_none(), t, r)),
-        }
-        Ok(dated
+        let mut rows = rows;
+        by_date(&mut rows, opts.sort, |&r| view.taken_ms(r));
+        Ok(rows
             .into_iter()
             .take(opts.top)
-            .map(|(_, r)| Match::of(view, r, None))
+            .map(|r| Match::of(view, r, None))
             .collect())
     }
 
@@ -342,6 +332,19 @@ impl Searcher {
             c.with_camera,
         )
     }
+}
+
+/// Orders `items` by capture time, newest first for `-date`, oldest first otherwise; undated
+/// ones last either way, ties in their previous order (the sort is stable).
+fn by_date<T>(items: &mut [T], sort: SortOrder, taken: impl Fn(&T) -> Option<i64>) {
+    items.sort_by_cached_key(|item| {
+        let t = taken(item);
+        let key = match sort {
+            SortOrder::DateDesc => t.map(|t| -t),
+            _ => t,
+        };
+        (key.is_none(), key)
+    });
 }
 
 /// The view in force at `dir` (for `Searcher::open`, and readers that need no model: `stats`).

@@ -179,6 +179,26 @@ impl Filter {
             "format" => self.format = Some(value.to_string()),
             other => return Err(FilterError(format!("unknown filter `{other}`"))),
         }
+        self.check_period()
+    }
+
+    /// Adds `other`'s filters, which win where both set one (inline filters over options).
+    pub fn merge(&mut self, other: &Filter) -> Result<(), FilterError> {
+        fn keep<T: Clone>(mine: &mut Option<T>, theirs: &Option<T>) {
+            if theirs.is_some() {
+                *mine = theirs.clone();
+            }
+        }
+        keep(&mut self.after, &other.after);
+        keep(&mut self.before, &other.before);
+        keep(&mut self.camera, &other.camera);
+        keep(&mut self.place, &other.place);
+        keep(&mut self.format, &other.format);
+        keep(&mut self.near, &other.near);
+        self.check_period()
+    }
+
+    fn check_period(&self) -> Result<(), FilterError> {
         if let (Some(a), Some(b)) = (&self.after, &self.before) {
             if a.start >= b.end {
                 return Err(FilterError(format!(
@@ -188,11 +208,6 @@ impl Filter {
             }
         }
         Ok(())
-    }
-
-    /// Whether any part of the filter needs a photo's metadata.
-    pub fn needs_metadata(&self) -> bool {
-        !self.is_empty()
     }
 
     /// Says what the filter keeps, for messages: `after 2023-06, place Lisbon`.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use filter::{DateBound, Filter, SortOrder};
 pub use place::Place;
-pub use read::{format_name, read, read_file, ReadOutcome};
+pub use read::{read, read_file, ReadOutcome};
 
 /// Where the capture time came from, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ pub fn read(path: &Path, bytes: &[u8], mtime_ns: i64) -> ReadOutcome {
             meta: PhotoMeta::default(),
             warning: Some(format!("metadata: {e}")),
         });
-    out.meta.format = format.map(|f| format_name(f).to_string());
+    out.meta.format = format.map(|f| f.label().to_string());
     if out.meta.taken.is_none() {
         out.meta.taken = from_mtime(mtime_ns);
     }
@@ -55,23 +55,6 @@ pub fn read_file(path: &Path, mtime_ns: i64) -> std::io::Result<ReadOutcome> {
         f.read_to_end(&mut bytes)?;
     }
     Ok(read(path, &bytes, mtime_ns))
-}
-
-/// The name a format is filtered and shown by.
-pub fn format_name(f: Format) -> &'static str {
-    match f {
-        Format::Image(image::ImageFormat::Jpeg) => "JPEG",
-        Format::Image(image::ImageFormat::Png) => "PNG",
-        Format::Image(image::ImageFormat::WebP) => "WebP",
-        Format::Image(image::ImageFormat::Gif) => "GIF",
-        Format::Image(image::ImageFormat::Bmp) => "BMP",
-        Format::Image(image::ImageFormat::Tiff) => "TIFF",
-        Format::Image(image::ImageFormat::Tga) => "TGA",
-        Format::Image(image::ImageFormat::Pnm) => "PNM",
-        Format::Image(image::ImageFormat::Qoi) => "QOI",
-        Format::Image(image::ImageFormat::Ico) => "ICO",
-        other => other.name(),
-    }
 }
 
 fn read_inner(bytes: &[u8], format: Option<Format>) -> ReadOutcome {

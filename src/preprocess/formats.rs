@@ -35,6 +35,23 @@ pub enum Format {
 }
 
 impl Format {
+    /// The name a format is shown and filtered by: "JPEG", "PNG", "WebP", "HEIC", "DNG", ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            Format::Image(ImageFormat::Jpeg) => "JPEG",
+            Format::Image(ImageFormat::Png) => "PNG",
+            Format::Image(ImageFormat::WebP) => "WebP",
+            Format::Image(ImageFormat::Gif) => "GIF",
+            Format::Image(ImageFormat::Bmp) => "BMP",
+            Format::Image(ImageFormat::Tiff) => "TIFF",
+            Format::Image(ImageFormat::Tga) => "TGA",
+            Format::Image(ImageFormat::Pnm) => "PNM",
+            Format::Image(ImageFormat::Qoi) => "QOI",
+            Format::Image(ImageFormat::Ico) => "ICO",
+            other => other.name(),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Format::Image(f) => f.extensions_str().first().copied().unwrap_or("image"),

@@ -102,7 +102,10 @@ impl MetaSection {
     pub(crate) fn parse(map: &[u8], at: usize, len: usize, count: usize) -> Option<MetaSection> {
         let section = map.get(at..at.checked_add(len)?)?;
         let rows_len = count.checked_mul(META_ROW)?;
-        let n = u32_at(section, rows_len.checked_add(0).filter(|r| r + 4 <= len)?) as usize;
+        if rows_len.checked_add(4)? > len {
+            return None;
+        }
+        let n = u32_at(section, rows_len) as usize;
         let lens_at = rows_len + 4;
         let bytes_at = lens_at.checked_add(n.checked_mul(4)?)?;
         if bytes_at > len {
