@@ -121,7 +121,7 @@ fn two_machines_one_collection_renames_deletes_and_crashes() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json_lines(&out)[0]["files"], 36);
     // Commands that need a local index say so.
-    let out = run(clipsearch().args(["dupes", "--index", &url]));
+    let out = run(clipsearch().args(["info", "x.jpg", "--index", &url]));
     assert_eq!(out.status.code(), Some(5));
     assert!(
         stderr(&out).contains("works on a local index"),
@@ -239,6 +239,204 @@ fn two_machines_one_collection_renames_deletes_and_crashes() {
     let out = run(clipsearch().args(["search", "x", "--index", "milvus://127.0.0.1:1/nothing"]));
     assert_eq!(out.status.code(), Some(5));
     assert!(stderr(&out).contains("cannot reach Milvus at milvus://127.0.0.1:1/nothing"));
+    if let Ok(c) = clipsearch_milvus::MilvusCollection::connect(&url) {
+        let _ = c.drop_collection();
+    }
+}
+
+/// GET on a test server: status and JSON body.
+fn api(addr: &str, target: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{addr}{target}");
+    match ureq::get(&url).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("{target}: {e}"),
+    }
+}
+
+/// (source, path) of each member of each group, groups and members sorted.
+fn groups_of(lines: &[serde_json::Value], default_source: &str) -> Vec<Vec<(String, String)>> {
+    let mut groups: Vec<Vec<(String, String)>> = lines
+        .iter()
+        .map(|g| {
+            let mut members: Vec<(String, String)> = g["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    (
+                        m["source"].as_str().unwrap_or(default_source).to_string(),
+                        m["path"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            members.sort();
+            members
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+#[test]
+fn dupes_and_serve_with_watch_on_a_shared_collection() {
+    let Some(addr) = server() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    photos(&a, 8, 40);
+    photos(&b, 6, 700);
+    // The same photo on both machines: only the shared collection sees the pair.
+    std::fs::copy(a.join("p003.jpg"), b.join("copy.jpg")).unwrap();
+    let url = collection_url(&addr, "serve");
+    let (cat_a, cat_b) = (tmp.path().join("cat_a"), tmp.path().join("cat_b"));
+    for (dir, source, cat) in [(&a, "alpha", &cat_a), (&b, "beta", &cat_b)] {
+        let out = run(&mut indexer(dir, &url, source, cat));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    // dupes over every machine's files equals dupes over one local index of both folders.
+    let threshold = "0.99999";
+    let out =
+        run(clipsearch().args(["dupes", "--json", "--threshold", threshold, "--index", &url]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shared = groups_of(&json_lines(&out), "");
+    let both = tmp.path().join("both");
+    for dir in [&a, &b] {
+        support::index(dir, &both, &[]);
+    }
+    let out = run(clipsearch()
+        .args(["dupes", "--json", "--threshold", threshold, "--index"])
+        .arg(&both));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let local: Vec<Vec<String>> = groups_of(&json_lines(&out), "")
+        .into_iter()
+        .map(|g| g.into_iter().map(|m| m.1).collect())
+        .collect();
+    let a_path = |n: &str| {
+        a.canonicalize()
+            .unwrap()
+            .join(n)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let b_path = |n: &str| {
+        b.canonicalize()
+            .unwrap()
+            .join(n)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let pair = vec![
+        ("alpha".to_string(), a_path("p003.jpg")),
+        ("beta".to_string(), b_path("copy.jpg")),
+    ];
+    assert!(
+        shared.contains(&pair),
+        "the copy across machines: {shared:?}"
+    );
+    let shared_paths: Vec<Vec<String>> = shared
+        .iter()
+        .map(|g| g.iter().map(|m| m.1.clone()).collect())
+        .collect();
+    assert_eq!(shared_paths, local, "the same groups as a local index");
+    let out = run(clipsearch().args(["dupes", "--threshold", threshold, "--index", &url]));
+    assert!(
+        stdout(&out).contains(&format!("  beta:{}", b_path("copy.jpg"))),
+        "{}",
+        stdout(&out)
+    );
+
+    // A server on machine alpha, keeping alpha's folder indexed and pushed.
+    let srv = serve(
+        Path::new(&url),
+        &[
+            "--source",
+            "alpha",
+            "--catalog",
+            cat_a.to_str().unwrap(),
+            "--watch",
+            a.to_str().unwrap(),
+        ],
+    );
+    let (status, body) = api(&srv.addr, "/api/search?q=a%20photo&n=100");
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 15, "every machine's files: {body}");
+    let by = |source: &str, path: &str| {
+        results
+            .iter()
+            .find(|r| r["source"] == source && r["path"] == path)
+            .unwrap_or_else(|| panic!("{source}:{path} in {body}"))
+            .clone()
+    };
+    let mine = by("alpha", &a_path("p003.jpg"));
+    let theirs = by("beta", &b_path("copy.jpg"));
+    for r in results {
+        // Only this machine's files have a thumbnail and an image here.
+        assert_eq!(r["thumbnail"].is_string(), r["source"] == "alpha", "{r}");
+        assert_eq!(r["image"].is_string(), r["source"] == "alpha", "{r}");
+    }
+    let thumb = ureq::get(&format!(
+        "http://{}{}",
+        srv.addr,
+        mine["thumbnail"].as_str().unwrap()
+    ))
+    .call()
+    .unwrap();
+    assert_eq!(thumb.content_type(), "image/jpeg");
+    let (status, body) = api(&srv.addr, &format!("/thumb/{}", theirs["id"]));
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("lives on another machine"),
+        "{body}"
+    );
+    // Similar to the other machine's file: its copy here, first.
+    let (status, body) = api(&srv.addr, &format!("/api/similar/{}?n=3", theirs["id"]));
+    assert_eq!(status, 200, "{body}");
+    let first = &body["results"][0];
+    assert_eq!(
+        (&first["source"], &first["path"]),
+        (&mine["source"], &mine["path"]),
+        "{body}"
+    );
+    assert!(first["score"].as_f64().unwrap() > 0.9999);
+    let (_, info) = api(&srv.addr, &format!("/api/info/{}", mine["id"]));
+    assert_eq!(
+        (info["source"].as_str(), info["width"].as_u64()),
+        (Some("alpha"), Some(96)),
+        "{info}"
+    );
+    let (_, info) = api(&srv.addr, &format!("/api/info/{}", theirs["id"]));
+    assert_eq!(info["source"], "beta", "{info}");
+    let (_, stats) = api(&srv.addr, "/api/stats");
+    assert_eq!(
+        (stats["files"].as_u64(), stats["source"].as_str()),
+        (Some(15), Some("alpha"))
+    );
+    let (_, d) = api(&srv.addr, &format!("/api/dupes?threshold={threshold}"));
+    assert!(
+        d["groups"].as_array().unwrap().iter().any(|g| g
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["source"] == "beta" && m["path"] == b_path("copy.jpg").as_str())),
+        "{d}"
+    );
+
+    // --watch: a new photo on alpha reaches the collection; another process sees it.
+    write_jpeg(&a.join("new.jpg"), &photo(96, 72, 4242));
+    let wanted = ("alpha".to_string(), a_path("new.jpg"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !held(&url).contains_key(&wanted) {
+        assert!(std::time::Instant::now() < deadline, "new.jpg never pushed");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let (_, body) = api(&srv.addr, "/api/search?q=a%20photo&n=100");
+    assert_eq!(body["results"].as_array().unwrap().len(), 16, "{body}");
+    drop(srv);
     if let Ok(c) = clipsearch_milvus::MilvusCollection::connect(&url) {
         let _ = c.drop_collection();
     }

@@ -54,7 +54,8 @@ pub struct IndexArg {
     /// Index directory (default: $XDG_DATA_HOME/clipsearch/index, i.e.
     /// ~/.local/share/clipsearch/index), or a shared Milvus collection:
     /// milvus://HOST:PORT/COLLECTION (milvus+https:// for TLS; token in
-    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search`, `similar` and `stats`.
+    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search`, `similar`, `dupes`, `stats` and
+    /// `serve`.
     #[arg(long = "index", env = "CLIPSEARCH_INDEX", value_name = "DIR|URL")]
     pub index: Option<PathBuf>,
 }
@@ -65,7 +66,8 @@ impl IndexArg {
         if let Some(url) = self.milvus_url() {
             return Err(clipsearch::Error::Index(format!(
                 "this command works on a local index; the shared collection {url} is for \
-                 `index`, `search`, `similar` and `stats` (so far): pass a local --index DIR"
+                 `index`, `search`, `similar`, `dupes`, `stats` and `serve`: pass a local \
+                 --index DIR"
             ))
             .into());
         }
@@ -82,6 +84,49 @@ impl IndexArg {
         let s = self.index.as_ref()?.to_str()?;
         clipsearch_milvus::is_url(s).then(|| s.to_string())
     }
+}
+
+/// How this machine takes part in a shared collection (`index` and `serve` with a Milvus
+/// --index).
+#[derive(Args, Clone, Default)]
+pub struct SharedArgs {
+    /// With a Milvus --index: the label this machine's files carry in the shared collection
+    /// (results show it with each path) [default: this machine's host name].
+    #[arg(long, value_name = "LABEL")]
+    pub source: Option<String>,
+    /// With a Milvus --index: this machine's local catalog of what it indexed and pushed
+    /// (incremental state: reruns cost a stat per unchanged file) [default:
+    /// $XDG_DATA_HOME/clipsearch/catalogs/HOST_PORT_COLLECTION].
+    #[arg(long, value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+}
+
+impl SharedArgs {
+    /// This machine's label.
+    pub fn source(&self) -> String {
+        self.source.clone().unwrap_or_else(host_name)
+    }
+
+    /// This machine's catalog for `collection`.
+    pub fn catalog(&self, collection: &clipsearch_milvus::MilvusCollection) -> Result<PathBuf> {
+        if let Some(d) = &self.catalog {
+            return Ok(d.clone());
+        }
+        let l = collection.location_of();
+        Ok(dirs::data_dir()
+            .ok_or_else(|| anyhow::anyhow!("no home directory: pass --catalog DIR"))?
+            .join("clipsearch/catalogs")
+            .join(format!("{}_{}_{}", l.host, l.port, l.collection)))
+    }
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[derive(Subcommand)]

@@ -48,30 +48,14 @@ pub struct IndexArgs {
     /// is also kept under about 5% of the run's time, whatever this says.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub publish_interval: f64,
-    /// With a Milvus --index: the label this machine's files carry in the shared collection
-    /// (results show it with each path) [default: this machine's host name].
-    #[arg(long, value_name = "LABEL")]
-    pub source: Option<String>,
-    /// With a Milvus --index: this machine's local catalog of what it indexed and pushed
-    /// (incremental state: reruns cost a stat per unchanged file) [default:
-    /// $XDG_DATA_HOME/clipsearch/catalogs/HOST_PORT_COLLECTION].
-    #[arg(long, value_name = "DIR")]
-    pub catalog: Option<PathBuf>,
+    #[command(flatten)]
+    pub shared: crate::commands::SharedArgs,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
 /// This machine's name, the default source label.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(f).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     // First, so that a Ctrl-C during start-up already stops cleanly.
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,16 +77,7 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     };
     let dir = match &remote {
         None => args.index.path()?,
-        Some(c) => match &args.catalog {
-            Some(d) => d.clone(),
-            None => {
-                let l = c.location_of();
-                dirs::data_dir()
-                    .ok_or_else(|| anyhow::anyhow!("no home directory: pass --catalog DIR"))?
-                    .join("clipsearch/catalogs")
-                    .join(format!("{}_{}_{}", l.host, l.port, l.collection))
-            }
-        },
+        Some(c) => args.shared.catalog(c)?,
     };
     // Without --model, an existing index (or collection) keeps the model it was built with.
     let remote_model = || {
@@ -154,7 +129,7 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     let summary = index(&store, &files, &opts, &progress, &stop)?;
     let pushed = match &remote {
         Some(c) if !summary.interrupted => {
-            let source = args.source.clone().unwrap_or_else(host_name);
+            let source = args.shared.source();
             Some(clipsearch_indexer::push::push(
                 &store, c, &source, &progress, &stop,
             )?)

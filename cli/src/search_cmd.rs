@@ -245,7 +245,7 @@ fn remote(r: &ResultArgs) -> Result<Option<clipsearch_query::remote::RemoteSearc
     };
     let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
     Ok(Some(clipsearch_query::remote::RemoteSearcher::open(
-        Box::new(collection),
+        std::sync::Arc::new(collection),
         r.model.model.as_deref(),
     )?))
 }
@@ -323,8 +323,20 @@ pub fn dupes(args: DupesArgs) -> Result<i32> {
         under: args.under.clone(),
         ..Default::default()
     };
-    let searcher = Searcher::open(&args.index.path()?, None)?;
-    let groups = dupes::groups(&searcher, args.threshold, &opts)?;
+    let groups = match args.index.milvus_url() {
+        Some(url) => {
+            let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
+            let remote = clipsearch_query::remote::RemoteSearcher::open(
+                std::sync::Arc::new(collection),
+                None,
+            )?;
+            remote.groups(args.threshold, &opts)?
+        }
+        None => {
+            let searcher = Searcher::open(&args.index.path()?, None)?;
+            dupes::groups(&searcher, args.threshold, &opts)?
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for g in &groups {
@@ -334,7 +346,10 @@ pub fn dupes(args: DupesArgs) -> Result<i32> {
         } else {
             writeln!(out, "{} near-duplicates:", g.len())?;
             for m in g {
-                writeln!(out, "  {}", m.path.display())?;
+                match &m.source {
+                    Some(source) => writeln!(out, "  {source}:{}", m.path.display())?,
+                    None => writeln!(out, "  {}", m.path.display())?,
+                }
             }
         }
     }

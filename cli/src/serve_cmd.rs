@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use clipsearch_query::serve::{serve, ServeOptions};
+use clipsearch_query::serve::{serve, ServeOptions, Target};
 
-use crate::commands::{IndexArg, ModelArg};
+use crate::commands::{IndexArg, ModelArg, SharedArgs};
 use crate::exit;
 
 /// Arguments of `clipsearch serve`.
@@ -27,7 +27,12 @@ use crate::exit;
   GET  /thumb/ID, /image/ID         a thumbnail (JPEG, cached) or the original file
 Every query endpoint (search, query, similar, dupes) takes the filters `after`, `before`,
 `camera`, `place`, `near`, `format` and `sort` as parameters, as `clipsearch search` does.
-Files are served by index id only, and only while they are unchanged since indexing."
+Files are served by index id only, and only while they are unchanged since indexing.
+
+With a shared collection (--index milvus://HOST:PORT/COLLECTION), the server searches every
+machine's files; results carry their machine (`source`), and only this machine's files (its
+--source, checked against its --catalog) have a thumbnail and an image here. --watch indexes
+into the catalog and pushes to the collection, as `clipsearch index` does."
 )]
 pub struct ServeArgs {
     /// Address to listen on. Anything but loopback requires --token.
@@ -50,6 +55,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub index: IndexArg,
     #[command(flatten)]
+    pub shared: SharedArgs,
+    #[command(flatten)]
     pub model: ModelArg,
 }
 
@@ -63,14 +70,20 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         ..Default::default()
     };
     clipsearch_query::serve::check_exposure(&options)?;
-    serve(
-        &args.index.path()?,
-        args.model.model.as_deref(),
-        options,
-        |addr| {
-            println!("serving http://{addr}/ (Ctrl-C to stop)");
-            let _ = std::io::stdout().flush();
-        },
-    )?;
+    let target = match args.index.milvus_url() {
+        Some(url) => {
+            let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
+            Target::Collection {
+                catalog: args.shared.catalog(&collection)?,
+                source: args.shared.source(),
+                collection: std::sync::Arc::new(collection),
+            }
+        }
+        None => Target::Index(args.index.path()?),
+    };
+    serve(target, args.model.model.as_deref(), options, |addr| {
+        println!("serving http://{addr}/ (Ctrl-C to stop)");
+        let _ = std::io::stdout().flush();
+    })?;
     Ok(exit::OK)
 }

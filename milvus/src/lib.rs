@@ -332,6 +332,69 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// The filter expression of a scope ("" for everything).
+fn scope_filter(scope: &Scope) -> String {
+    let mut filter = Vec::new();
+    if let Some(s) = &scope.source {
+        filter.push(format!("source == {}", quote(s)));
+    }
+    if let Some(p) = &scope.prefix {
+        filter.push(format!("path like {}", quote(&format!("{p}%"))));
+    }
+    filter.join(" and ")
+}
+
+impl MilvusCollection {
+    /// Every row that passes `filter`, as `each` reads it. Key ranges are split until each
+    /// fits one query (Milvus caps a query's rows at 16,384): keys are uniform hashes, so
+    /// halving converges fast. Query iterators would do this server-side, but milvus-lite does
+    /// not support them.
+    fn query_all<T>(
+        &self,
+        filter: Option<String>,
+        fields: &[&str],
+        each: impl Fn(&ResultRow<'_>) -> std::result::Result<T, Box<sdk::error::Error>>,
+    ) -> Result<Vec<T>> {
+        if !self.exists()? {
+            return Ok(Vec::new());
+        }
+        const PAGE: i64 = 10_000;
+        let l = &self.location;
+        let e = |e| sdk_err(l, "query", e);
+        let mut out = Vec::new();
+        let mut ranges = vec![(0i64, i64::MAX)];
+        while let Some((lo, hi)) = ranges.pop() {
+            let mut expr = format!("pk >= {lo} and pk < {hi}");
+            if let Some(f) = &filter {
+                expr = format!("{expr} and ({f})");
+            }
+            let req = QueryRequest::builder()
+                .collection_name(self.name())
+                .filter(expr)
+                .output_fields(fields.iter().copied())
+                .limit(PAGE)
+                .consistency_level(sdk::ConsistencyLevel::Strong)
+                .build()
+                .map_err(e)?;
+            let response = self.runtime.block_on(self.client.query(req)).map_err(e)?;
+            let results = response.results();
+            let rows = results.rows().map_err(e)?;
+            let mut page = Vec::new();
+            for row in rows {
+                page.push(each(&row).map_err(|x| e(*x))?);
+            }
+            if page.len() as i64 >= PAGE && hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                ranges.push((lo, mid));
+                ranges.push((mid, hi));
+            } else {
+                out.extend(page);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl Collection for MilvusCollection {
     fn location(&self) -> String {
         self.location.url()
@@ -431,13 +494,7 @@ impl Collection for MilvusCollection {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let mut filter = Vec::new();
-        if let Some(s) = &scope.source {
-            filter.push(format!("source == {}", quote(s)));
-        }
-        if let Some(p) = &scope.prefix {
-            filter.push(format!("path like {}", quote(&format!("{p}%"))));
-        }
+        let filter = scope_filter(scope);
         let mut req = SearchRequest::builder()
             .collection_name(self.name())
             .vector_field("vector")
@@ -446,7 +503,7 @@ impl Collection for MilvusCollection {
             .limit(k as i64)
             .consistency_level(sdk::ConsistencyLevel::Strong);
         if !filter.is_empty() {
-            req = req.filter(filter.join(" and "));
+            req = req.filter(filter);
         }
         if !self.location.flat {
             req = req.extra_params(HashMap::from([("ef".into(), (2 * k).max(96).to_string())]));
@@ -504,43 +561,56 @@ impl Collection for MilvusCollection {
     }
 
     fn files(&self) -> Result<Vec<(String, String)>> {
-        if !self.exists()? {
+        self.query_all(None, &["source", "path"], |row| {
+            Ok((
+                row.get_str("source")?.to_string(),
+                row.get_str("path")?.to_string(),
+            ))
+        })
+    }
+
+    fn items(&self, scope: &Scope) -> Result<Vec<Item>> {
+        let filter = scope_filter(scope);
+        self.query_all(
+            (!filter.is_empty()).then_some(filter),
+            &["source", "path", "vector"],
+            |row| {
+                Ok(Item {
+                    source: row.get_str("source")?.to_string(),
+                    path: row.get_str("path")?.to_string(),
+                    vector: row.get_float_vector("vector")?.to_vec(),
+                })
+            },
+        )
+    }
+
+    fn get(&self, keys: &[i64]) -> Result<Vec<Item>> {
+        if keys.is_empty() || !self.exists()? {
             return Ok(Vec::new());
         }
-        // Key ranges, split until each fits one query (Milvus caps a query's rows at 16,384):
-        // keys are uniform hashes, so halving converges fast. Query iterators would do this
-        // server-side, but milvus-lite does not support them.
-        const PAGE: i64 = 10_000;
-        let l = &self.location;
         let mut out = Vec::new();
-        let mut ranges = vec![(0i64, i64::MAX)];
-        while let Some((lo, hi)) = ranges.pop() {
+        // Expressions stay small: a few hundred keys each.
+        for chunk in keys.chunks(256) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
             let req = QueryRequest::builder()
                 .collection_name(self.name())
-                .filter(format!("pk >= {lo} and pk < {hi}"))
-                .output_fields(["source", "path"])
-                .limit(PAGE)
+                .filter(format!("pk in [{}]", list.join(", ")))
+                .output_fields(["source", "path", "vector"])
+                .limit(chunk.len() as i64)
                 .consistency_level(sdk::ConsistencyLevel::Strong)
                 .build()
-                .map_err(|e| sdk_err(l, "query", e))?;
+                .map_err(|e| sdk_err(&self.location, "query", e))?;
             let response = self
                 .runtime
                 .block_on(self.client.query(req))
-                .map_err(|e| sdk_err(l, "query", e))?;
-            let e = |e| sdk_err(l, "query", e);
-            let mut rows: Vec<(String, String)> = Vec::new();
+                .map_err(|e| sdk_err(&self.location, "query", e))?;
+            let e = |e| sdk_err(&self.location, "query", e);
             for row in response.results().rows().map_err(e)? {
-                rows.push((
-                    row.get_str("source").map_err(e)?.to_string(),
-                    row.get_str("path").map_err(e)?.to_string(),
-                ));
-            }
-            if rows.len() as i64 >= PAGE && hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
-                ranges.push((lo, mid));
-                ranges.push((mid, hi));
-            } else {
-                out.extend(rows);
+                out.push(Item {
+                    source: row.get_str("source").map_err(e)?.to_string(),
+                    path: row.get_str("path").map_err(e)?.to_string(),
+                    vector: row.get_float_vector("vector").map_err(e)?.to_vec(),
+                });
             }
         }
         Ok(out)

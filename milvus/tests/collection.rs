@@ -216,6 +216,45 @@ fn suite(c: &dyn Collection, exact: bool) {
         listed == expected,
         "{where_}: files() lists exactly what is held"
     );
+
+    // Items in a scope, with their stored vectors (what near-duplicate search reads).
+    let held = c
+        .items(&Scope {
+            source: Some("beta".into()),
+            prefix: Some("/photos/00".into()),
+        })
+        .unwrap();
+    let want: Vec<usize> = (100..1000).filter(|i| i % 2 == 1).collect();
+    assert_eq!(
+        held.len(),
+        want.len(),
+        "{where_}: beta's files under /photos/00"
+    );
+    for it in &held {
+        let i: usize = it.path[8..13].parse().unwrap();
+        assert!(
+            it.source == "beta" && want.contains(&i),
+            "{where_}: {}",
+            it.path
+        );
+        assert_eq!(it.vector, vs[i], "{where_}: {} stored as written", it.path);
+    }
+    assert_eq!(c.items(&Scope::default()).unwrap().len(), N - 100);
+
+    // By key: held ones with their vectors; removed and unknown keys left out.
+    let key = |i: usize| {
+        let (s, p) = file(i);
+        clipsearch::store::collection::key_of(&s, &p)
+    };
+    let mut got = c.get(&[key(4321), key(50), key(N - 1), 12345]).unwrap();
+    got.sort_by(|a, b| a.path.cmp(&b.path));
+    assert_eq!(got.len(), 2, "{where_}: {got:?}");
+    assert_eq!(
+        (got[0].source.as_str(), got[0].path.as_str()),
+        ("beta", "/photos/04321.jpg")
+    );
+    assert_eq!(got[0].vector, vs[4321]);
+    assert_eq!(got[1].path, format!("/photos/{:05}.jpg", N - 1));
 }
 
 #[test]

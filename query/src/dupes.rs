@@ -46,14 +46,27 @@ pub fn groups(
         Some(rows) => clipsearch::index::pairs_above(&view.vectors().select(rows), threshold)?,
     };
     let position: HashMap<usize, usize> = rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
-    let mut uf = UnionFind((0..rows.len()).collect());
+    let row = |id: u64| {
+        let r = view.row_of_id(id).expect("pairs come from the view");
+        position[&r]
+    };
+    let pairs = pairs.into_iter().map(|(a, b, s)| (row(a), row(b), s));
+    Ok(join(rows.len(), pairs, |i, best| {
+        Match::of(view, rows[i], Some(best))
+    }))
+}
+
+/// Joins `n` files into groups by `pairs` (positions and similarity), transitively; groups of
+/// two or more, each file made a [`Match`] by `matched(position, best similarity)`, largest
+/// group first, by path within a group.
+pub(crate) fn join(
+    n: usize,
+    pairs: impl IntoIterator<Item = (usize, usize, f32)>,
+    matched: impl Fn(usize, f32) -> Match,
+) -> Vec<Vec<Match>> {
+    let mut uf = UnionFind((0..n).collect());
     let mut best: HashMap<usize, f32> = HashMap::new();
     for (a, b, score) in pairs {
-        let row = |id: u64| {
-            let r = view.row_of_id(id).expect("pairs come from the view");
-            position[&r]
-        };
-        let (a, b) = (row(a), row(b));
         uf.union(a, b);
         for i in [a, b] {
             let e = best.entry(i).or_insert(score);
@@ -61,7 +74,7 @@ pub fn groups(
         }
     }
     let mut by_root: HashMap<usize, Vec<usize>> = HashMap::new();
-    for i in 0..rows.len() {
+    for i in 0..n {
         let r = uf.find(i);
         by_root.entry(r).or_default().push(i);
     }
@@ -69,11 +82,18 @@ pub fn groups(
         .into_values()
         .filter(|g| g.len() > 1)
         .map(|g| {
-            g.into_iter()
-                .map(|i| Match::of(view, rows[i], Some(best.get(&i).copied().unwrap_or(1.0))))
-                .collect()
+            let mut g: Vec<Match> = g
+                .into_iter()
+                .map(|i| matched(i, best.get(&i).copied().unwrap_or(1.0)))
+                .collect();
+            g.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
+            g
         })
         .collect();
-    out.sort_by(|a, b| b.len().cmp(&a.len()).then(a[0].path.cmp(&b[0].path)));
-    Ok(out)
+    out.sort_by(|a, b| {
+        b.len()
+            .cmp(&a.len())
+            .then((&a[0].source, &a[0].path).cmp(&(&b[0].source, &b[0].path)))
+    });
+    out
 }

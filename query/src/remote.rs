@@ -2,21 +2,24 @@
 //! the same query expressions, embedded with the collection's model, the results naming the
 //! source (machine or root label) each file lives on.
 
-use clipsearch::store::collection::{Collection, Scope};
+use clipsearch::store::collection::{key_of, Collection, Found, Scope};
 
 use crate::embedder::Embedder;
 use crate::expr::{Item, Term};
 use crate::{expr, Error, Match, SearchOptions};
 
 pub struct RemoteSearcher {
-    collection: Box<dyn Collection>,
+    collection: std::sync::Arc<dyn Collection>,
     embedder: Embedder,
 }
 
 impl RemoteSearcher {
     /// Opens a searcher on `collection`; `model` as for a local index (None: the model the
     /// collection records).
-    pub fn open(collection: Box<dyn Collection>, model: Option<&str>) -> Result<Self, Error> {
+    pub fn open(
+        collection: std::sync::Arc<dyn Collection>,
+        model: Option<&str>,
+    ) -> Result<Self, Error> {
         let identity = collection.model()?.ok_or_else(|| {
             clipsearch::Error::Index(format!(
                 "the collection {} is empty: index into it first (`clipsearch index DIR... \
@@ -49,9 +52,73 @@ impl RemoteSearcher {
         self.embedder.embed_file(path)
     }
 
+    /// An image given as file contents (an upload); `name` is used in messages.
+    pub fn embed_image_bytes(
+        &mut self,
+        name: &std::path::Path,
+        bytes: &[u8],
+    ) -> Result<Vec<f32>, Error> {
+        self.embedder.embed_bytes(name, bytes)
+    }
+
+    /// The collection searched.
+    pub fn collection(&self) -> &dyn Collection {
+        self.collection.as_ref()
+    }
+
+    /// The model the collection's vectors come from.
+    pub fn identity(&self) -> &clipsearch::model::ModelIdentity {
+        self.embedder.identity()
+    }
+
+    /// A held file's stored vector, by its [`Match::id`] (the file's key in the collection).
+    pub fn vector_of(&self, id: u64) -> Result<Option<(Match, Vec<f32>)>, Error> {
+        let Ok(key) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        Ok(self.collection.get(&[key])?.into_iter().next().map(|it| {
+            let m = matched(it.source, it.path, None);
+            (m, it.vector)
+        }))
+    }
+
     /// The files most similar to `query`. `opts.under` is a path prefix on every source;
     /// metadata filters are not available on a shared collection yet.
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<Vec<Match>, Error> {
+        self.refuse_filters(opts)?;
+        let found = self.collection.search(query, opts.top, &scope(opts))?;
+        Ok(found
+            .into_iter()
+            .filter(|f| opts.threshold.is_none_or(|t| f.score >= t))
+            .map(
+                |Found {
+                     source,
+                     path,
+                     score,
+                 }| matched(source, path, Some(score)),
+            )
+            .collect())
+    }
+
+    /// Near-duplicate groups among the collection's files (every machine's, or those under
+    /// `opts.under`), as [`crate::dupes::groups`] finds them in a local index. The vectors
+    /// are fetched once (2 KiB a file at 512 dimensions) and compared here.
+    pub fn groups(&self, threshold: f32, opts: &SearchOptions) -> Result<Vec<Vec<Match>>, Error> {
+        self.refuse_filters(opts)?;
+        let items = self.collection.items(&scope(opts))?;
+        let mut set = clipsearch::store::vectors::VectorSet::new(self.embedder.identity().dim);
+        for (i, it) in items.iter().enumerate() {
+            set.push(i as u64, &it.vector);
+        }
+        let pairs = clipsearch::index::pairs_above(&set, threshold)?
+            .into_iter()
+            .map(|(a, b, s)| (a as usize, b as usize, s));
+        Ok(crate::dupes::join(items.len(), pairs, |i, best| {
+            matched(items[i].source.clone(), items[i].path.clone(), Some(best))
+        }))
+    }
+
+    fn refuse_filters(&self, opts: &SearchOptions) -> Result<(), Error> {
         if !opts.filter.is_empty() || opts.sort != clipsearch::metadata::SortOrder::Score {
             return Err(clipsearch::Error::Index(format!(
                 "filters and date order are not available on a shared collection ({}) yet: \
@@ -60,30 +127,34 @@ impl RemoteSearcher {
             ))
             .into());
         }
-        let scope = Scope {
-            source: None,
-            prefix: opts.under.as_ref().map(|d| {
-                let mut p = d.to_string_lossy().into_owned();
-                if !p.ends_with('/') {
-                    p.push('/');
-                }
-                p
-            }),
-        };
-        let found = self.collection.search(query, opts.top, &scope)?;
-        Ok(found
-            .into_iter()
-            .filter(|f| opts.threshold.is_none_or(|t| f.score >= t))
-            .map(|f| Match {
-                path: f.path.into(),
-                score: Some(f.score),
-                raw: None,
-                taken: None,
-                place: None,
-                camera: None,
-                source: Some(f.source),
-                id: 0,
-            })
-            .collect())
+        Ok(())
+    }
+}
+
+/// A result of a shared collection; its id is the file's key there.
+fn matched(source: String, path: String, score: Option<f32>) -> Match {
+    Match {
+        id: key_of(&source, &path) as u64,
+        path: path.into(),
+        score,
+        raw: None,
+        taken: None,
+        place: None,
+        camera: None,
+        source: Some(source),
+    }
+}
+
+/// The folder of `opts.under` as a path prefix on every source.
+fn scope(opts: &SearchOptions) -> Scope {
+    Scope {
+        source: None,
+        prefix: opts.under.as_ref().map(|d| {
+            let mut p = d.to_string_lossy().into_owned();
+            if !p.ends_with('/') {
+                p.push('/');
+            }
+            p
+        }),
     }
 }

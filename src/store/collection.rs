@@ -72,6 +72,12 @@ pub trait Collection: Send + Sync {
     fn count(&self) -> Result<usize>;
     /// Every (source, path) held.
     fn files(&self) -> Result<Vec<(String, String)>>;
+    /// Every file in `scope` with its vector (whole-collection work: near-duplicates). Holds
+    /// them all in memory: 2 KiB per file at 512 dimensions.
+    fn items(&self, scope: &Scope) -> Result<Vec<Item>>;
+    /// The files held under these keys ([`key_of`]), with their vectors; absent keys are
+    /// left out.
+    fn get(&self, keys: &[i64]) -> Result<Vec<Item>>;
     /// Makes everything written so far durable and visible to every reader.
     fn flush(&self) -> Result<()>;
 }
@@ -198,18 +204,88 @@ impl Collection for LocalCollection {
     }
 
     fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>> {
+        self.with_index(|index| Ok(Self::search_in(index, query, k, scope)))
+            .map(Option::unwrap_or_default)
+    }
+
+    fn count(&self) -> Result<usize> {
+        Ok(self.store.file_count())
+    }
+
+    fn files(&self) -> Result<Vec<(String, String)>> {
+        self.store
+            .files()
+            .map(|f| f.map(|(p, _)| Self::split(&p)))
+            .collect()
+    }
+
+    fn items(&self, scope: &Scope) -> Result<Vec<Item>> {
+        let keep = |source: &str, path: &str| {
+            scope.source.as_deref().is_none_or(|s| s == source)
+                && scope.prefix.as_deref().is_none_or(|p| path.starts_with(p))
+        };
+        self.rows_where(|source, path| keep(source, path))
+    }
+
+    fn get(&self, keys: &[i64]) -> Result<Vec<Item>> {
+        let wanted: std::collections::HashSet<i64> = keys.iter().copied().collect();
+        // A scan: the local store is addressed by path; keys serve the shared collections.
+        self.rows_where(|source, path| wanted.contains(&key_of(source, path)))
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.store.flush()?;
+        // And what readers see: a view is what searches read.
+        self.publish_if_stale()
+    }
+}
+
+impl LocalCollection {
+    /// Runs `f` on the current view's search index (publishing first if writes are not yet
+    /// visible); None while nothing is published.
+    fn with_index<T>(
+        &self,
+        f: impl FnOnce(&crate::index::SearchIndex) -> Result<T>,
+    ) -> Result<Option<T>> {
         self.publish_if_stale()?;
         let generation = super::view::read_manifest(&self.dir)?.map(|m| m.generation);
         let mut cached = self.index.lock().unwrap_or_else(|p| p.into_inner());
         if cached.as_ref().map(|i| i.view().generation()) != generation {
             *cached = match crate::index::SearchIndex::open(&self.dir) {
-                Err(Error::NoView(_)) => return Ok(Vec::new()),
+                Err(Error::NoView(_)) => return Ok(None),
                 other => Some(other?),
             };
         }
-        let Some(index) = cached.as_ref() else {
-            return Ok(Vec::new());
-        };
+        match cached.as_ref() {
+            Some(index) => f(index).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The published files that `keep(source, path)` accepts, with their vectors.
+    fn rows_where(&self, keep: impl Fn(&str, &str) -> bool) -> Result<Vec<Item>> {
+        self.with_index(|index| {
+            let view = index.view();
+            Ok((0..view.len())
+                .filter_map(|row| {
+                    let (source, path) = Self::split(view.path(row));
+                    keep(&source, &path).then(|| Item {
+                        vector: view.vector(row).to_vec(),
+                        source,
+                        path,
+                    })
+                })
+                .collect())
+        })
+        .map(Option::unwrap_or_default)
+    }
+
+    fn search_in(
+        index: &crate::index::SearchIndex,
+        query: &[f32],
+        k: usize,
+        scope: &Scope,
+    ) -> Vec<Found> {
         let view = index.view();
         let hits = if *scope == Scope::default() {
             index.search(query, k, &|_| true)
@@ -232,8 +308,7 @@ impl Collection for LocalCollection {
             };
             index.search(query, k, &keep)
         };
-        Ok(hits
-            .into_iter()
+        hits.into_iter()
             .filter_map(|h| {
                 let row = view.row_of_id(h.id)?;
                 let (source, path) = Self::split(view.path(row));
@@ -243,23 +318,6 @@ impl Collection for LocalCollection {
                     score: h.score,
                 })
             })
-            .collect())
-    }
-
-    fn count(&self) -> Result<usize> {
-        Ok(self.store.file_count())
-    }
-
-    fn files(&self) -> Result<Vec<(String, String)>> {
-        self.store
-            .files()
-            .map(|f| f.map(|(p, _)| Self::split(&p)))
             .collect()
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.store.flush()?;
-        // And what readers see: a view is what searches read.
-        self.publish_if_stale()
     }
 }

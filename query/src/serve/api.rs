@@ -13,8 +13,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::backend::Backend;
 use super::AppState;
-use crate::{dupes, expr, Error, Match, SearchOptions, Searcher};
+use crate::{dupes, expr, Error, Match, SearchOptions};
 use clipsearch::metadata::filter::KEYS;
 use clipsearch::metadata::{Filter, SortOrder};
 
@@ -107,7 +108,7 @@ impl From<JsonRejection> for ApiError {
 /// matters: the searcher holds caches only, so a poisoned lock is taken over).
 pub(crate) async fn with_searcher<T: Send + 'static>(
     state: Arc<AppState>,
-    f: impl FnOnce(&AppState, &mut Searcher) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&AppState, &mut Backend) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
         let mut searcher = state
@@ -125,11 +126,14 @@ pub(crate) async fn with_searcher<T: Send + 'static>(
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"))?
 }
 
-fn results(hits: Vec<Match>) -> Value {
+/// Results as the API gives them: a shared collection's results name their machine
+/// (`source`), and only this machine's files have a thumbnail and an image here.
+fn results(hits: Vec<Match>, backend: &Backend) -> Value {
     let list: Vec<Value> = hits
         .into_iter()
         .map(|m| {
-            json!({
+            let here = backend.serves(&m);
+            let mut v = json!({
                 "id": m.id,
                 "path": m.path.to_string_lossy(),
                 "raw": m.raw.as_ref().map(|r| r.to_string_lossy()),
@@ -137,9 +141,13 @@ fn results(hits: Vec<Match>) -> Value {
                 "taken": m.taken,
                 "place": m.place,
                 "camera": m.camera,
-                "thumbnail": format!("/thumb/{}", m.id),
-                "image": format!("/image/{}", m.id),
-            })
+                "thumbnail": here.then(|| format!("/thumb/{}", m.id)),
+                "image": here.then(|| format!("/image/{}", m.id)),
+            });
+            if let Some(source) = &m.source {
+                v["source"] = json!(source);
+            }
+            v
         })
         .collect();
     json!({ "results": list })
@@ -147,9 +155,9 @@ fn results(hits: Vec<Match>) -> Value {
 
 /// Results, or no results with the reason when the filters keep no file (a search, not a
 /// failure: status 200).
-fn answer(found: Result<Vec<Match>, Error>) -> Result<Json<Value>, ApiError> {
+fn answer(found: Result<Vec<Match>, Error>, backend: &Backend) -> Result<Json<Value>, ApiError> {
     match found {
-        Ok(hits) => Ok(Json(results(hits))),
+        Ok(hits) => Ok(Json(results(hits, backend))),
         Err(Error::NoMatch(why)) => Ok(Json(
             json!({ "results": [], "message": format!("no indexed file matches {why}") }),
         )),
@@ -181,14 +189,6 @@ fn filters(raw: Option<&str>) -> Result<(Filter, Option<SortOrder>), ApiError> {
 
 fn count(n: Option<usize>) -> usize {
     n.unwrap_or(24).clamp(1, MAX_RESULTS)
-}
-
-/// The stored embedding of an indexed id.
-fn embedding_of_id(searcher: &Searcher, id: u64) -> Result<Vec<f32>, ApiError> {
-    let view = searcher.view();
-    view.row_of_id(id)
-        .map(|row| view.vector(row).to_vec())
-        .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))
 }
 
 #[derive(Deserialize)]
@@ -225,10 +225,11 @@ pub(crate) async fn search(
     };
     with_searcher(state, move |_, searcher| {
         if text.is_empty() {
-            return answer(searcher.list(&opts));
+            let listed = searcher.list(&opts)?;
+            return answer(Ok(listed), searcher);
         }
         let v = searcher.embed_text(&text)?;
-        answer(searcher.search(&v, &opts))
+        answer(searcher.search(&v, &opts), searcher)
     })
     .await
 }
@@ -281,7 +282,7 @@ pub(crate) async fn query(
             }
             let v = match (&t.text, t.id) {
                 (Some(text), None) if !text.trim().is_empty() => searcher.embed_text(text)?,
-                (None, Some(id)) => embedding_of_id(searcher, id)?,
+                (None, Some(id)) => searcher.vector_of(id)?,
                 _ => {
                     return Err(ApiError::bad_request(
                         "each term needs exactly one of a non-empty `text` or an `id`",
@@ -294,7 +295,7 @@ pub(crate) async fn query(
         if v.iter().all(|x| *x == 0.0) {
             return Err(ApiError::bad_request("the terms cancel out"));
         }
-        answer(searcher.search(&v, &opts))
+        answer(searcher.search(&v, &opts), searcher)
     })
     .await
 }
@@ -316,18 +317,19 @@ pub(crate) async fn similar_to_id(
     let n = count(p.n);
     let (filter, sort) = filters(raw.as_deref())?;
     with_searcher(state, move |_, searcher| {
-        let v = embedding_of_id(searcher, id)?;
+        let v = searcher.vector_of(id)?;
         let opts = SearchOptions {
             top: n + 1,
             filter,
             sort: sort.unwrap_or_default(),
             ..Default::default()
         };
-        answer(searcher.search(&v, &opts).map(|mut hits| {
+        let found = searcher.search(&v, &opts).map(|mut hits| {
             hits.retain(|m| m.id != id);
             hits.truncate(n);
             hits
-        }))
+        });
+        answer(found, searcher)
     })
     .await
 }
@@ -338,14 +340,7 @@ pub(crate) async fn info(
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
-    with_searcher(state, move |_, searcher| {
-        let view = searcher.view();
-        let row = view
-            .row_of_id(id)
-            .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))?;
-        Ok(Json(crate::info::describe(view, row)))
-    })
-    .await
+    with_searcher(state, move |_, searcher| Ok(Json(searcher.info(id)?))).await
 }
 
 /// `POST /api/similar?n=K` with an image file as the body: reverse lookup of an upload.
@@ -371,7 +366,7 @@ pub(crate) async fn similar_to_upload(
     };
     with_searcher(state, move |_, searcher| {
         let v = searcher.embed_image_bytes(&PathBuf::from("upload"), &body)?;
-        answer(searcher.search(&v, &opts))
+        answer(searcher.search(&v, &opts), searcher)
     })
     .await
 }
@@ -400,9 +395,10 @@ pub(crate) async fn dupes(
         ));
     }
     with_searcher(state, move |_, searcher| {
-        let groups: Vec<Value> = dupes::groups(searcher, threshold, &opts)?
+        let groups: Vec<Value> = searcher
+            .dupes(threshold, &opts)?
             .into_iter()
-            .map(|g| results(g)["results"].clone())
+            .map(|g| results(g, searcher)["results"].clone())
             .collect();
         Ok(Json(json!({ "threshold": threshold, "groups": groups })))
     })
@@ -411,20 +407,7 @@ pub(crate) async fn dupes(
 
 /// `GET /api/stats`
 pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    with_searcher(state, move |_, searcher| {
-        let view = searcher.view();
-        let m = view.manifest();
-        Ok(Json(json!({
-            "files": view.len(),
-            "failed": m.failed,
-            "model": m.model.name,
-            "dim": m.dim,
-            "index": searcher.dir().to_string_lossy(),
-            "generation": m.generation,
-            "published_unix_ms": m.published_unix_ms,
-        })))
-    })
-    .await
+    with_searcher(state, move |_, searcher| Ok(Json(searcher.stats()?))).await
 }
 
 /// `GET /`: the search page (one self-contained file: no build step, no network).

@@ -2,7 +2,7 @@
 //! under that id and its bytes still hash to the indexed content, so nothing outside the index
 //! (a traversal, a symlink swapped in later, a file edited since) can come out.
 
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
@@ -13,16 +13,6 @@ use clipsearch::store::{content_hash, FileRecord};
 
 use super::api::{with_searcher, ApiError};
 use super::AppState;
-use crate::Searcher;
-
-/// The catalog entry of a live id.
-fn indexed(searcher: &Searcher, id: u64) -> Result<(PathBuf, FileRecord), ApiError> {
-    let view = searcher.view();
-    let row = view
-        .row_of_id(id)
-        .ok_or_else(|| ApiError::not_found(format!("no image with id {id} in the index")))?;
-    Ok((view.path(row).to_path_buf(), view.record(row)))
-}
 
 /// The file's bytes, if they are still exactly what was indexed.
 fn verified(path: &FsPath, rec: &FileRecord) -> Result<Vec<u8>, ApiError> {
@@ -69,7 +59,7 @@ pub(crate) async fn thumbnail(
     // Decoding is CPU work: it runs on the blocking pool (the searcher lock is not needed, but
     // holding it keeps thumbnail bursts from starving queries of the two cores).
     with_searcher(state, move |state, searcher| {
-        let (path, rec) = indexed(searcher, id)?;
+        let (path, rec) = searcher.file(id)?;
         let size = state.options.thumbnail_size;
         let cached = state
             .thumbnails
@@ -107,7 +97,7 @@ pub(crate) async fn original(
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
     with_searcher(state, move |_, searcher| {
-        let (path, rec) = indexed(searcher, id)?;
+        let (path, rec) = searcher.file(id)?;
         let bytes = verified(&path, &rec)?;
         let mime = match image::guess_format(&bytes) {
             Ok(image::ImageFormat::Jpeg) => "image/jpeg",

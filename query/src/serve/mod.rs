@@ -14,6 +14,7 @@
 //! index run (its own watcher's, or a `clipsearch index` beside it) has published one.
 
 mod api;
+mod backend;
 mod files;
 mod watch;
 
@@ -25,9 +26,12 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use clipsearch::store::collection::Collection;
 use clipsearch::store::Store;
 
+use crate::remote::RemoteSearcher;
 use crate::{Error, Searcher};
+use backend::{Backend, Shared};
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -60,7 +64,7 @@ impl Default for ServeOptions {
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub searcher: Mutex<Searcher>,
+    pub searcher: Mutex<Backend>,
     pub options: ServeOptions,
     pub thumbnails: PathBuf,
 }
@@ -112,40 +116,69 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the index at `dir` until Ctrl-C. `ready` is called with the bound address (port 0
-/// picks a free one) before the first request is accepted. With `options.watch`, the server
-/// also indexes: it then holds the index's database as its one writer.
+/// What a server searches.
+pub enum Target {
+    /// A local index directory.
+    Index(PathBuf),
+    /// A shared collection, seen from one of the machines that feed it: `source` is this
+    /// machine's name there and `catalog` its local catalog (`clipsearch index --source
+    /// --catalog`). This machine's files are shown; `--watch` indexes into the catalog and
+    /// pushes to the collection.
+    Collection {
+        collection: Arc<dyn Collection>,
+        source: String,
+        catalog: PathBuf,
+    },
+}
+
+/// Serves `target` until Ctrl-C. `ready` is called with the bound address (port 0 picks a
+/// free one) before the first request is accepted. With `options.watch`, the server also
+/// indexes: it then holds the index's (or catalog's) database as its one writer.
 pub fn serve(
-    dir: &std::path::Path,
+    target: Target,
     model: Option<&str>,
     options: ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     check_exposure(&options)?;
-    // The writer first: a second writer is refused before anything else happens.
-    let writer = if options.watch.is_empty() {
-        None
-    } else {
-        Some(Store::open_existing(dir)?)
+    let watching = !options.watch.is_empty();
+    let (backend, dir, writer, push) = match target {
+        Target::Index(dir) => {
+            // The writer first: a second writer is refused before anything else happens.
+            let writer = watching.then(|| Store::open_existing(&dir)).transpose()?;
+            let searcher = Searcher::open(&dir, model)?;
+            let identity = searcher.view().model().clone();
+            let backend = Backend::Local(Box::new(searcher));
+            (backend, dir, writer.map(|w| (w, identity)), None)
+        }
+        Target::Collection {
+            collection,
+            source,
+            catalog,
+        } => {
+            let remote = RemoteSearcher::open(collection.clone(), model)?;
+            let identity = remote.identity().clone();
+            let writer = watching
+                .then(|| Store::open(&catalog, Some(&identity)))
+                .transpose()?;
+            let backend = Backend::Shared(Box::new(Shared::new(
+                remote,
+                source.clone(),
+                catalog.clone(),
+            )));
+            let push = watch::Push { collection, source };
+            (backend, catalog, writer.map(|w| (w, identity)), Some(push))
+        }
     };
-    let searcher = Searcher::open(dir, model)?;
     let state = Arc::new(AppState {
-        searcher: Mutex::new(searcher),
+        searcher: Mutex::new(backend),
         options: options.clone(),
         thumbnails: dir.join("thumbnails"),
     });
-    if let Some(store) = writer {
-        let identity = state
-            .searcher
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .view()
-            .model()
-            .clone();
+    if let Some((store, identity)) = writer {
         let files = clipsearch::model::resolve(model.unwrap_or(&identity.name))?;
-        watch::start(state.clone(), store, files, options.watch.clone())?;
+        watch::start(state.clone(), store, files, options.watch.clone(), push)?;
     }
-    let dir = dir.to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,6 +196,7 @@ pub fn serve(
             .local_addr()
             .map_err(|e| clipsearch::Error::Index(e.to_string()))?;
         // For other commands that find the index busy: where to ask instead.
+        let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(
             dir.join("server.json"),
             serde_json::json!({ "pid": std::process::id(), "url": format!("http://{addr}/") })

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clipsearch::model::ModelFiles;
+use clipsearch::store::collection::Collection;
 use clipsearch::store::Store;
 use notify::{RecursiveMode, Watcher};
 
@@ -20,6 +21,13 @@ use crate::Error;
 /// How long the folders must stay quiet before an indexing run starts.
 const QUIET: Duration = Duration::from_millis(700);
 
+/// Where a shared collection's server sends what it indexed.
+pub(crate) struct Push {
+    pub collection: Arc<dyn Collection>,
+    /// This machine's name in the collection.
+    pub source: String,
+}
+
 /// Starts watching `roots`; runs one indexing pass at once (to catch up with changes made
 /// while nothing was watching), then one after every burst of changes.
 pub(crate) fn start(
@@ -27,6 +35,7 @@ pub(crate) fn start(
     store: Store,
     model: ModelFiles,
     roots: Vec<PathBuf>,
+    push: Option<Push>,
 ) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
@@ -45,7 +54,7 @@ pub(crate) fn start(
             let mut pending = true;
             loop {
                 if pending {
-                    reindex(&state, &store, &model, &roots);
+                    reindex(&state, &store, &model, &roots, push.as_ref());
                 }
                 // Wait for a change, then for quiet.
                 match rx.recv() {
@@ -59,10 +68,17 @@ pub(crate) fn start(
     Ok(())
 }
 
-fn reindex(state: &AppState, store: &Store, model: &ModelFiles, roots: &[PathBuf]) {
+fn reindex(
+    state: &AppState,
+    store: &Store,
+    model: &ModelFiles,
+    roots: &[PathBuf],
+    push: Option<&Push>,
+) {
     let opts = clipsearch_indexer::Options::new(roots.to_vec());
     let progress = indicatif::ProgressBar::hidden();
-    match clipsearch_indexer::index(store, model, &opts, &progress, &AtomicBool::new(false)) {
+    let stop = AtomicBool::new(false);
+    match clipsearch_indexer::index(store, model, &opts, &progress, &stop) {
         Ok(s) => {
             if s.indexed + s.moved + s.removed > 0 {
                 tracing::info!(
@@ -72,6 +88,23 @@ fn reindex(state: &AppState, store: &Store, model: &ModelFiles, roots: &[PathBuf
                     failed = s.failed,
                     "index updated"
                 );
+            }
+            if let Some(p) = push {
+                // What could not be pushed stays marked unpushed: the next burst (or the next
+                // `clipsearch index`) pushes it.
+                match clipsearch_indexer::push::push(
+                    store,
+                    p.collection.as_ref(),
+                    &p.source,
+                    &progress,
+                    &stop,
+                ) {
+                    Ok(r) if r.pushed + r.removed > 0 => {
+                        tracing::info!(pushed = r.pushed, removed = r.removed, "collection updated")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("pushing to {}: {e}", p.collection.location()),
+                }
             }
             let mut searcher = state
                 .searcher
