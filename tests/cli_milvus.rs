@@ -426,6 +426,30 @@ fn dupes_and_serve_with_watch_on_a_shared_collection() {
         "{d}"
     );
 
+    // Filters and orders as on a local index: filters alone list by date.
+    let (status, body) = api(&srv.addr, "/api/search?q=after:2000%20sort:-date&n=100");
+    assert_eq!(status, 200, "{body}");
+    let taken: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["taken"].as_str().unwrap())
+        .collect();
+    assert_eq!(taken.len(), 15, "{body}");
+    assert!(
+        taken.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {taken:?}"
+    );
+    let (status, body) = api(&srv.addr, "/api/search?q=photo&place=Atlantis");
+    assert_eq!(status, 200);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no indexed file matches place Atlantis"),
+        "{body}"
+    );
+
     // --watch: a new photo on alpha reaches the collection; another process sees it.
     write_jpeg(&a.join("new.jpg"), &photo(96, 72, 4242));
     let wanted = ("alpha".to_string(), a_path("new.jpg"));
@@ -437,6 +461,123 @@ fn dupes_and_serve_with_watch_on_a_shared_collection() {
     let (_, body) = api(&srv.addr, "/api/search?q=a%20photo&n=100");
     assert_eq!(body["results"].as_array().unwrap().len(), 16, "{body}");
     drop(srv);
+    if let Ok(c) = clipsearch_milvus::MilvusCollection::connect(&url) {
+        let _ = c.drop_collection();
+    }
+}
+
+/// The photos with metadata (EXIF, XMP, GPS in JPEG, PNG and WebP) of `tests/fixtures/exif`.
+fn photos_with_metadata(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(fixtures().join("exif")).unwrap() {
+        let p = e.unwrap().path();
+        let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if ["jpg", "png", "webp"].contains(&ext) {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn filters_and_date_order_on_a_shared_collection_equal_the_local_index() {
+    let Some(addr) = server() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("photos");
+    photos_with_metadata(&dir);
+    // FLAT: exact search, so that rankings compare exactly.
+    let url = format!("{}?index=flat", collection_url(&addr, "meta"));
+    let catalog = tmp.path().join("catalog");
+    let out = run(&mut indexer(&dir, &url, "alpha", &catalog));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The catalog is a local index of the same photos: each query must answer the same.
+    let ask = |index: &str, args: &[&str]| {
+        let out = run(clipsearch()
+            .args(["search", "--json", "-n", "50", "--index", index])
+            .args(args));
+        (out.status.code(), json_lines(&out), stderr(&out))
+    };
+    let local = catalog.to_str().unwrap();
+    let queries: &[&[&str]] = &[
+        &["photo", "--after", "2021"],
+        &["photo", "--before", "2018"],
+        &["photo", "--after", "2020-07", "--before", "2021-03"],
+        &["photo", "--camera", "nikon d850"],
+        &["photo", "--place", "tokyo, japan"],
+        &["photo", "--place", "BRA"],
+        &["photo", "--near", "38.72,-9.14,25"],
+        &["photo", "--format", "png,webp"],
+        &["a photo after:2019 camera:apple"],
+        &["photo", "--sort", "-date"],
+        &["photo", "--format", "jpg", "--sort", "date"],
+        // Filters alone: listed by date.
+        &["after:2015"],
+        &["--place", "portugal", "--sort", "-date"],
+    ];
+    for q in queries {
+        let (code_l, want, err_l) = ask(local, q);
+        let (code_r, got, err_r) = ask(&url, q);
+        assert_eq!(code_l, Some(0), "{q:?}: {err_l}");
+        assert_eq!(code_r, Some(0), "{q:?}: {err_r}");
+        assert!(!want.is_empty(), "{q:?} keeps something");
+        assert_eq!(got.len(), want.len(), "{q:?}: {got:?} vs {want:?}");
+        // The same files with the same records...
+        let by_path = |v: &[serde_json::Value]| -> HashMap<String, serde_json::Value> {
+            v.iter()
+                .map(|r| (r["path"].as_str().unwrap().to_string(), r.clone()))
+                .collect()
+        };
+        let (g, w) = (by_path(&got), by_path(&want));
+        for (path, w) in &w {
+            let g = g
+                .get(path)
+                .unwrap_or_else(|| panic!("{q:?}: {path} missing: {got:?}"));
+            assert_eq!(g["source"], "alpha");
+            for k in ["taken", "place", "camera"] {
+                assert_eq!(g[k], w[k], "{q:?}: {k} of {g} vs {w}");
+            }
+            match (g["score"].as_f64(), w["score"].as_f64()) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-5, "{q:?}: {a} vs {b}"),
+                (a, b) => assert_eq!(a, b, "{q:?}: listed without scores"),
+            }
+        }
+        // ... in the same order (files that tie may trade places).
+        let order = |v: &[serde_json::Value]| -> Vec<String> {
+            v.iter()
+                .map(|r| match r["score"].as_f64() {
+                    Some(s) if !q.iter().any(|a| a.contains("date")) => format!("{s:.4}"),
+                    _ => r["taken"].to_string(),
+                })
+                .collect()
+        };
+        assert_eq!(order(&got), order(&want), "{q:?}");
+    }
+    // A filter that keeps nothing says so, with what the collection holds (exit 1).
+    let (code, _, err) = ask(&url, &["photo", "--place", "Atlantis"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no indexed file matches place Atlantis (of 8 files in the collection)"),
+        "{err}"
+    );
+    // Near-duplicates within a filter: at a threshold every pair passes, the kept files
+    // make one group.
+    let out = run(clipsearch().args([
+        "dupes",
+        "--json",
+        "--threshold=-1",
+        "--format",
+        "jpg",
+        "--index",
+        &url,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let groups = json_lines(&out);
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let members = groups[0]["files"].as_array().unwrap();
+    assert_eq!(members.len(), 6, "the six JPEGs: {members:?}");
+    assert!(members
+        .iter()
+        .all(|m| m["path"].as_str().unwrap().ends_with(".jpg")));
     if let Ok(c) = clipsearch_milvus::MilvusCollection::connect(&url) {
         let _ = c.drop_collection();
     }

@@ -270,12 +270,15 @@ pub fn search(args: SearchArgs) -> Result<i32> {
         Ok(o) => o,
         Err(e) => return usage(e, "search"),
     };
+    let dated = parsed.terms.is_empty() || opts.sort != SortOrder::Score;
     if let Some(mut remote) = remote(&args.results)? {
-        if parsed.terms.is_empty() {
-            return usage("a shared collection is searched by text or image", "search");
-        }
-        let query = remote.embed_terms(&parsed.terms)?;
-        print_matches(&remote.search(&query, &opts)?, &args.results, false)?;
+        let matches = if parsed.terms.is_empty() {
+            remote.list(&opts)?
+        } else {
+            let query = remote.embed_terms(&parsed.terms)?;
+            remote.search(&query, &opts)?
+        };
+        print_matches(&matches, &args.results, dated)?;
         return Ok(exit::OK);
     }
     let mut searcher = Searcher::open(
@@ -288,7 +291,6 @@ pub fn search(args: SearchArgs) -> Result<i32> {
         let query = searcher.embed_terms(&parsed.terms)?;
         searcher.search(&query, &opts)?
     };
-    let dated = parsed.terms.is_empty() || opts.sort != SortOrder::Score;
     print_matches(&matches, &args.results, dated)?;
     Ok(exit::OK)
 }
@@ -300,7 +302,8 @@ pub fn similar(args: SimilarArgs) -> Result<i32> {
     };
     if let Some(mut remote) = remote(&args.results)? {
         let query = remote.embed_image(&args.path)?;
-        print_matches(&remote.search(&query, &opts)?, &args.results, false)?;
+        let matches = remote.search(&query, &opts)?;
+        print_matches(&matches, &args.results, opts.sort != SortOrder::Score)?;
         return Ok(exit::OK);
     }
     let mut searcher = Searcher::open(

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use clipsearch::metadata::PhotoMeta;
 use clipsearch::store::collection::{Collection, Item};
 use clipsearch::store::{ContentHash, Store};
 use clipsearch::Error;
@@ -97,14 +98,14 @@ pub fn push(
     if let Some(model) = store.model()? {
         collection.claim(&model)?;
     }
-    let mut upserts: Vec<(PathBuf, ContentHash)> = Vec::new();
+    let mut upserts: Vec<(PathBuf, ContentHash, Option<PhotoMeta>)> = Vec::new();
     let mut held = 0;
     for item in store.files() {
         let (path, rec) = item?;
         if store.pushed(&path)? == Some(rec.hash) {
             held += 1;
         } else {
-            upserts.push((path, rec.hash));
+            upserts.push((path, rec.hash, rec.meta));
         }
     }
     let mut removals: Vec<PathBuf> = Vec::new();
@@ -132,7 +133,7 @@ pub fn push(
             return Ok(summary);
         }
         let mut items = Vec::with_capacity(batch.len());
-        for (path, hash) in batch {
+        for (path, hash, meta) in batch {
             let Some(vector) = store.embedding(hash)? else {
                 continue;
             };
@@ -140,14 +141,17 @@ pub fn push(
                 source: source.to_string(),
                 path: name(path),
                 vector,
+                meta: meta.clone(),
             });
         }
         with_retries("upsert", &mut summary.retries, || collection.upsert(&items))
             .map_err(|e| lost(summary.pushed + summary.removed, e))?;
         requests += 1;
         abort_after(requests);
-        let marks: Vec<(PathBuf, Option<ContentHash>)> =
-            batch.iter().map(|(p, h)| (p.clone(), Some(*h))).collect();
+        let marks: Vec<(PathBuf, Option<ContentHash>)> = batch
+            .iter()
+            .map(|(p, h, _)| (p.clone(), Some(*h)))
+            .collect();
         store.set_pushed(&marks)?;
         summary.pushed += batch.len();
         progress.inc(batch.len() as u64);

@@ -61,6 +61,7 @@ fn run(c: &dyn Collection, vs: &[Vec<f32>], queries: &[Vec<f32>]) {
             source: "bench".into(),
             path: format!("/photos/{i:06}.jpg"),
             vector: v.clone(),
+            meta: None,
         })
         .collect();
     let t = Instant::now();

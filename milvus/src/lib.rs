@@ -25,7 +25,10 @@
 //! # Ok::<(), clipsearch::Error>(())
 //! ```
 
+mod meta;
+
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use clipsearch::model::ModelIdentity;
@@ -127,6 +130,9 @@ pub struct MilvusCollection {
     /// The collection was seen to exist: no need to ask again before every call (nothing but
     /// `drop_collection` removes it).
     seen: std::sync::atomic::AtomicBool,
+    /// Whether it has the metadata fields: 0 not known yet, 1 no (made by an older
+    /// clipsearch), 2 yes.
+    with_meta: AtomicU8,
 }
 
 fn sdk_err(location: &Location, what: &str, e: impl std::fmt::Display) -> Error {
@@ -167,6 +173,7 @@ impl MilvusCollection {
             client,
             runtime,
             seen: std::sync::atomic::AtomicBool::new(false),
+            with_meta: AtomicU8::new(0),
         };
         // The client connects lazily: one call proves the server answers.
         c.exists().map_err(|e| unreachable(&e))?;
@@ -227,6 +234,7 @@ impl MilvusCollection {
                     .data_type(sdk::DataType::FloatVector)
                     .dimension(model.dim as u32),
             );
+        let schema = meta::add_fields(schema);
         let identity = serde_json::to_string(model).map_err(|e| Error::Index(e.to_string()))?;
         let req = sdk::request::collection::CreateCollectionRequest::builder()
             .collection_name(self.name())
@@ -307,10 +315,67 @@ impl MilvusCollection {
             .collection_name(self.name())
             .build()
             .map_err(|e| sdk_err(&self.location, "drop_collection", e))?;
-        self.seen.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.seen.store(false, Ordering::Relaxed);
+        self.with_meta.store(0, Ordering::Relaxed);
         self.runtime
             .block_on(self.client.drop_collection(req))
             .map_err(|e| sdk_err(&self.location, "drop_collection", e))
+    }
+
+    fn describe(&self) -> Result<DescribeCollectionResponse> {
+        let req = sdk::request::collection::DescribeCollectionRequest::builder()
+            .collection_name(self.name())
+            .build()
+            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+        let desc = self
+            .runtime
+            .block_on(self.client.describe_collection(req))
+            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+        let has = desc
+            .description()
+            .get_schema()
+            .get_fields()
+            .iter()
+            .any(|f| f.get_name() == meta::META);
+        self.with_meta
+            .store(if has { 2 } else { 1 }, Ordering::Relaxed);
+        Ok(desc)
+    }
+
+    /// Whether the collection keeps photo metadata (one made by an older clipsearch does not).
+    fn has_meta(&self) -> Result<bool> {
+        match self.with_meta.load(Ordering::Relaxed) {
+            0 => {
+                if !self.exists()? {
+                    return Ok(false);
+                }
+                self.describe()?;
+                Ok(self.with_meta.load(Ordering::Relaxed) == 2)
+            }
+            v => Ok(v == 2),
+        }
+    }
+
+    /// The fields a result reads: the metadata ones where the collection has them.
+    fn output(&self, base: &[&'static str]) -> Result<Vec<&'static str>> {
+        let mut fields = base.to_vec();
+        if self.has_meta()? {
+            fields.push(meta::META);
+        }
+        Ok(fields)
+    }
+
+    /// Refuses a metadata filter on a collection without metadata, saying what to do.
+    fn check_filter(&self, scope: &Scope) -> Result<()> {
+        if !scope.filter.is_empty() && !self.has_meta()? {
+            return Err(Error::Index(format!(
+                "the collection {} was made by an older clipsearch that did not keep photo \
+                 metadata in it, so it cannot filter by date, place, camera or format: index \
+                 into a new collection (`--index milvus://HOST:PORT/NEW_NAME`) to have them",
+                self.location.url()
+            )));
+        }
+        Ok(())
     }
 
     fn require(&self) -> Result<()> {
@@ -332,8 +397,11 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// The filter expression of a scope ("" for everything).
-fn scope_filter(scope: &Scope) -> String {
+/// Milvus's largest top-k (and query page).
+const MAX_TOPK: usize = 16_384;
+
+/// An expression keeping (at least) the files of a scope ("" for everything).
+fn expression(scope: &Scope) -> String {
     let mut filter = Vec::new();
     if let Some(s) = &scope.source {
         filter.push(format!("source == {}", quote(s)));
@@ -341,16 +409,113 @@ fn scope_filter(scope: &Scope) -> String {
     if let Some(p) = &scope.prefix {
         filter.push(format!("path like {}", quote(&format!("{p}%"))));
     }
+    let m = meta::expression(&scope.filter);
+    if !m.is_empty() {
+        filter.push(m);
+    }
     filter.join(" and ")
 }
 
+/// Source, path and metadata of a result row.
+fn file_of(
+    row: &ResultRow<'_>,
+    with_meta: bool,
+) -> std::result::Result<
+    (String, String, Option<clipsearch::metadata::PhotoMeta>),
+    Box<sdk::error::Error>,
+> {
+    let meta = if with_meta {
+        meta::parse(row.get_str(meta::META)?)
+    } else {
+        None
+    };
+    Ok((
+        row.get_str("source")?.to_string(),
+        row.get_str("path")?.to_string(),
+        meta,
+    ))
+}
+
 impl MilvusCollection {
+    /// Files passing `expr`.
+    fn count_where(&self, expr: &str) -> Result<usize> {
+        if !self.exists()? {
+            return Ok(0);
+        }
+        let req = QueryRequest::builder()
+            .collection_name(self.name())
+            .filter(expr)
+            .output_fields(["count(*)"])
+            .consistency_level(sdk::ConsistencyLevel::Strong)
+            .build()
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let response = self
+            .runtime
+            .block_on(self.client.query(req))
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let results = response.results();
+        let mut rows = results
+            .rows()
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let row = rows
+            .next()
+            .ok_or_else(|| sdk_err(&self.location, "count", "no row"))?;
+        row.get_i64("count(*)")
+            .map(|n| n.max(0) as usize)
+            .map_err(|e| sdk_err(&self.location, "count", e))
+    }
+
+    /// One vector search: the best `limit` files passing `expr`, best first; `ef` is HNSW's
+    /// candidate list.
+    fn search_once(
+        &self,
+        query: &[f32],
+        limit: usize,
+        expr: &str,
+        ef: usize,
+    ) -> Result<Vec<Found>> {
+        let fields = self.output(&["source", "path"])?;
+        let with_meta = fields.contains(&meta::META);
+        let mut req = SearchRequest::builder()
+            .collection_name(self.name())
+            .vector_field("vector")
+            .vectors(SearchVectors::Float(vec![query.to_vec()]))
+            .output_fields(fields)
+            .limit(limit as i64)
+            .consistency_level(sdk::ConsistencyLevel::Strong);
+        if !expr.is_empty() {
+            req = req.filter(expr);
+        }
+        if !self.location.flat {
+            req = req.extra_params(HashMap::from([("ef".into(), ef.to_string())]));
+        }
+        let l = &self.location;
+        let e = |e| sdk_err(l, "search", e);
+        let req = req.build().map_err(e)?;
+        let response = self.runtime.block_on(self.client.search(req)).map_err(e)?;
+        let mut out = Vec::new();
+        for result in response.results().iter() {
+            for row in result.rows().map_err(e)? {
+                let (source, path, meta) = file_of(&row, with_meta).map_err(|x| e(*x))?;
+                out.push(Found {
+                    source,
+                    path,
+                    score: row.get_f32("score").map_err(e)?,
+                    meta,
+                });
+            }
+        }
+        out.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(out)
+    }
+
     /// Every row that passes `filter`, as `each` reads it. Key ranges are split until each
     /// fits one query (Milvus caps a query's rows at 16,384): keys are uniform hashes, so
     /// halving converges fast. Query iterators would do this server-side, but milvus-lite does
     /// not support them.
     fn query_all<T>(
         &self,
+        page_rows: i64,
         filter: Option<String>,
         fields: &[&str],
         each: impl Fn(&ResultRow<'_>) -> std::result::Result<T, Box<sdk::error::Error>>,
@@ -358,7 +523,6 @@ impl MilvusCollection {
         if !self.exists()? {
             return Ok(Vec::new());
         }
-        const PAGE: i64 = 10_000;
         let l = &self.location;
         let e = |e| sdk_err(l, "query", e);
         let mut out = Vec::new();
@@ -372,7 +536,7 @@ impl MilvusCollection {
                 .collection_name(self.name())
                 .filter(expr)
                 .output_fields(fields.iter().copied())
-                .limit(PAGE)
+                .limit(page_rows)
                 .consistency_level(sdk::ConsistencyLevel::Strong)
                 .build()
                 .map_err(e)?;
@@ -383,7 +547,7 @@ impl MilvusCollection {
             for row in rows {
                 page.push(each(&row).map_err(|x| e(*x))?);
             }
-            if page.len() as i64 >= PAGE && hi - lo > 1 {
+            if page.len() as i64 >= page_rows && hi - lo > 1 {
                 let mid = lo + (hi - lo) / 2;
                 ranges.push((lo, mid));
                 ranges.push((mid, hi));
@@ -404,19 +568,13 @@ impl Collection for MilvusCollection {
         if !self.exists()? {
             return Ok(None);
         }
-        let req = sdk::request::collection::DescribeCollectionRequest::builder()
-            .collection_name(self.name())
-            .build()
-            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
-        let desc = self
-            .runtime
-            .block_on(self.client.describe_collection(req))
-            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+        let desc = self.describe()?;
         let recorded = desc.description().get_properties().get(MODEL_PROPERTY);
         match recorded.map(|json| serde_json::from_str::<ModelIdentity>(json)) {
             Some(Ok(m)) => Ok(Some(m)),
             _ => Err(Error::Index(format!(
-                "the collection {} exists but was not made by clipsearch (it has no                  `{MODEL_PROPERTY}` property): use another collection name",
+                "the collection {} exists but was not made by clipsearch (it has no \
+                 `{MODEL_PROPERTY}` property): use another collection name",
                 self.location.url()
             ))),
         }
@@ -444,15 +602,19 @@ impl Collection for MilvusCollection {
         if items.is_empty() {
             return Ok(());
         }
+        let with_meta = self.has_meta()?;
         let rows: Vec<serde_json::Value> = items
             .iter()
             .map(|it| {
-                serde_json::json!({
-                    "pk": key_of(&it.source, &it.path),
-                    "source": it.source,
-                    "path": it.path,
-                    "vector": it.vector,
-                })
+                let mut row = serde_json::Map::new();
+                row.insert("pk".into(), key_of(&it.source, &it.path).into());
+                row.insert("source".into(), it.source.clone().into());
+                row.insert("path".into(), it.path.clone().into());
+                row.insert("vector".into(), serde_json::json!(it.vector));
+                if with_meta {
+                    meta::row_fields(it.meta.as_ref(), &mut row);
+                }
+                serde_json::Value::Object(row)
             })
             .collect();
         let rows = InsertRequest::builder()
@@ -491,77 +653,49 @@ impl Collection for MilvusCollection {
 
     fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>> {
         self.require()?;
+        self.check_filter(scope)?;
         if k == 0 {
             return Ok(Vec::new());
         }
-        let filter = scope_filter(scope);
-        let mut req = SearchRequest::builder()
-            .collection_name(self.name())
-            .vector_field("vector")
-            .vectors(SearchVectors::Float(vec![query.to_vec()]))
-            .output_fields(["source", "path"])
-            .limit(k as i64)
-            .consistency_level(sdk::ConsistencyLevel::Strong);
-        if !filter.is_empty() {
-            req = req.filter(filter);
-        }
-        if !self.location.flat {
-            req = req.extra_params(HashMap::from([("ef".into(), (2 * k).max(96).to_string())]));
-        }
-        let req = req
-            .build()
-            .map_err(|e| sdk_err(&self.location, "search", e))?;
-        let response = self
-            .runtime
-            .block_on(self.client.search(req))
-            .map_err(|e| sdk_err(&self.location, "search", e))?;
-        let mut out = Vec::new();
-        for result in response.results().iter() {
-            for row in result
-                .rows()
-                .map_err(|e| sdk_err(&self.location, "search", e))?
-            {
-                let e = |e| sdk_err(&self.location, "search", e);
-                out.push(Found {
-                    source: row.get_str("source").map_err(e)?.to_string(),
-                    path: row.get_str("path").map_err(e)?.to_string(),
-                    score: row.get_f32("score").map_err(e)?,
-                });
+        // The expression keeps a superset of the scope (see `meta`); the candidates are
+        // checked here, and the search widened in the rare case too few passed.
+        let expr = expression(scope);
+        // A filter that keeps a fraction of the files leaves that fraction of the graph's
+        // neighbours usable: HNSW's candidate list grows by its inverse to keep recall
+        // (milvus-lite's FAISS HNSW filters during the walk; a Milvus cluster also switches to
+        // brute force for very selective filters). One count query measures it.
+        let widen = if scope.filter.is_empty() || self.location.flat {
+            1.0
+        } else {
+            let kept = self.count_where(&expr)?;
+            if kept == 0 {
+                return Ok(Vec::new());
             }
+            (self.count()? as f64 / kept as f64).max(1.0)
+        };
+        let mut limit = k.min(MAX_TOPK);
+        loop {
+            let ef = ((2 * limit).max(96) as f64 * widen).min(MAX_TOPK as f64) as usize;
+            let hits = self.search_once(query, limit, &expr, ef)?;
+            let exhausted = hits.len() < limit || limit >= MAX_TOPK;
+            let mut kept: Vec<Found> = hits
+                .into_iter()
+                .filter(|f| scope.contains(&f.source, &f.path, f.meta.as_ref()))
+                .collect();
+            if kept.len() >= k || exhausted {
+                kept.truncate(k);
+                return Ok(kept);
+            }
+            limit = (limit * 4).min(MAX_TOPK);
         }
-        out.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(out)
     }
 
     fn count(&self) -> Result<usize> {
-        if !self.exists()? {
-            return Ok(0);
-        }
-        let req = QueryRequest::builder()
-            .collection_name(self.name())
-            .filter("pk >= 0")
-            .output_fields(["count(*)"])
-            .consistency_level(sdk::ConsistencyLevel::Strong)
-            .build()
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let response = self
-            .runtime
-            .block_on(self.client.query(req))
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let results = response.results();
-        let mut rows = results
-            .rows()
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let row = rows
-            .next()
-            .ok_or_else(|| sdk_err(&self.location, "count", "no row"))?;
-        row.get_i64("count(*)")
-            .map(|n| n.max(0) as usize)
-            .map_err(|e| sdk_err(&self.location, "count", e))
+        self.count_where("pk >= 0")
     }
 
     fn files(&self) -> Result<Vec<(String, String)>> {
-        self.query_all(None, &["source", "path"], |row| {
+        self.query_all(10_000, None, &["source", "path"], |row| {
             Ok((
                 row.get_str("source")?.to_string(),
                 row.get_str("path")?.to_string(),
@@ -569,47 +703,83 @@ impl Collection for MilvusCollection {
         })
     }
 
+    fn select(&self, scope: &Scope) -> Result<Vec<Found>> {
+        self.check_filter(scope)?;
+        let fields = self.output(&["source", "path"])?;
+        let with_meta = fields.contains(&meta::META);
+        let expr = expression(scope);
+        // Records are a few hundred bytes: pages stay well under gRPC's 4 MiB.
+        let found = self.query_all(2_000, (!expr.is_empty()).then_some(expr), &fields, |row| {
+            let (source, path, meta) = file_of(row, with_meta)?;
+            Ok(Found {
+                source,
+                path,
+                score: 0.0,
+                meta,
+            })
+        })?;
+        Ok(found
+            .into_iter()
+            .filter(|f| scope.contains(&f.source, &f.path, f.meta.as_ref()))
+            .collect())
+    }
+
     fn items(&self, scope: &Scope) -> Result<Vec<Item>> {
-        let filter = scope_filter(scope);
-        self.query_all(
-            (!filter.is_empty()).then_some(filter),
-            &["source", "path", "vector"],
+        self.check_filter(scope)?;
+        let fields = self.output(&["source", "path", "vector"])?;
+        let with_meta = fields.contains(&meta::META);
+        let expr = expression(scope);
+        // Pages of vectors sized to stay under gRPC's 4 MiB messages.
+        let dim = self.model()?.map_or(512, |m| m.dim);
+        let page_rows = (1_500_000 / (dim * 4 + 1024)).max(1) as i64;
+        let items = self.query_all(
+            page_rows,
+            (!expr.is_empty()).then_some(expr),
+            &fields,
             |row| {
+                let (source, path, meta) = file_of(row, with_meta)?;
                 Ok(Item {
-                    source: row.get_str("source")?.to_string(),
-                    path: row.get_str("path")?.to_string(),
+                    source,
+                    path,
                     vector: row.get_float_vector("vector")?.to_vec(),
+                    meta,
                 })
             },
-        )
+        )?;
+        Ok(items
+            .into_iter()
+            .filter(|it| scope.contains(&it.source, &it.path, it.meta.as_ref()))
+            .collect())
     }
 
     fn get(&self, keys: &[i64]) -> Result<Vec<Item>> {
         if keys.is_empty() || !self.exists()? {
             return Ok(Vec::new());
         }
+        let fields = self.output(&["source", "path", "vector"])?;
+        let with_meta = fields.contains(&meta::META);
         let mut out = Vec::new();
         // Expressions stay small: a few hundred keys each.
         for chunk in keys.chunks(256) {
             let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let l = &self.location;
+            let e = |e| sdk_err(l, "query", e);
             let req = QueryRequest::builder()
                 .collection_name(self.name())
                 .filter(format!("pk in [{}]", list.join(", ")))
-                .output_fields(["source", "path", "vector"])
+                .output_fields(fields.iter().copied())
                 .limit(chunk.len() as i64)
                 .consistency_level(sdk::ConsistencyLevel::Strong)
                 .build()
-                .map_err(|e| sdk_err(&self.location, "query", e))?;
-            let response = self
-                .runtime
-                .block_on(self.client.query(req))
-                .map_err(|e| sdk_err(&self.location, "query", e))?;
-            let e = |e| sdk_err(&self.location, "query", e);
+                .map_err(e)?;
+            let response = self.runtime.block_on(self.client.query(req)).map_err(e)?;
             for row in response.results().rows().map_err(e)? {
+                let (source, path, meta) = file_of(&row, with_meta).map_err(|x| e(*x))?;
                 out.push(Item {
-                    source: row.get_str("source").map_err(e)?.to_string(),
-                    path: row.get_str("path").map_err(e)?.to_string(),
+                    source,
+                    path,
                     vector: row.get_float_vector("vector").map_err(e)?.to_vec(),
+                    meta,
                 });
             }
         }

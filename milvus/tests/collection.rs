@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 
+use clipsearch::metadata::{Filter, Gps, PhotoMeta, Place, Taken, TimeSource};
 use clipsearch::model::ModelIdentity;
 use clipsearch::store::collection::{Collection, Item, LocalCollection, Scope};
 use clipsearch_milvus::MilvusCollection;
@@ -70,6 +71,144 @@ fn file(i: usize) -> (String, String) {
     (source.to_string(), format!("/photos/{i:05}.jpg"))
 }
 
+/// Photo metadata of file `i`: a capture month from 2010 to 2021, one of three places (or
+/// none), one of four cameras (or none), a format; every 50th file never read.
+fn meta(i: usize) -> Option<PhotoMeta> {
+    if i % 50 == 49 {
+        return None;
+    }
+    let day = chrono::NaiveDate::from_ymd_opt(2010 + (i % 12) as i32, 1 + (i / 12 % 12) as u32, 3)
+        .unwrap();
+    let (place, gps) = match i % 4 {
+        0 => (Some(("Lisbon", "Lisbon", "PT")), Some((38.72, -9.14))),
+        1 => (
+            Some(("New York City", "New York", "US")),
+            Some((40.71, -74.0)),
+        ),
+        3 => (Some(("Zurich", "Zurich", "CH")), Some((47.37, 8.54))),
+        _ => (None, None),
+    };
+    let camera = match i % 5 {
+        0 => Some(("Canon", "Canon EOS R5")),
+        1 => Some(("NIKON CORPORATION", "NIKON D850")),
+        2 => Some(("Apple", "iPhone 15 Pro")),
+        3 => Some(("FUJIFILM", "X-T5")),
+        _ => None,
+    };
+    Some(PhotoMeta {
+        taken: Some(Taken {
+            local: day.and_hms_opt(12, 0, 0).unwrap(),
+            offset_minutes: None,
+            source: TimeSource::DateTimeOriginal,
+        }),
+        gps: gps.map(|(lat, lon)| Gps {
+            lat,
+            lon,
+            alt: None,
+        }),
+        place: place.map(|(city, region, cc)| Place {
+            city: city.into(),
+            region: region.into(),
+            country_code: cc.into(),
+        }),
+        make: camera.map(|c| c.0.to_string()),
+        model: camera.map(|c| c.1.to_string()),
+        format: Some(["JPEG", "HEIC", "DNG"][i % 3].to_string()),
+        ..Default::default()
+    })
+}
+
+fn filter(pairs: &[(&str, &str)]) -> Filter {
+    let mut f = Filter::default();
+    for (k, v) in pairs {
+        f.set(k, v).unwrap();
+    }
+    f
+}
+
+/// Metadata filters: the top 10 among the files a filter keeps, against brute force over
+/// the same files; the listing of a filter alone; a filter that keeps nothing.
+fn filtered(c: &dyn Collection, vs: &[Vec<f32>], held: &dyn Fn(usize) -> bool, exact: bool) {
+    let where_ = c.location();
+    let filters = [
+        filter(&[("after", "2015"), ("before", "2015")]),
+        filter(&[("place", "Lisbon, Portugal")]),
+        filter(&[("camera", "nikon")]),
+        filter(&[("near", "40.71,-74.0,50")]),
+        filter(&[("format", "raw")]),
+        filter(&[
+            ("place", "zürich"),
+            ("format", "heif"),
+            ("camera", "iphone 15"),
+        ]),
+        filter(&[("place", "CHE"), ("after", "2021-03")]),
+    ];
+    let mut rng = Rng(5);
+    for f in &filters {
+        let keeps = |i: usize| held(i) && f.matches_meta(meta(i).as_ref());
+        let kept: Vec<usize> = (0..N).filter(|&i| keeps(i)).collect();
+        assert!(kept.len() >= 10, "{f:?} keeps {}", kept.len());
+        let scope = Scope {
+            filter: f.clone(),
+            ..Default::default()
+        };
+        let listed: HashSet<(String, String)> = c
+            .select(&scope)
+            .unwrap()
+            .into_iter()
+            .map(|x| (x.source, x.path))
+            .collect();
+        let want: HashSet<(String, String)> = kept.iter().map(|&i| file(i)).collect();
+        assert!(
+            listed == want,
+            "{where_}: select {} listed {} of {}",
+            f.describe(),
+            listed.len(),
+            want.len()
+        );
+        let (mut found, mut total) = (0, 0);
+        for _ in 0..10 {
+            let mut v: Vec<f32> = vs[rng.0 as usize % N]
+                .iter()
+                .map(|x| x + 0.2 * rng.next())
+                .collect();
+            normalize(&mut v);
+            let mut truth: Vec<(f32, usize)> = kept.iter().map(|&i| (dot(&v, &vs[i]), i)).collect();
+            truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let want: Vec<(String, String)> = truth[..10].iter().map(|t| file(t.1)).collect();
+            let hits = c.search(&v, 10, &scope).unwrap();
+            for h in &hits {
+                let i: usize = h.path[8..13].parse().unwrap();
+                assert!(keeps(i), "{where_}: {} returned {}", f.describe(), h.path);
+                assert_eq!(h.meta, meta(i), "{where_}: the metadata comes back");
+            }
+            let got: Vec<(String, String)> = hits.into_iter().map(|h| (h.source, h.path)).collect();
+            if exact && truth[9].0 - truth.get(10).map_or(-2.0, |t| t.0) > 1e-5 {
+                assert_eq!(got, want, "{where_}: {}", f.describe());
+            }
+            found += got.iter().filter(|g| want.contains(g)).count();
+            total += want.len();
+        }
+        let recall = found as f64 / total as f64;
+        eprintln!(
+            "{where_}: {} keeps {} files, recall@10 {recall:.3}",
+            f.describe(),
+            kept.len()
+        );
+        assert!(
+            recall >= 0.99,
+            "{where_}: {} recall@10 {recall}",
+            f.describe()
+        );
+    }
+    let nowhere = Scope {
+        filter: filter(&[("place", "Atlantis")]),
+        ..Default::default()
+    };
+    assert!(c.search(&vs[0], 10, &nowhere).unwrap().is_empty());
+    assert!(c.select(&nowhere).unwrap().is_empty());
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -94,6 +233,7 @@ fn suite(c: &dyn Collection, exact: bool) {
                 source,
                 path,
                 vector: v.clone(),
+                meta: meta(i),
             }
         })
         .collect();
@@ -112,6 +252,7 @@ fn suite(c: &dyn Collection, exact: bool) {
         source: "alpha".into(),
         path: "/photos/00000.jpg".into(),
         vector: vs[5000].clone(),
+        meta: None,
     };
     c.upsert(std::slice::from_ref(&moved)).unwrap();
     c.flush().unwrap();
@@ -181,20 +322,23 @@ fn suite(c: &dyn Collection, exact: bool) {
     // Scopes: by source, by folder.
     let alpha = Scope {
         source: Some("alpha".into()),
-        prefix: None,
+        ..Default::default()
     };
     let hits = c.search(&vs[1], 20, &alpha).unwrap();
     assert_eq!(hits.len(), 20);
     assert!(hits.iter().all(|h| h.source == "alpha"), "{where_}");
     let folder = Scope {
-        source: None,
         prefix: Some("/photos/001".into()),
+        ..Default::default()
     };
     let hits = c.search(&vs[5], 20, &folder).unwrap();
     assert!(
         !hits.is_empty() && hits.iter().all(|h| h.path.starts_with("/photos/001")),
         "{where_}: {hits:?}"
     );
+
+    // Metadata filters.
+    filtered(c, &vs, &|_| true, exact);
 
     // Removal.
     let gone: Vec<(String, String)> = (0..100).map(file).collect();
@@ -222,6 +366,7 @@ fn suite(c: &dyn Collection, exact: bool) {
         .items(&Scope {
             source: Some("beta".into()),
             prefix: Some("/photos/00".into()),
+            ..Default::default()
         })
         .unwrap();
     let want: Vec<usize> = (100..1000).filter(|i| i % 2 == 1).collect();

@@ -336,7 +336,7 @@ impl Searcher {
 
 /// Orders `items` by capture time, newest first for `-date`, oldest first otherwise; undated
 /// ones last either way, ties in their previous order (the sort is stable).
-fn by_date<T>(items: &mut [T], sort: SortOrder, taken: impl Fn(&T) -> Option<i64>) {
+pub(crate) fn by_date<T>(items: &mut [T], sort: SortOrder, taken: impl Fn(&T) -> Option<i64>) {
     items.sort_by_cached_key(|item| {
         let t = taken(item);
         let key = match sort {

@@ -7,6 +7,7 @@ use clipsearch::store::collection::{key_of, Collection, Found, Scope};
 use crate::embedder::Embedder;
 use crate::expr::{Item, Term};
 use crate::{expr, Error, Match, SearchOptions};
+use clipsearch::metadata::{PhotoMeta, SortOrder};
 
 pub struct RemoteSearcher {
     collection: std::sync::Arc<dyn Collection>,
@@ -77,34 +78,70 @@ impl RemoteSearcher {
             return Ok(None);
         };
         Ok(self.collection.get(&[key])?.into_iter().next().map(|it| {
-            let m = matched(it.source, it.path, None);
+            let m = matched(it.source, it.path, None, it.meta);
             (m, it.vector)
         }))
     }
 
-    /// The files most similar to `query`. `opts.under` is a path prefix on every source;
-    /// metadata filters are not available on a shared collection yet.
+    /// The files most similar to `query` among those the options keep (`opts.under` is a
+    /// path prefix on every source), as a local index answers.
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<Vec<Match>, Error> {
-        self.refuse_filters(opts)?;
         let found = self.collection.search(query, opts.top, &scope(opts))?;
-        Ok(found
+        if found.is_empty() && !opts.filter.is_empty() {
+            return Err(self.no_match(opts));
+        }
+        let mut matches: Vec<(Match, Option<i64>)> = found
             .into_iter()
             .filter(|f| opts.threshold.is_none_or(|t| f.score >= t))
-            .map(
-                |Found {
-                     source,
-                     path,
-                     score,
-                 }| matched(source, path, Some(score)),
-            )
+            .map(|f| {
+                let t = taken_ms(&f);
+                (matched(f.source, f.path, Some(f.score), f.meta), t)
+            })
+            .collect();
+        if opts.sort != SortOrder::Score {
+            crate::by_date(&mut matches, opts.sort, |m| m.1);
+        }
+        Ok(matches.into_iter().map(|m| m.0).collect())
+    }
+
+    /// The files the options keep, by capture time (oldest first unless `-date`): a query of
+    /// filters alone. Reads every kept file's record (not its vector) from the collection.
+    pub fn list(&self, opts: &SearchOptions) -> Result<Vec<Match>, Error> {
+        let mut found: Vec<(Found, Option<i64>)> = self
+            .collection
+            .select(&scope(opts))?
+            .into_iter()
+            .map(|f| {
+                let t = taken_ms(&f);
+                (f, t)
+            })
+            .collect();
+        if found.is_empty() && !opts.filter.is_empty() {
+            return Err(self.no_match(opts));
+        }
+        // Ties (and undated files) in path order, for a stable listing.
+        found.sort_by(|a, b| (&a.0.source, &a.0.path).cmp(&(&b.0.source, &b.0.path)));
+        crate::by_date(&mut found, opts.sort, |f| f.1);
+        Ok(found
+            .into_iter()
+            .take(opts.top)
+            .map(|(f, _)| matched(f.source, f.path, None, f.meta))
             .collect())
+    }
+
+    fn no_match(&self, opts: &SearchOptions) -> Error {
+        let held = self
+            .collection
+            .count()
+            .map(|n| format!(" (of {n} files in the collection)"))
+            .unwrap_or_default();
+        Error::NoMatch(format!("{}{held}", opts.filter.describe()))
     }
 
     /// Near-duplicate groups among the collection's files (every machine's, or those under
     /// `opts.under`), as [`crate::dupes::groups`] finds them in a local index. The vectors
     /// are fetched once (2 KiB a file at 512 dimensions) and compared here.
     pub fn groups(&self, threshold: f32, opts: &SearchOptions) -> Result<Vec<Vec<Match>>, Error> {
-        self.refuse_filters(opts)?;
         let items = self.collection.items(&scope(opts))?;
         let mut set = clipsearch::store::vectors::VectorSet::new(self.embedder.identity().dim);
         for (i, it) in items.iter().enumerate() {
@@ -114,41 +151,42 @@ impl RemoteSearcher {
             .into_iter()
             .map(|(a, b, s)| (a as usize, b as usize, s));
         Ok(crate::dupes::join(items.len(), pairs, |i, best| {
-            matched(items[i].source.clone(), items[i].path.clone(), Some(best))
+            let it = &items[i];
+            matched(
+                it.source.clone(),
+                it.path.clone(),
+                Some(best),
+                it.meta.clone(),
+            )
         }))
-    }
-
-    fn refuse_filters(&self, opts: &SearchOptions) -> Result<(), Error> {
-        if !opts.filter.is_empty() || opts.sort != clipsearch::metadata::SortOrder::Score {
-            return Err(clipsearch::Error::Index(format!(
-                "filters and date order are not available on a shared collection ({}) yet: \
-                 search without them, or search a local index",
-                self.collection.location()
-            ))
-            .into());
-        }
-        Ok(())
     }
 }
 
 /// A result of a shared collection; its id is the file's key there.
-fn matched(source: String, path: String, score: Option<f32>) -> Match {
+fn matched(source: String, path: String, score: Option<f32>, meta: Option<PhotoMeta>) -> Match {
+    let meta = meta.as_ref();
     Match {
         id: key_of(&source, &path) as u64,
         path: path.into(),
         score,
         raw: None,
-        taken: None,
-        place: None,
-        camera: None,
+        taken: meta.and_then(|m| m.taken.as_ref()).map(|t| t.iso()),
+        place: meta.and_then(|m| m.place.as_ref()).map(|p| p.label()),
+        camera: meta.and_then(|m| m.camera()),
         source: Some(source),
     }
+}
+
+fn taken_ms(f: &Found) -> Option<i64> {
+    let t = f.meta.as_ref()?.taken.as_ref()?;
+    Some(clipsearch::metadata::filter::local_ms(&t.local))
 }
 
 /// The folder of `opts.under` as a path prefix on every source.
 fn scope(opts: &SearchOptions) -> Scope {
     Scope {
         source: None,
+        filter: opts.filter.clone(),
         prefix: opts.under.as_ref().map(|d| {
             let mut p = d.to_string_lossy().into_owned();
             if !p.ends_with('/') {

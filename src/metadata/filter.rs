@@ -290,7 +290,48 @@ impl Filter {
     }
 }
 
-fn canonical_format(f: &str) -> String {
+impl Filter {
+    /// Whether one file's metadata passes (None: never read, which no filter keeps). For
+    /// files one at a time (a shared collection's candidates); views compile the filter once
+    /// against their dictionary instead.
+    pub fn matches_meta(&self, meta: Option<&super::PhotoMeta>) -> bool {
+        let Some(m) = meta else {
+            return self.is_empty();
+        };
+        let place = m.place.as_ref();
+        let strings = [
+            m.make.as_deref(),
+            m.model.as_deref(),
+            place.map(|p| p.city.as_str()).filter(|s| !s.is_empty()),
+            place.map(|p| p.region.as_str()).filter(|s| !s.is_empty()),
+            place.map(|p| p.country_code.as_str()),
+            m.format.as_deref(),
+        ];
+        let dict: Vec<String> = strings.iter().flatten().map(|s| s.to_string()).collect();
+        let mut next = 0u32;
+        let mut at = |s: Option<&str>| {
+            s.map(|_| {
+                next += 1;
+                next - 1
+            })
+        };
+        let [make, model, city, region, country, format] = strings.map(&mut at);
+        let row = RowFields {
+            taken_ms: m.taken.as_ref().map(|t| local_ms(&t.local)),
+            gps: m.gps.map(|g| (g.lat, g.lon)),
+            make,
+            model,
+            city,
+            region,
+            country,
+            format,
+        };
+        self.compile(&dict).matches(&row)
+    }
+}
+
+/// The one spelling of a format name ("jpg" is "jpeg", "tif" is "tiff", ...), folded.
+pub fn canonical_format(f: &str) -> String {
     match f {
         "jpg" | "jpe" | "jfif" => "jpeg".into(),
         "tif" => "tiff".into(),
@@ -300,7 +341,8 @@ fn canonical_format(f: &str) -> String {
     }
 }
 
-fn is_raw_format(f: &str) -> bool {
+/// Whether a (canonical) format name is a camera RAW's.
+pub fn is_raw_format(f: &str) -> bool {
     crate::preprocess::formats::is_raw_name(std::path::Path::new(&format!("x.{f}")))
 }
 

@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::metadata::{Filter, PhotoMeta};
 use crate::model::ModelIdentity;
 
 /// One file's embedding, as it goes into a collection.
@@ -21,6 +22,8 @@ pub struct Item {
     pub source: String,
     pub path: String,
     pub vector: Vec<f32>,
+    /// When, where and with what it was taken (None: never read).
+    pub meta: Option<PhotoMeta>,
 }
 
 /// A search result.
@@ -28,7 +31,9 @@ pub struct Item {
 pub struct Found {
     pub source: String,
     pub path: String,
+    /// Cosine similarity to the query (0 for files selected by scope alone).
     pub score: f32,
+    pub meta: Option<PhotoMeta>,
 }
 
 /// Which files a search may return.
@@ -38,6 +43,17 @@ pub struct Scope {
     pub source: Option<String>,
     /// Only paths starting with this prefix (a folder, ending in `/`).
     pub prefix: Option<String>,
+    /// Only files whose metadata passes (capture time, place, camera, format).
+    pub filter: Filter,
+}
+
+impl Scope {
+    /// Whether a file is in scope (what every backend computes, some on the server).
+    pub fn contains(&self, source: &str, path: &str, meta: Option<&PhotoMeta>) -> bool {
+        self.source.as_deref().is_none_or(|s| s == source)
+            && self.prefix.as_deref().is_none_or(|p| path.starts_with(p))
+            && (self.filter.is_empty() || self.filter.matches_meta(meta))
+    }
 }
 
 /// A stable key for a file: the same on every machine and every run, unique across sources
@@ -72,6 +88,8 @@ pub trait Collection: Send + Sync {
     fn count(&self) -> Result<usize>;
     /// Every (source, path) held.
     fn files(&self) -> Result<Vec<(String, String)>>;
+    /// Every file in `scope`, with its metadata, in no order (a listing by date sorts them).
+    fn select(&self, scope: &Scope) -> Result<Vec<Found>>;
     /// Every file in `scope` with its vector (whole-collection work: near-duplicates). Holds
     /// them all in memory: 2 KiB per file at 512 dimensions.
     fn items(&self, scope: &Scope) -> Result<Vec<Item>>;
@@ -184,7 +202,7 @@ impl Collection for LocalCollection {
                     width: 0,
                     height: 0,
                     raw: None,
-                    meta: None,
+                    meta: it.meta.clone(),
                 },
                 path,
                 embedding: Some(it.vector.clone()),
@@ -219,18 +237,27 @@ impl Collection for LocalCollection {
             .collect()
     }
 
+    fn select(&self, scope: &Scope) -> Result<Vec<Found>> {
+        Ok(self
+            .items(scope)?
+            .into_iter()
+            .map(|it| Found {
+                source: it.source,
+                path: it.path,
+                score: 0.0,
+                meta: it.meta,
+            })
+            .collect())
+    }
+
     fn items(&self, scope: &Scope) -> Result<Vec<Item>> {
-        let keep = |source: &str, path: &str| {
-            scope.source.as_deref().is_none_or(|s| s == source)
-                && scope.prefix.as_deref().is_none_or(|p| path.starts_with(p))
-        };
-        self.rows_where(|source, path| keep(source, path))
+        self.rows_where(|source, path, meta| scope.contains(source, path, meta))
     }
 
     fn get(&self, keys: &[i64]) -> Result<Vec<Item>> {
         let wanted: std::collections::HashSet<i64> = keys.iter().copied().collect();
         // A scan: the local store is addressed by path; keys serve the shared collections.
-        self.rows_where(|source, path| wanted.contains(&key_of(source, path)))
+        self.rows_where(|source, path, _| wanted.contains(&key_of(source, path)))
     }
 
     fn flush(&self) -> Result<()> {
@@ -262,17 +289,22 @@ impl LocalCollection {
         }
     }
 
-    /// The published files that `keep(source, path)` accepts, with their vectors.
-    fn rows_where(&self, keep: impl Fn(&str, &str) -> bool) -> Result<Vec<Item>> {
+    /// The published files that `keep(source, path, meta)` accepts, with their vectors.
+    fn rows_where(
+        &self,
+        keep: impl Fn(&str, &str, Option<&PhotoMeta>) -> bool,
+    ) -> Result<Vec<Item>> {
         self.with_index(|index| {
             let view = index.view();
             Ok((0..view.len())
                 .filter_map(|row| {
                     let (source, path) = Self::split(view.path(row));
-                    keep(&source, &path).then(|| Item {
+                    let meta = view.meta(row);
+                    keep(&source, &path, meta.as_ref()).then(|| Item {
                         vector: view.vector(row).to_vec(),
                         source,
                         path,
+                        meta,
                     })
                 })
                 .collect())
@@ -289,6 +321,22 @@ impl LocalCollection {
         let view = index.view();
         let hits = if *scope == Scope::default() {
             index.search(query, k, &|_| true)
+        } else if !scope.filter.is_empty() {
+            // The filter selects rows with the view's compiled metadata; source and folder
+            // then narrow them.
+            let rows: Vec<usize> = view
+                .select(&scope.filter)
+                .into_iter()
+                .filter(|&r| {
+                    let (source, path) = Self::split(view.path(r));
+                    let unfiltered = Scope {
+                        filter: Filter::default(),
+                        ..scope.clone()
+                    };
+                    unfiltered.contains(&source, &path, None)
+                })
+                .collect();
+            index.search_rows(query, k, &rows)
         } else {
             // On the catalog path `/SOURCE/PATH`, without allocating per candidate (the exact
             // scan asks about every file).
@@ -316,6 +364,7 @@ impl LocalCollection {
                     source,
                     path,
                     score: h.score,
+                    meta: view.meta(row),
                 })
             })
             .collect()

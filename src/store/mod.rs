@@ -500,6 +500,9 @@ impl Store {
         self.files
             .insert(path_key(path), serde_json::to_vec(&rec).map_err(store_err)?)
             .map_err(store_err)?;
+        // A shared collection holds the file without this metadata: the next push sends it
+        // again (same content, now with its metadata).
+        self.pushed.remove(path_key(path)).map_err(store_err)?;
         Ok(true)
     }
 

@@ -115,10 +115,7 @@ impl Backend {
     pub fn list(&self, opts: &SearchOptions) -> Result<Vec<Match>, ApiError> {
         match self {
             Backend::Local(s) => Ok(s.list(opts)?),
-            Backend::Shared(_) => Err(ApiError::bad_request(
-                "a shared collection is searched by text or image (filters are not available \
-                 on it yet)",
-            )),
+            Backend::Shared(s) => Ok(s.remote.list(opts)?),
         }
     }
 
