@@ -120,11 +120,11 @@ fn two_machines_one_collection_renames_deletes_and_crashes() {
     let out = run(clipsearch().args(["stats", "--json", "--index", &url]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json_lines(&out)[0]["files"], 36);
-    // Commands that need a local index say so.
-    let out = run(clipsearch().args(["info", "x.jpg", "--index", &url]));
-    assert_eq!(out.status.code(), Some(5));
+    // A file the collection does not hold is named, with the collection.
+    let out = run(clipsearch().args(["info", "x.jpg", "--source", "alpha", "--index", &url]));
+    assert_eq!(out.status.code(), Some(4));
     assert!(
-        stderr(&out).contains("works on a local index"),
+        stderr(&out).contains(&format!("x.jpg is not in the index at {url}")),
         "{}",
         stderr(&out)
     );
@@ -552,6 +552,39 @@ fn filters_and_date_order_on_a_shared_collection_equal_the_local_index() {
         };
         assert_eq!(order(&got), order(&want), "{q:?}");
     }
+    // `info` on the collection: the metadata the local catalog has, with the machine.
+    let info = |index: &str| {
+        let out = run(clipsearch()
+            .args(["info", "--json", "--source", "alpha", "--index", index])
+            .arg(dir.join("lisbon.jpg")));
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out).remove(0)
+    };
+    let (shared, local) = (info(&url), info(local));
+    assert_eq!(shared["source"], "alpha");
+    assert_eq!(shared["place"]["label"], "Lisbon, Portugal", "{shared}");
+    for k in [
+        "path",
+        "taken",
+        "taken_source",
+        "gps",
+        "place",
+        "camera",
+        "lens",
+        "format",
+    ] {
+        assert_eq!(shared[k], local[k], "{k}");
+    }
+    let out = run(clipsearch()
+        .args(["info", "--source", "beta", "--index", &url])
+        .arg(dir.join("lisbon.jpg")));
+    assert_eq!(out.status.code(), Some(4), "not a file of beta");
+    assert!(
+        stderr(&out).contains("as a file of beta"),
+        "{}",
+        stderr(&out)
+    );
+
     // A filter that keeps nothing says so, with what the collection holds (exit 1).
     let (code, _, err) = ask(&url, &["photo", "--place", "Atlantis"]);
     assert_eq!(code, Some(1), "{err}");

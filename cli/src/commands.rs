@@ -54,8 +54,8 @@ pub struct IndexArg {
     /// Index directory (default: $XDG_DATA_HOME/clipsearch/index, i.e.
     /// ~/.local/share/clipsearch/index), or a shared Milvus collection:
     /// milvus://HOST:PORT/COLLECTION (milvus+https:// for TLS; token in
-    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search`, `similar`, `dupes`, `stats` and
-    /// `serve`.
+    /// CLIPSEARCH_MILVUS_TOKEN) for `index`, `search`, `similar`, `dupes`, `stats`, `info`
+    /// and `serve`.
     #[arg(long = "index", env = "CLIPSEARCH_INDEX", value_name = "DIR|URL")]
     pub index: Option<PathBuf>,
 }
@@ -66,8 +66,8 @@ impl IndexArg {
         if let Some(url) = self.milvus_url() {
             return Err(clipsearch::Error::Index(format!(
                 "this command works on a local index; the shared collection {url} is for \
-                 `index`, `search`, `similar`, `dupes`, `stats` and `serve`: pass a local \
-                 --index DIR"
+                 `index`, `search`, `similar`, `dupes`, `stats`, `info` and `serve`: pass a \
+                 local --index DIR"
             ))
             .into());
         }
@@ -120,7 +120,8 @@ impl SharedArgs {
     }
 }
 
-fn host_name() -> String {
+/// This machine's name, the default label of its files in a shared collection.
+pub fn host_name() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|f| std::fs::read_to_string(f).ok())

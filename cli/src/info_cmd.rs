@@ -22,31 +22,93 @@ pub struct InfoArgs {
     pub json: bool,
     #[command(flatten)]
     pub index: IndexArg,
+    /// With a Milvus --index: the machine the files are on, as it indexed them (`index
+    /// --source`) [default: this machine's host name].
+    #[arg(long, value_name = "LABEL")]
+    pub source: Option<String>,
+}
+
+/// Where the records come from.
+enum Records {
+    Local(std::path::PathBuf, Box<clipsearch::index::SearchIndex>),
+    Shared(Box<clipsearch_milvus::MilvusCollection>, String),
+}
+
+impl Records {
+    /// The record of `path` (canonical), or a message saying where it is not.
+    fn describe(&self, path: &std::path::Path) -> Result<Option<serde_json::Value>> {
+        use clipsearch::store::collection::{key_of, Collection};
+        match self {
+            Records::Local(_, index) => {
+                let view = index.view();
+                Ok(view
+                    .row_of_path(path)
+                    .map(|row| clipsearch_query::info::describe(view, row)))
+            }
+            Records::Shared(c, source) => {
+                let name = path.to_string_lossy();
+                Ok(c.get(&[key_of(source, &name)])?
+                    .into_iter()
+                    .next()
+                    .map(|it| {
+                        clipsearch_query::info::describe_shared(
+                            &it.source,
+                            &it.path,
+                            it.meta.as_ref(),
+                        )
+                    }))
+            }
+        }
+    }
+
+    fn location(&self) -> String {
+        use clipsearch::store::collection::Collection;
+        match self {
+            Records::Local(dir, _) => dir.display().to_string(),
+            Records::Shared(c, source) => format!("{} (as a file of {source})", c.location()),
+        }
+    }
 }
 
 pub fn run(args: InfoArgs) -> Result<i32> {
-    let dir = args.index.path()?;
-    let index = clipsearch_query::open_view(&dir)?;
-    let view = index.view();
+    let records = match args.index.milvus_url() {
+        Some(url) => Records::Shared(
+            Box::new(clipsearch_milvus::MilvusCollection::connect(&url)?),
+            args.source
+                .clone()
+                .unwrap_or_else(crate::commands::host_name),
+        ),
+        None => {
+            let dir = args.index.path()?;
+            let index = clipsearch_query::open_view(&dir)?;
+            Records::Local(dir, Box::new(index))
+        }
+    };
     let mut out = std::io::stdout().lock();
     let mut missing = 0;
     for path in &args.paths {
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        let Some(row) = view.row_of_path(&canonical) else {
+        let Some(info) = records.describe(&canonical)? else {
             eprintln!(
                 "clipsearch: {} is not in the index at {} (run `clipsearch index` on its folder)",
                 path.display(),
-                dir.display()
+                records.location()
             );
             missing += 1;
             continue;
         };
-        let info = clipsearch_query::info::describe(view, row);
         if args.json {
             writeln!(out, "{info}")?;
             continue;
         }
-        writeln!(out, "{}", info["path"].as_str().unwrap_or_default())?;
+        match info["source"].as_str() {
+            Some(source) => writeln!(
+                out,
+                "{source}:{}",
+                info["path"].as_str().unwrap_or_default()
+            )?,
+            None => writeln!(out, "{}", info["path"].as_str().unwrap_or_default())?,
+        }
         let field = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Null => None,
@@ -75,7 +137,9 @@ pub fn run(args: InfoArgs) -> Result<i32> {
             ("format", field(&info["format"])),
             (
                 "pixels",
-                Some(format!("{} x {}", info["width"], info["height"])),
+                info["width"]
+                    .as_u64()
+                    .map(|w| format!("{w} x {}", info["height"])),
             ),
             ("size", field(&info["size"]).map(|b| format!("{b} bytes"))),
             ("modified", field(&info["modified"])),

@@ -206,7 +206,18 @@ impl MilvusCollection {
         Ok(exists)
     }
 
+    /// Creates the collection as clipsearch did before it kept photo metadata (no scalar
+    /// metadata fields), to test that such collections keep working.
+    #[doc(hidden)]
+    pub fn create_without_metadata(&self, model: &ModelIdentity) -> Result<()> {
+        self.create_with(model, false)
+    }
+
     fn create(&self, model: &ModelIdentity) -> Result<()> {
+        self.create_with(model, true)
+    }
+
+    fn create_with(&self, model: &ModelIdentity, with_meta: bool) -> Result<()> {
         let l = &self.location;
         let err = |what: &'static str| move |e: milvus::v2::error::Error| sdk_err(l, what, e);
         let schema = sdk::CollectionSchema::new()
@@ -234,7 +245,11 @@ impl MilvusCollection {
                     .data_type(sdk::DataType::FloatVector)
                     .dimension(model.dim as u32),
             );
-        let schema = meta::add_fields(schema);
+        let schema = if with_meta {
+            meta::add_fields(schema)
+        } else {
+            schema
+        };
         let identity = serde_json::to_string(model).map_err(|e| Error::Index(e.to_string()))?;
         let req = sdk::request::collection::CreateCollectionRequest::builder()
             .collection_name(self.name())
@@ -399,6 +414,10 @@ fn quote(s: &str) -> String {
 
 /// Milvus's largest top-k (and query page).
 const MAX_TOPK: usize = 16_384;
+/// How much longer HNSW's candidate list is for a search with a metadata filter (ef 3,072
+/// for a top 10: 70 ms instead of 45 on milvus-lite at 100k; recall@10 >= 0.99 for a filter
+/// keeping 1/60 of the files in the shared suite).
+const FILTERED_EF: usize = 32;
 
 /// An expression keeping (at least) the files of a scope ("" for everything).
 fn expression(scope: &Scope) -> String {
@@ -437,7 +456,7 @@ fn file_of(
 }
 
 impl MilvusCollection {
-    /// Files passing `expr`.
+    /// Files passing `expr` (everything for "").
     fn count_where(&self, expr: &str) -> Result<usize> {
         if !self.exists()? {
             return Ok(0);
@@ -661,21 +680,18 @@ impl Collection for MilvusCollection {
         // checked here, and the search widened in the rare case too few passed.
         let expr = expression(scope);
         // A filter that keeps a fraction of the files leaves that fraction of the graph's
-        // neighbours usable: HNSW's candidate list grows by its inverse to keep recall
-        // (milvus-lite's FAISS HNSW filters during the walk; a Milvus cluster also switches to
-        // brute force for very selective filters). One count query measures it.
-        let widen = if scope.filter.is_empty() || self.location.flat {
-            1.0
+        // neighbours usable: HNSW's candidate list is longer for a filtered search, to keep
+        // recall for selective filters (milvus-lite's FAISS HNSW filters during the walk; a
+        // Milvus cluster also switches to brute force for very selective ones). Counting the
+        // kept files to size it exactly would cost more than the search on milvus-lite.
+        let widen = if scope.filter.is_empty() {
+            1
         } else {
-            let kept = self.count_where(&expr)?;
-            if kept == 0 {
-                return Ok(Vec::new());
-            }
-            (self.count()? as f64 / kept as f64).max(1.0)
+            FILTERED_EF
         };
         let mut limit = k.min(MAX_TOPK);
         loop {
-            let ef = ((2 * limit).max(96) as f64 * widen).min(MAX_TOPK as f64) as usize;
+            let ef = ((2 * limit).max(96) * widen).min(MAX_TOPK);
             let hits = self.search_once(query, limit, &expr, ef)?;
             let exhausted = hits.len() < limit || limit >= MAX_TOPK;
             let mut kept: Vec<Found> = hits
@@ -691,7 +707,8 @@ impl Collection for MilvusCollection {
     }
 
     fn count(&self) -> Result<usize> {
-        self.count_where("pk >= 0")
+        // No filter: milvus-lite counts a filtered query row by row (seconds at 100k).
+        self.count_where("")
     }
 
     fn files(&self) -> Result<Vec<(String, String)>> {

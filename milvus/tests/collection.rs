@@ -466,3 +466,38 @@ fn an_unreachable_server_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_collection_made_before_metadata_keeps_working() {
+    let Some((c, _drop)) = milvus("") else {
+        return;
+    };
+    c.create_without_metadata(&identity("m", DIM)).unwrap();
+    let vs = vectors(3);
+    let items: Vec<Item> = (0..200)
+        .map(|i| {
+            let (source, path) = file(i);
+            Item {
+                source,
+                path,
+                vector: vs[i].clone(),
+                meta: meta(i),
+            }
+        })
+        .collect();
+    c.claim(&identity("m", DIM)).unwrap();
+    c.upsert(&items).unwrap();
+    c.flush().unwrap();
+    let hits = c.search(&vs[7], 3, &Scope::default()).unwrap();
+    assert_eq!(hits[0].path, file(7).1);
+    assert_eq!(hits[0].meta, None, "it has nowhere to keep metadata");
+    let dated = Scope {
+        filter: filter(&[("after", "2015")]),
+        ..Default::default()
+    };
+    let err = c.search(&vs[7], 3, &dated).unwrap_err().to_string();
+    assert!(
+        err.contains("made by an older clipsearch") && err.contains("index into a new collection"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! What the index holds for one file (`clipsearch info`, `GET /api/info/{id}`).
 
 use clipsearch::metadata::filter::month_of_ms;
+use clipsearch::metadata::PhotoMeta;
 use clipsearch::store::view::View;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -55,9 +56,8 @@ pub fn coverage(view: &View) -> Coverage {
 /// One file's catalog record and metadata as JSON.
 pub fn describe(view: &View, row: usize) -> Value {
     let rec = view.record(row);
-    let meta = rec.meta.clone().unwrap_or_default();
     let modified = clipsearch::metadata::filter::utc_iso(rec.mtime_ns / 1_000_000);
-    json!({
+    let mut v = json!({
         "id": rec.id,
         "path": view.path(row).to_string_lossy(),
         "raw": rec.raw.as_ref().map(|r| r.to_string_lossy()),
@@ -67,23 +67,46 @@ pub fn describe(view: &View, row: usize) -> Value {
         "width": rec.width,
         "height": rec.height,
         "content_hash": rec.hash.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-        "format": meta.format,
-        "taken": meta.taken.as_ref().map(|t| t.iso()),
-        "taken_source": meta.taken.as_ref().map(|t| t.source),
-        "time_is_guess": meta.taken.as_ref().map(|t| !t.source.is_recorded()),
-        "gps": meta.gps,
-        "place": meta.place.as_ref().map(|p| json!({
+    });
+    add_metadata(&mut v, rec.meta.as_ref());
+    v
+}
+
+/// A shared collection's file: its machine, path, key and metadata (the collection keeps no
+/// file sizes or dimensions: the machine's own catalog does).
+pub fn describe_shared(source: &str, path: &str, meta: Option<&PhotoMeta>) -> Value {
+    let mut v = json!({
+        "id": clipsearch::store::collection::key_of(source, path),
+        "source": source,
+        "path": path,
+    });
+    add_metadata(&mut v, meta);
+    v
+}
+
+fn add_metadata(v: &mut Value, meta: Option<&PhotoMeta>) {
+    let m = meta.cloned().unwrap_or_default();
+    let fields = json!({
+        "format": m.format,
+        "taken": m.taken.as_ref().map(|t| t.iso()),
+        "taken_source": m.taken.as_ref().map(|t| t.source),
+        "time_is_guess": m.taken.as_ref().map(|t| !t.source.is_recorded()),
+        "gps": m.gps,
+        "place": m.place.as_ref().map(|p| json!({
             "city": p.city,
             "region": p.region,
             "country": p.country(),
             "country_code": p.country_code,
             "label": p.label(),
         })),
-        "camera": meta.camera(),
-        "make": meta.make,
-        "model": meta.model,
-        "lens": meta.lens,
-        "orientation": meta.orientation,
-        "metadata_read": rec.meta.is_some(),
-    })
+        "camera": m.camera(),
+        "make": m.make,
+        "model": m.model,
+        "lens": m.lens,
+        "orientation": m.orientation,
+        "metadata_read": meta.is_some(),
+    });
+    if let (Some(v), Value::Object(f)) = (v.as_object_mut(), fields) {
+        v.extend(f);
+    }
 }

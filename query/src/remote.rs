@@ -72,6 +72,14 @@ impl RemoteSearcher {
         self.embedder.identity()
     }
 
+    /// A held file (vector and metadata), by its [`Match::id`] (its key in the collection).
+    pub fn item_of(&self, id: u64) -> Result<Option<clipsearch::store::collection::Item>, Error> {
+        let Ok(key) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        Ok(self.collection.get(&[key])?.into_iter().next())
+    }
+
     /// A held file's stored vector, by its [`Match::id`] (the file's key in the collection).
     pub fn vector_of(&self, id: u64) -> Result<Option<(Match, Vec<f32>)>, Error> {
         let Ok(key) = i64::try_from(id) else {

@@ -160,8 +160,12 @@ impl Backend {
                         return Ok(v);
                     }
                 }
-                let (m, _) = s.remote.vector_of(id)?.ok_or_else(|| no_id(id))?;
-                Ok(json!({ "source": m.source, "path": m.path }))
+                let it = s.remote.item_of(id)?.ok_or_else(|| no_id(id))?;
+                Ok(crate::info::describe_shared(
+                    &it.source,
+                    &it.path,
+                    it.meta.as_ref(),
+                ))
             }
         }
     }
