@@ -1,7 +1,9 @@
 //! One test suite for every implementation of the storage trait, as tantivy tests its
 //! `Directory` implementations: the local store and Milvus (HNSW and FLAT) must behave alike:
 //! model claims, idempotent upserts, search (the point itself first; recall@10 against exact
-//! search >= 0.99 with HNSW, the exact ranking with FLAT and locally), scopes, removal, listing.
+//! search >= 0.99 with HNSW, the exact ranking with FLAT and locally), scopes, metadata filters
+//! (filtered top-10 against brute force over the kept files), removal, listing, and writers
+//! killed (SIGKILL) mid-run: every file held exactly once afterwards.
 //!
 //! The Milvus runs need a server: `.ci/run` starts milvus-lite and sets
 //! `CLIPSEARCH_TEST_MILVUS=HOST:PORT`. Without it they are skipped with a message saying how to
@@ -500,4 +502,116 @@ fn a_collection_made_before_metadata_keeps_working() {
         err.contains("made by an older clipsearch") && err.contains("index into a new collection"),
         "{err}"
     );
+}
+
+/// The collection a crash-test child writes to: a local directory or a Milvus URL.
+fn open_any(location: &str) -> Box<dyn Collection> {
+    if clipsearch_milvus::is_url(location) {
+        Box::new(MilvusCollection::connect(location).unwrap())
+    } else {
+        Box::new(LocalCollection::open(std::path::Path::new(location)).unwrap())
+    }
+}
+
+/// `CRASH_N` items, upserted by the crash child in batches of 10, each flushed.
+fn crash_items() -> Vec<Item> {
+    let vs = vectors(11);
+    (0..CRASH_N)
+        .map(|i| {
+            let (source, path) = file(i);
+            Item {
+                source,
+                path,
+                vector: vs[i].clone(),
+                meta: meta(i),
+            }
+        })
+        .collect()
+}
+const CRASH_N: usize = 2_000;
+
+/// The writer the crash test kills: run as this test binary with `CLIPSEARCH_CRASH_CHILD` set.
+#[test]
+fn crash_child() {
+    let Ok(location) = std::env::var("CLIPSEARCH_CRASH_CHILD") else {
+        return;
+    };
+    let c = open_any(&location);
+    c.claim(&identity("m", DIM)).unwrap();
+    for batch in crash_items().chunks(10) {
+        c.upsert(batch).unwrap();
+        c.flush().unwrap();
+    }
+}
+
+fn child(location: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["crash_child", "--exact"])
+        .env("CLIPSEARCH_CRASH_CHILD", location)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Writers killed (SIGKILL) at moments spread over their run (fractions of how long a whole
+/// run takes into `scratch`), then one run to the end: every file held exactly once, its
+/// vector and metadata as written, whatever moment the kills hit.
+fn survives_kills(location: &str, scratch: &str) {
+    let t = std::time::Instant::now();
+    assert!(child(scratch).status().unwrap().success());
+    let whole = t.elapsed();
+    let mut partial = 0;
+    for f in [0.15, 0.35, 0.55, 0.75, 0.9] {
+        let mut running = child(location).spawn().unwrap();
+        std::thread::sleep(whole.mul_f64(f));
+        let _ = running.kill();
+        let _ = running.wait();
+        let held = open_any(location).count().unwrap();
+        partial += usize::from(held > 0 && held < CRASH_N);
+    }
+    assert!(
+        partial > 0,
+        "{location}: no kill landed mid-run (a whole run: {whole:?})"
+    );
+    assert!(
+        child(location).status().unwrap().success(),
+        "{location}: the run after the kills"
+    );
+    let c = open_any(location);
+    assert_eq!(c.count().unwrap(), CRASH_N, "{location}");
+    let files = c.files().unwrap();
+    let distinct: HashSet<&(String, String)> = files.iter().collect();
+    assert_eq!(
+        (files.len(), distinct.len()),
+        (CRASH_N, CRASH_N),
+        "{location}: each file once"
+    );
+    let items = crash_items();
+    let keys: Vec<i64> = [0usize, 777, CRASH_N - 1]
+        .iter()
+        .map(|&i| clipsearch::store::collection::key_of(&items[i].source, &items[i].path))
+        .collect();
+    let mut got = c.get(&keys).unwrap();
+    got.sort_by(|a, b| a.path.cmp(&b.path));
+    let want = [&items[0], &items[777], &items[CRASH_N - 1]];
+    assert_eq!(got.len(), 3, "{location}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((&g.path, &g.vector, &g.meta), (&w.path, &w.vector, &w.meta));
+    }
+}
+
+#[test]
+fn the_local_store_survives_kills() {
+    let (dir, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    survives_kills(
+        dir.path().to_str().unwrap(),
+        scratch.path().to_str().unwrap(),
+    );
+}
+
+#[test]
+fn milvus_survives_kills() {
+    if let (Some((c, _cleanup)), Some((scratch, _too))) = (milvus(""), milvus("")) {
+        survives_kills(&c.location(), &scratch.location());
+    }
 }
