@@ -55,7 +55,6 @@ pub struct IndexArgs {
     pub json: bool,
 }
 
-/// This machine's name, the default source label.
 pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     // First, so that a Ctrl-C during start-up already stops cleanly.
     let stop = Arc::new(AtomicBool::new(false));

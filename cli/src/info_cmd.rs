@@ -101,14 +101,15 @@ pub fn run(args: InfoArgs) -> Result<i32> {
             writeln!(out, "{info}")?;
             continue;
         }
-        match info["source"].as_str() {
-            Some(source) => writeln!(
-                out,
-                "{source}:{}",
-                info["path"].as_str().unwrap_or_default()
-            )?,
-            None => writeln!(out, "{}", info["path"].as_str().unwrap_or_default())?,
-        }
+        let machine = info["source"]
+            .as_str()
+            .map(|s| format!("{s}:"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{machine}{}",
+            info["path"].as_str().unwrap_or_default()
+        )?;
         let field = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => Some(s.clone()),
             serde_json::Value::Null => None,

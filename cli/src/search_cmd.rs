@@ -184,11 +184,7 @@ fn print_matches(matches: &[Match], r: &ResultArgs, dated: bool) -> Result<()> {
                 });
                 line.push_str(&format!("{when:<16}  "));
             }
-            if let Some(source) = &m.source {
-                line.push_str(source);
-                line.push(':');
-            }
-            line.push_str(&m.path.display().to_string());
+            line.push_str(&location(m));
             if dated {
                 if let Some(place) = &m.place {
                     line.push_str(&format!("  ({place})"));
@@ -239,15 +235,26 @@ fn options(r: &ResultArgs, inline: &expr::ParsedQuery) -> Result<SearchOptions, 
 }
 
 /// A searcher on the shared collection --index names, if it names one.
-fn remote(r: &ResultArgs) -> Result<Option<clipsearch_query::remote::RemoteSearcher>> {
-    let Some(url) = r.index.milvus_url() else {
+fn remote(
+    index: &IndexArg,
+    model: Option<&str>,
+) -> Result<Option<clipsearch_query::remote::RemoteSearcher>> {
+    let Some(url) = index.milvus_url() else {
         return Ok(None);
     };
     let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
     Ok(Some(clipsearch_query::remote::RemoteSearcher::open(
         std::sync::Arc::new(collection),
-        r.model.model.as_deref(),
+        model,
     )?))
+}
+
+/// Where a result lives: its path, after its machine for a shared collection's.
+fn location(m: &Match) -> String {
+    match &m.source {
+        Some(source) => format!("{source}:{}", m.path.display()),
+        None => m.path.display().to_string(),
+    }
 }
 
 fn usage(e: impl std::fmt::Display, command: &str) -> Result<i32> {
@@ -271,7 +278,7 @@ pub fn search(args: SearchArgs) -> Result<i32> {
         Err(e) => return usage(e, "search"),
     };
     let dated = parsed.terms.is_empty() || opts.sort != SortOrder::Score;
-    if let Some(mut remote) = remote(&args.results)? {
+    if let Some(mut remote) = remote(&args.results.index, args.results.model.model.as_deref())? {
         let matches = if parsed.terms.is_empty() {
             remote.list(&opts)?
         } else {
@@ -300,7 +307,7 @@ pub fn similar(args: SimilarArgs) -> Result<i32> {
         Ok(o) => o,
         Err(e) => return usage(e, "similar"),
     };
-    if let Some(mut remote) = remote(&args.results)? {
+    if let Some(mut remote) = remote(&args.results.index, args.results.model.model.as_deref())? {
         let query = remote.embed_image(&args.path)?;
         let matches = remote.search(&query, &opts)?;
         print_matches(&matches, &args.results, opts.sort != SortOrder::Score)?;
@@ -326,15 +333,8 @@ pub fn dupes(args: DupesArgs) -> Result<i32> {
         under: args.under.clone(),
         ..Default::default()
     };
-    let groups = match args.index.milvus_url() {
-        Some(url) => {
-            let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
-            let remote = clipsearch_query::remote::RemoteSearcher::open(
-                std::sync::Arc::new(collection),
-                None,
-            )?;
-            remote.groups(args.threshold, &opts)?
-        }
+    let groups = match remote(&args.index, None)? {
+        Some(remote) => remote.groups(args.threshold, &opts)?,
         None => {
             let searcher = Searcher::open(&args.index.path()?, None)?;
             dupes::groups(&searcher, args.threshold, &opts)?
@@ -349,10 +349,7 @@ pub fn dupes(args: DupesArgs) -> Result<i32> {
         } else {
             writeln!(out, "{} near-duplicates:", g.len())?;
             for m in g {
-                match &m.source {
-                    Some(source) => writeln!(out, "  {source}:{}", m.path.display())?,
-                    None => writeln!(out, "  {}", m.path.display())?,
-                }
+                writeln!(out, "  {}", location(m))?;
             }
         }
     }

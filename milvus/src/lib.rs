@@ -28,7 +28,7 @@
 mod meta;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use clipsearch::model::ModelIdentity;
@@ -129,7 +129,7 @@ pub struct MilvusCollection {
     runtime: tokio::runtime::Runtime,
     /// The collection was seen to exist: no need to ask again before every call (nothing but
     /// `drop_collection` removes it).
-    seen: std::sync::atomic::AtomicBool,
+    seen: AtomicBool,
     /// Whether it has the metadata fields: 0 not known yet, 1 no (made by an older
     /// clipsearch), 2 yes.
     with_meta: AtomicU8,
@@ -172,7 +172,7 @@ impl MilvusCollection {
             location,
             client,
             runtime,
-            seen: std::sync::atomic::AtomicBool::new(false),
+            seen: AtomicBool::new(false),
             with_meta: AtomicU8::new(0),
         };
         // The client connects lazily: one call proves the server answers.
@@ -189,7 +189,6 @@ impl MilvusCollection {
     }
 
     fn exists(&self) -> Result<bool> {
-        use std::sync::atomic::Ordering;
         if self.seen.load(Ordering::Relaxed) {
             return Ok(true);
         }
@@ -435,55 +434,30 @@ fn expression(scope: &Scope) -> String {
     filter.join(" and ")
 }
 
-/// Source, path and metadata of a result row.
-fn file_of(
+/// The file of a result row: source, path, metadata where the collection has it, and the
+/// vector if it was asked for (empty otherwise).
+fn item_of(
     row: &ResultRow<'_>,
     with_meta: bool,
-) -> std::result::Result<
-    (String, String, Option<clipsearch::metadata::PhotoMeta>),
-    Box<sdk::error::Error>,
-> {
-    let meta = if with_meta {
-        meta::parse(row.get_str(meta::META)?)
-    } else {
-        None
-    };
-    Ok((
-        row.get_str("source")?.to_string(),
-        row.get_str("path")?.to_string(),
-        meta,
-    ))
+    with_vector: bool,
+) -> std::result::Result<Item, Box<sdk::error::Error>> {
+    Ok(Item {
+        source: row.get_str("source")?.to_string(),
+        path: row.get_str("path")?.to_string(),
+        vector: if with_vector {
+            row.get_float_vector("vector")?.to_vec()
+        } else {
+            Vec::new()
+        },
+        meta: if with_meta {
+            meta::parse(row.get_str(meta::META)?)
+        } else {
+            None
+        },
+    })
 }
 
 impl MilvusCollection {
-    /// Files passing `expr` (everything for "").
-    fn count_where(&self, expr: &str) -> Result<usize> {
-        if !self.exists()? {
-            return Ok(0);
-        }
-        let req = QueryRequest::builder()
-            .collection_name(self.name())
-            .filter(expr)
-            .output_fields(["count(*)"])
-            .consistency_level(sdk::ConsistencyLevel::Strong)
-            .build()
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let response = self
-            .runtime
-            .block_on(self.client.query(req))
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let results = response.results();
-        let mut rows = results
-            .rows()
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let row = rows
-            .next()
-            .ok_or_else(|| sdk_err(&self.location, "count", "no row"))?;
-        row.get_i64("count(*)")
-            .map(|n| n.max(0) as usize)
-            .map_err(|e| sdk_err(&self.location, "count", e))
-    }
-
     /// One vector search: the best `limit` files passing `expr`, best first; `ef` is HNSW's
     /// candidate list.
     fn search_once(
@@ -515,17 +489,45 @@ impl MilvusCollection {
         let mut out = Vec::new();
         for result in response.results().iter() {
             for row in result.rows().map_err(e)? {
-                let (source, path, meta) = file_of(&row, with_meta).map_err(|x| e(*x))?;
+                let it = item_of(&row, with_meta, false).map_err(|x| e(*x))?;
                 out.push(Found {
-                    source,
-                    path,
+                    source: it.source,
+                    path: it.path,
                     score: row.get_f32("score").map_err(e)?,
-                    meta,
+                    meta: it.meta,
                 });
             }
         }
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(out)
+    }
+
+    /// Every file in `scope` (with its vector if `with_vector`), read in pages that stay under
+    /// gRPC's 4 MiB messages, then checked against the scope itself (the expression keeps a
+    /// superset).
+    fn scoped(&self, scope: &Scope, with_vector: bool) -> Result<Vec<Item>> {
+        self.check_filter(scope)?;
+        let mut fields = self.output(&["source", "path"])?;
+        let with_meta = fields.contains(&meta::META);
+        // A record is a few hundred bytes; a vector 4 bytes a dimension more.
+        let page_rows = if with_vector {
+            fields.push("vector");
+            let dim = self.model()?.map_or(512, |m| m.dim);
+            (1_500_000 / (dim * 4 + 1024)).max(1) as i64
+        } else {
+            2_000
+        };
+        let expr = expression(scope);
+        let items = self.query_all(
+            page_rows,
+            (!expr.is_empty()).then_some(expr),
+            &fields,
+            |row| item_of(row, with_meta, with_vector),
+        )?;
+        Ok(items
+            .into_iter()
+            .filter(|it| scope.contains(&it.source, &it.path, it.meta.as_ref()))
+            .collect())
     }
 
     /// Every row that passes `filter`, as `each` reads it. Key ranges are split until each
@@ -707,8 +709,31 @@ impl Collection for MilvusCollection {
     }
 
     fn count(&self) -> Result<usize> {
-        // No filter: milvus-lite counts a filtered query row by row (seconds at 100k).
-        self.count_where("")
+        if !self.exists()? {
+            return Ok(0);
+        }
+        let req = QueryRequest::builder()
+            .collection_name(self.name())
+            // No filter: milvus-lite counts a filtered query row by row (seconds at 100k).
+            .filter("")
+            .output_fields(["count(*)"])
+            .consistency_level(sdk::ConsistencyLevel::Strong)
+            .build()
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let response = self
+            .runtime
+            .block_on(self.client.query(req))
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let results = response.results();
+        let mut rows = results
+            .rows()
+            .map_err(|e| sdk_err(&self.location, "count", e))?;
+        let row = rows
+            .next()
+            .ok_or_else(|| sdk_err(&self.location, "count", "no row"))?;
+        row.get_i64("count(*)")
+            .map(|n| n.max(0) as usize)
+            .map_err(|e| sdk_err(&self.location, "count", e))
     }
 
     fn files(&self) -> Result<Vec<(String, String)>> {
@@ -721,52 +746,20 @@ impl Collection for MilvusCollection {
     }
 
     fn select(&self, scope: &Scope) -> Result<Vec<Found>> {
-        self.check_filter(scope)?;
-        let fields = self.output(&["source", "path"])?;
-        let with_meta = fields.contains(&meta::META);
-        let expr = expression(scope);
-        // Records are a few hundred bytes: pages stay well under gRPC's 4 MiB.
-        let found = self.query_all(2_000, (!expr.is_empty()).then_some(expr), &fields, |row| {
-            let (source, path, meta) = file_of(row, with_meta)?;
-            Ok(Found {
-                source,
-                path,
-                score: 0.0,
-                meta,
-            })
-        })?;
-        Ok(found
+        Ok(self
+            .scoped(scope, false)?
             .into_iter()
-            .filter(|f| scope.contains(&f.source, &f.path, f.meta.as_ref()))
+            .map(|it| Found {
+                source: it.source,
+                path: it.path,
+                score: 0.0,
+                meta: it.meta,
+            })
             .collect())
     }
 
     fn items(&self, scope: &Scope) -> Result<Vec<Item>> {
-        self.check_filter(scope)?;
-        let fields = self.output(&["source", "path", "vector"])?;
-        let with_meta = fields.contains(&meta::META);
-        let expr = expression(scope);
-        // Pages of vectors sized to stay under gRPC's 4 MiB messages.
-        let dim = self.model()?.map_or(512, |m| m.dim);
-        let page_rows = (1_500_000 / (dim * 4 + 1024)).max(1) as i64;
-        let items = self.query_all(
-            page_rows,
-            (!expr.is_empty()).then_some(expr),
-            &fields,
-            |row| {
-                let (source, path, meta) = file_of(row, with_meta)?;
-                Ok(Item {
-                    source,
-                    path,
-                    vector: row.get_float_vector("vector")?.to_vec(),
-                    meta,
-                })
-            },
-        )?;
-        Ok(items
-            .into_iter()
-            .filter(|it| scope.contains(&it.source, &it.path, it.meta.as_ref()))
-            .collect())
+        self.scoped(scope, true)
     }
 
     fn get(&self, keys: &[i64]) -> Result<Vec<Item>> {
@@ -791,13 +784,7 @@ impl Collection for MilvusCollection {
                 .map_err(e)?;
             let response = self.runtime.block_on(self.client.query(req)).map_err(e)?;
             for row in response.results().rows().map_err(e)? {
-                let (source, path, meta) = file_of(&row, with_meta).map_err(|x| e(*x))?;
-                out.push(Item {
-                    source,
-                    path,
-                    vector: row.get_float_vector("vector").map_err(e)?.to_vec(),
-                    meta,
-                });
+                out.push(item_of(&row, with_meta, true).map_err(|x| e(*x))?);
             }
         }
         Ok(out)

@@ -120,6 +120,21 @@ fn meta(i: usize) -> Option<PhotoMeta> {
     })
 }
 
+/// Files 0..n with these vectors and their metadata.
+fn items(vs: &[Vec<f32>], n: usize) -> Vec<Item> {
+    (0..n)
+        .map(|i| {
+            let (source, path) = file(i);
+            Item {
+                source,
+                path,
+                vector: vs[i].clone(),
+                meta: meta(i),
+            }
+        })
+        .collect()
+}
+
 fn filter(pairs: &[(&str, &str)]) -> Filter {
     let mut f = Filter::default();
     for (k, v) in pairs {
@@ -226,19 +241,7 @@ fn suite(c: &dyn Collection, exact: bool) {
     assert_eq!(c.model().unwrap().unwrap().name, "m");
 
     let vs = vectors(7);
-    let items: Vec<Item> = vs
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let (source, path) = file(i);
-            Item {
-                source,
-                path,
-                vector: v.clone(),
-                meta: meta(i),
-            }
-        })
-        .collect();
+    let items = items(&vs, N);
     for batch in items.chunks(1000) {
         c.upsert(batch).unwrap();
     }
@@ -476,19 +479,8 @@ fn a_collection_made_before_metadata_keeps_working() {
     };
     c.create_without_metadata(&identity("m", DIM)).unwrap();
     let vs = vectors(3);
-    let items: Vec<Item> = (0..200)
-        .map(|i| {
-            let (source, path) = file(i);
-            Item {
-                source,
-                path,
-                vector: vs[i].clone(),
-                meta: meta(i),
-            }
-        })
-        .collect();
     c.claim(&identity("m", DIM)).unwrap();
-    c.upsert(&items).unwrap();
+    c.upsert(&items(&vs, 200)).unwrap();
     c.flush().unwrap();
     let hits = c.search(&vs[7], 3, &Scope::default()).unwrap();
     assert_eq!(hits[0].path, file(7).1);
@@ -515,18 +507,7 @@ fn open_any(location: &str) -> Box<dyn Collection> {
 
 /// `CRASH_N` items, upserted by the crash child in batches of 10, each flushed.
 fn crash_items() -> Vec<Item> {
-    let vs = vectors(11);
-    (0..CRASH_N)
-        .map(|i| {
-            let (source, path) = file(i);
-            Item {
-                source,
-                path,
-                vector: vs[i].clone(),
-                meta: meta(i),
-            }
-        })
-        .collect()
+    items(&vectors(11), CRASH_N)
 }
 const CRASH_N: usize = 2_000;
 

@@ -94,17 +94,28 @@ pub struct Match {
 
 impl Match {
     pub(crate) fn of(view: &View, row: usize, score: Option<f32>) -> Match {
-        let meta = view.meta(row);
+        let mut m = Match::with_meta(view.id(row), view.path(row), score, view.meta(row));
+        m.raw = view.raw(row).map(Path::to_path_buf);
+        m
+    }
+
+    /// A result with what it shows of the photo's metadata (capture time, place, camera).
+    pub(crate) fn with_meta(
+        id: u64,
+        path: impl Into<PathBuf>,
+        score: Option<f32>,
+        meta: Option<clipsearch::metadata::PhotoMeta>,
+    ) -> Match {
         let meta = meta.as_ref();
         Match {
-            path: view.path(row).to_path_buf(),
+            path: path.into(),
             score,
-            raw: view.raw(row).map(Path::to_path_buf),
+            raw: None,
             taken: meta.and_then(|m| m.taken.as_ref()).map(|t| t.iso()),
             place: meta.and_then(|m| m.place.as_ref()).map(|p| p.label()),
             camera: meta.and_then(|m| m.camera()),
             source: None,
-            id: view.id(row),
+            id,
         }
     }
 }

@@ -2,11 +2,11 @@
 //! the same query expressions, embedded with the collection's model, the results naming the
 //! source (machine or root label) each file lives on.
 
-use clipsearch::store::collection::{key_of, Collection, Found, Scope};
+use clipsearch::store::collection::{key_of, Collection, Found, Item, Scope};
 
 use crate::embedder::Embedder;
-use crate::expr::{Item, Term};
-use crate::{expr, Error, Match, SearchOptions};
+use crate::expr::{self, Term};
+use crate::{Error, Match, SearchOptions};
 use clipsearch::metadata::{PhotoMeta, SortOrder};
 
 pub struct RemoteSearcher {
@@ -40,8 +40,8 @@ impl RemoteSearcher {
         let mut parts = Vec::with_capacity(terms.len());
         for t in terms {
             let v = match &t.item {
-                Item::Text(s) => self.embedder.embed_text(s)?,
-                Item::Image(p) => self.embedder.embed_file(p)?,
+                expr::Item::Text(s) => self.embedder.embed_text(s)?,
+                expr::Item::Image(p) => self.embedder.embed_file(p)?,
             };
             parts.push((t.weight, v));
         }
@@ -72,23 +72,17 @@ impl RemoteSearcher {
         self.embedder.identity()
     }
 
+    /// A text's embedding.
+    pub fn embed_text(&mut self, text: &str) -> Result<Vec<f32>, Error> {
+        self.embedder.embed_text(text)
+    }
+
     /// A held file (vector and metadata), by its [`Match::id`] (its key in the collection).
-    pub fn item_of(&self, id: u64) -> Result<Option<clipsearch::store::collection::Item>, Error> {
+    pub fn item_of(&self, id: u64) -> Result<Option<Item>, Error> {
         let Ok(key) = i64::try_from(id) else {
             return Ok(None);
         };
         Ok(self.collection.get(&[key])?.into_iter().next())
-    }
-
-    /// A held file's stored vector, by its [`Match::id`] (the file's key in the collection).
-    pub fn vector_of(&self, id: u64) -> Result<Option<(Match, Vec<f32>)>, Error> {
-        let Ok(key) = i64::try_from(id) else {
-            return Ok(None);
-        };
-        Ok(self.collection.get(&[key])?.into_iter().next().map(|it| {
-            let m = matched(it.source, it.path, None, it.meta);
-            (m, it.vector)
-        }))
     }
 
     /// The files most similar to `query` among those the options keep (`opts.under` is a
@@ -98,42 +92,33 @@ impl RemoteSearcher {
         if found.is_empty() && !opts.filter.is_empty() {
             return Err(self.no_match(opts));
         }
-        let mut matches: Vec<(Match, Option<i64>)> = found
+        let mut found: Vec<Found> = found
             .into_iter()
             .filter(|f| opts.threshold.is_none_or(|t| f.score >= t))
-            .map(|f| {
-                let t = taken_ms(&f);
-                (matched(f.source, f.path, Some(f.score), f.meta), t)
-            })
             .collect();
         if opts.sort != SortOrder::Score {
-            crate::by_date(&mut matches, opts.sort, |m| m.1);
+            crate::by_date(&mut found, opts.sort, taken_ms);
         }
-        Ok(matches.into_iter().map(|m| m.0).collect())
+        Ok(found
+            .into_iter()
+            .map(|f| matched(f.source, f.path, Some(f.score), f.meta))
+            .collect())
     }
 
     /// The files the options keep, by capture time (oldest first unless `-date`): a query of
     /// filters alone. Reads every kept file's record (not its vector) from the collection.
     pub fn list(&self, opts: &SearchOptions) -> Result<Vec<Match>, Error> {
-        let mut found: Vec<(Found, Option<i64>)> = self
-            .collection
-            .select(&scope(opts))?
-            .into_iter()
-            .map(|f| {
-                let t = taken_ms(&f);
-                (f, t)
-            })
-            .collect();
+        let mut found = self.collection.select(&scope(opts))?;
         if found.is_empty() && !opts.filter.is_empty() {
             return Err(self.no_match(opts));
         }
         // Ties (and undated files) in path order, for a stable listing.
-        found.sort_by(|a, b| (&a.0.source, &a.0.path).cmp(&(&b.0.source, &b.0.path)));
-        crate::by_date(&mut found, opts.sort, |f| f.1);
+        found.sort_by(|a, b| (&a.source, &a.path).cmp(&(&b.source, &b.path)));
+        crate::by_date(&mut found, opts.sort, taken_ms);
         Ok(found
             .into_iter()
             .take(opts.top)
-            .map(|(f, _)| matched(f.source, f.path, None, f.meta))
+            .map(|f| matched(f.source, f.path, None, f.meta))
             .collect())
     }
 
@@ -172,17 +157,9 @@ impl RemoteSearcher {
 
 /// A result of a shared collection; its id is the file's key there.
 fn matched(source: String, path: String, score: Option<f32>, meta: Option<PhotoMeta>) -> Match {
-    let meta = meta.as_ref();
-    Match {
-        id: key_of(&source, &path) as u64,
-        path: path.into(),
-        score,
-        raw: None,
-        taken: meta.and_then(|m| m.taken.as_ref()).map(|t| t.iso()),
-        place: meta.and_then(|m| m.place.as_ref()).map(|p| p.label()),
-        camera: meta.and_then(|m| m.camera()),
-        source: Some(source),
-    }
+    let mut m = Match::with_meta(key_of(&source, &path) as u64, path, score, meta);
+    m.source = Some(source);
+    m
 }
 
 fn taken_ms(f: &Found) -> Option<i64> {

@@ -234,6 +234,37 @@ impl Filter {
         parts.join(", ")
     }
 
+    /// Whether one file's metadata passes (None: never read, which no filter keeps). For
+    /// files one at a time (a shared collection's candidates); views compile the filter once
+    /// against their dictionary instead.
+    pub fn matches_meta(&self, meta: Option<&super::PhotoMeta>) -> bool {
+        let Some(m) = meta else {
+            return self.is_empty();
+        };
+        // A dictionary of this file's strings; each present string's index is its position
+        // among the present ones.
+        let strings = m.strings();
+        let dict: Vec<String> = strings.iter().flatten().map(|s| s.to_string()).collect();
+        let mut next = 0u32;
+        let [make, model, _lens, city, region, country, format] = strings.map(|s| {
+            s.map(|_| {
+                next += 1;
+                next - 1
+            })
+        });
+        let row = RowFields {
+            taken_ms: m.taken.as_ref().map(|t| local_ms(&t.local)),
+            gps: m.gps.map(|g| (g.lat, g.lon)),
+            make,
+            model,
+            city,
+            region,
+            country,
+            format,
+        };
+        self.compile(&dict).matches(&row)
+    }
+
     /// This filter against a dictionary of strings (a view's): ready to test rows.
     pub fn compile<'a>(&'a self, dict: &'a [String]) -> Compiled<'a> {
         let folded: Vec<String> = if self.place.is_some() || self.camera.is_some() {
@@ -287,46 +318,6 @@ impl Filter {
             place_parts,
             format_ok,
         }
-    }
-}
-
-impl Filter {
-    /// Whether one file's metadata passes (None: never read, which no filter keeps). For
-    /// files one at a time (a shared collection's candidates); views compile the filter once
-    /// against their dictionary instead.
-    pub fn matches_meta(&self, meta: Option<&super::PhotoMeta>) -> bool {
-        let Some(m) = meta else {
-            return self.is_empty();
-        };
-        let place = m.place.as_ref();
-        let strings = [
-            m.make.as_deref(),
-            m.model.as_deref(),
-            place.map(|p| p.city.as_str()).filter(|s| !s.is_empty()),
-            place.map(|p| p.region.as_str()).filter(|s| !s.is_empty()),
-            place.map(|p| p.country_code.as_str()),
-            m.format.as_deref(),
-        ];
-        let dict: Vec<String> = strings.iter().flatten().map(|s| s.to_string()).collect();
-        let mut next = 0u32;
-        let mut at = |s: Option<&str>| {
-            s.map(|_| {
-                next += 1;
-                next - 1
-            })
-        };
-        let [make, model, city, region, country, format] = strings.map(&mut at);
-        let row = RowFields {
-            taken_ms: m.taken.as_ref().map(|t| local_ms(&t.local)),
-            gps: m.gps.map(|g| (g.lat, g.lon)),
-            make,
-            model,
-            city,
-            region,
-            country,
-            format,
-        };
-        self.compile(&dict).matches(&row)
     }
 }
 

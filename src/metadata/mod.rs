@@ -133,6 +133,21 @@ impl PhotoMeta {
     pub fn camera(&self) -> Option<String> {
         camera_name(self.make.as_deref(), self.model.as_deref())
     }
+
+    /// Its strings in the order views store them: make, model, lens, city, region, country
+    /// code, format (empty city or region as none).
+    pub fn strings(&self) -> [Option<&str>; 7] {
+        let place = self.place.as_ref();
+        [
+            self.make.as_deref(),
+            self.model.as_deref(),
+            self.lens.as_deref(),
+            place.map(|p| p.city.as_str()).filter(|s| !s.is_empty()),
+            place.map(|p| p.region.as_str()).filter(|s| !s.is_empty()),
+            place.map(|p| p.country_code.as_str()),
+            self.format.as_deref(),
+        ]
+    }
 }
 
 /// Make and model joined, without the make twice.

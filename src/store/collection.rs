@@ -238,26 +238,33 @@ impl Collection for LocalCollection {
     }
 
     fn select(&self, scope: &Scope) -> Result<Vec<Found>> {
-        Ok(self
-            .items(scope)?
-            .into_iter()
-            .map(|it| Found {
-                source: it.source,
-                path: it.path,
-                score: 0.0,
-                meta: it.meta,
-            })
-            .collect())
+        self.read_rows(scope, |view, row, (source, path)| Found {
+            source,
+            path,
+            score: 0.0,
+            meta: view.meta(row),
+        })
     }
 
     fn items(&self, scope: &Scope) -> Result<Vec<Item>> {
-        self.rows_where(|source, path, meta| scope.contains(source, path, meta))
+        self.read_rows(scope, Self::item)
     }
 
     fn get(&self, keys: &[i64]) -> Result<Vec<Item>> {
         let wanted: std::collections::HashSet<i64> = keys.iter().copied().collect();
         // A scan: the local store is addressed by path; keys serve the shared collections.
-        self.rows_where(|source, path, _| wanted.contains(&key_of(source, path)))
+        self.with_index(|index| {
+            let view = index.view();
+            Ok((0..view.len())
+                .filter_map(|row| {
+                    let file = Self::split(view.path(row));
+                    wanted
+                        .contains(&key_of(&file.0, &file.1))
+                        .then(|| Self::item(view, row, file))
+                })
+                .collect())
+        })
+        .map(Option::unwrap_or_default)
     }
 
     fn flush(&self) -> Result<()> {
@@ -289,27 +296,57 @@ impl LocalCollection {
         }
     }
 
-    /// The published files that `keep(source, path, meta)` accepts, with their vectors.
-    fn rows_where(
+    /// `read(view, row, (source, path))` of every published file in `scope`.
+    fn read_rows<T>(
         &self,
-        keep: impl Fn(&str, &str, Option<&PhotoMeta>) -> bool,
-    ) -> Result<Vec<Item>> {
+        scope: &Scope,
+        read: impl Fn(&super::view::View, usize, (String, String)) -> T,
+    ) -> Result<Vec<T>> {
         self.with_index(|index| {
             let view = index.view();
-            Ok((0..view.len())
-                .filter_map(|row| {
-                    let (source, path) = Self::split(view.path(row));
-                    let meta = view.meta(row);
-                    keep(&source, &path, meta.as_ref()).then(|| Item {
-                        vector: view.vector(row).to_vec(),
-                        source,
-                        path,
-                        meta,
-                    })
-                })
+            Ok(Self::rows_in(view, scope)
+                .into_iter()
+                .map(|row| read(view, row, Self::split(view.path(row))))
                 .collect())
         })
         .map(Option::unwrap_or_default)
+    }
+
+    fn item(view: &super::view::View, row: usize, (source, path): (String, String)) -> Item {
+        Item {
+            source,
+            path,
+            vector: view.vector(row).to_vec(),
+            meta: view.meta(row),
+        }
+    }
+
+    /// Whether a view row is in the scope's source and folder (its filter aside), read on the
+    /// catalog path `/SOURCE/PATH` without allocating: the exact scan asks about every file.
+    fn in_place<'a>(view: &'a super::view::View, scope: &'a Scope) -> impl Fn(usize) -> bool + 'a {
+        use std::os::unix::ffi::OsStrExt;
+        let source = scope.source.as_ref().map(|s| format!("/{s}/"));
+        let prefix = scope.prefix.as_deref().map(|p| p.trim_start_matches('/'));
+        move |row| {
+            let p = view.path(row).as_os_str().as_bytes();
+            let Some(cut) = p.iter().skip(1).position(|&b| b == b'/').map(|i| i + 2) else {
+                return false;
+            };
+            source.as_ref().is_none_or(|s| p.starts_with(s.as_bytes()))
+                && prefix.is_none_or(|pre| p[cut..].starts_with(pre.as_bytes()))
+        }
+    }
+
+    /// The rows in `scope`: the filter through the view's compiled metadata, then source and
+    /// folder.
+    fn rows_in(view: &super::view::View, scope: &Scope) -> Vec<usize> {
+        let in_place = Self::in_place(view, scope);
+        let rows: Vec<usize> = if scope.filter.is_empty() {
+            (0..view.len()).collect()
+        } else {
+            view.select(&scope.filter)
+        };
+        rows.into_iter().filter(|&r| in_place(r)).collect()
     }
 
     fn search_in(
@@ -322,39 +359,10 @@ impl LocalCollection {
         let hits = if *scope == Scope::default() {
             index.search(query, k, &|_| true)
         } else if !scope.filter.is_empty() {
-            // The filter selects rows with the view's compiled metadata; source and folder
-            // then narrow them.
-            let rows: Vec<usize> = view
-                .select(&scope.filter)
-                .into_iter()
-                .filter(|&r| {
-                    let (source, path) = Self::split(view.path(r));
-                    let unfiltered = Scope {
-                        filter: Filter::default(),
-                        ..scope.clone()
-                    };
-                    unfiltered.contains(&source, &path, None)
-                })
-                .collect();
-            index.search_rows(query, k, &rows)
+            index.search_rows(query, k, &Self::rows_in(view, scope))
         } else {
-            // On the catalog path `/SOURCE/PATH`, without allocating per candidate (the exact
-            // scan asks about every file).
-            let source = scope.source.as_ref().map(|s| format!("/{s}/"));
-            let prefix = scope.prefix.as_deref().map(|p| p.trim_start_matches('/'));
-            let keep = |id: u64| {
-                let Some(row) = view.row_of_id(id) else {
-                    return false;
-                };
-                use std::os::unix::ffi::OsStrExt;
-                let p = view.path(row).as_os_str().as_bytes();
-                let Some(cut) = p.iter().skip(1).position(|&b| b == b'/').map(|i| i + 2) else {
-                    return false;
-                };
-                source.as_ref().is_none_or(|s| p.starts_with(s.as_bytes()))
-                    && prefix.is_none_or(|pre| p[cut..].starts_with(pre.as_bytes()))
-            };
-            index.search(query, k, &keep)
+            let in_place = Self::in_place(view, scope);
+            index.search(query, k, &|id| view.row_of_id(id).is_some_and(&in_place))
         };
         hits.into_iter()
             .filter_map(|h| {

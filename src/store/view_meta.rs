@@ -55,17 +55,7 @@ pub(crate) fn encode<'a>(records: impl Iterator<Item = &'a FileRecord>) -> Vec<u
                 }
             }
             row[12] = flags;
-            let place = m.place.as_ref();
-            let strings = [
-                m.make.as_deref(),
-                m.model.as_deref(),
-                m.lens.as_deref(),
-                place.map(|p| p.city.as_str()).filter(|s| !s.is_empty()),
-                place.map(|p| p.region.as_str()).filter(|s| !s.is_empty()),
-                place.map(|p| p.country_code.as_str()),
-                m.format.as_deref(),
-            ];
-            for (k, s) in strings.into_iter().enumerate() {
+            for (k, s) in m.strings().into_iter().enumerate() {
                 if let Some(s) = s {
                     let i = *index.entry(s).or_insert_with(|| {
                         dict.push(s);

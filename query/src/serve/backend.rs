@@ -90,10 +90,7 @@ impl Backend {
     pub fn embed_text(&mut self, text: &str) -> Result<Vec<f32>, Error> {
         match self {
             Backend::Local(s) => s.embed_text(text),
-            Backend::Shared(s) => s.remote.embed_terms(&[crate::expr::Term {
-                weight: 1.0,
-                item: crate::expr::Item::Text(text.to_string()),
-            }]),
+            Backend::Shared(s) => s.remote.embed_text(text),
         }
     }
 
@@ -130,8 +127,8 @@ impl Backend {
             }
             Backend::Shared(s) => s
                 .remote
-                .vector_of(id)?
-                .map(|(_, v)| v)
+                .item_of(id)?
+                .map(|it| it.vector)
                 .ok_or_else(|| no_id(id)),
         }
     }
@@ -185,11 +182,10 @@ impl Backend {
                         return Ok((f.view.path(row).to_path_buf(), f.view.record(row)));
                     }
                 }
-                match s.remote.vector_of(id)? {
-                    Some((m, _)) => Err(ApiError::not_found(format!(
+                match s.remote.item_of(id)? {
+                    Some(it) => Err(ApiError::not_found(format!(
                         "{}:{} lives on another machine: a server there shows it",
-                        m.source.unwrap_or_default(),
-                        m.path.display()
+                        it.source, it.path
                     ))),
                     None => Err(no_id(id)),
                 }
