@@ -93,6 +93,7 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
             preprocess_version: 1,
             decode: "exact".into(),
             precision: "f32".into(),
+            family: "clip".into(),
         }),
     )
     .unwrap();

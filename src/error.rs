@@ -35,7 +35,10 @@ pub enum Error {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
-    #[error("{key} = {value:?} is not supported (only quick_gelu CLIP checkpoints are)")]
+    #[error(
+        "{key} = {value:?} is not supported (this build loads CLIP and SigLIP checkpoints in \
+         Hugging Face's layout: `clipsearch models` lists known-good ones)"
+    )]
     Unsupported { key: String, value: String },
     #[error("tokenizer {path}: {reason}")]
     Tokenizer { path: PathBuf, reason: String },

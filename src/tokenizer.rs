@@ -1,6 +1,8 @@
-//! CLIP's byte-level BPE tokenizer, loaded from the checkpoint's `tokenizer.json` through the
-//! `tokenizers` crate.
+//! Tokenizers, loaded from the checkpoint's `tokenizer.json` through the `tokenizers` crate:
+//! CLIP's byte-level BPE ([`ClipTokenizer`]) and SigLIP's fixed-length sequences
+//! ([`PaddedTokenizer`]).
 //!
+//! CLIP:
 //! Sequences are never padded: candle's text tower is ~5x slower on 77 padded positions than on
 //! a typical 5-10 token query, and because the text transformer is causal, the hidden state at
 //! the end token does not depend on what follows it. Over-long texts are cut at the model's
@@ -95,5 +97,101 @@ impl ClipTokenizer {
             ids[self.context_length - 1] = self.end_id;
         }
         Ok((ids, truncated))
+    }
+}
+
+/// SigLIP's text input: the tokenizer's own special tokens (its `tokenizer.json` post-processor:
+/// SigLIP 2's Gemma tokenizer appends `<eos>`), truncated to the context length keeping them, then
+/// padded to exactly the context length. SigLIP was trained on padded text with no attention mask
+/// and reads the last position, so, unlike CLIP's, these sequences must be padded.
+#[derive(Clone)]
+pub struct PaddedTokenizer {
+    inner: tokenizers::Tokenizer,
+    context_length: usize,
+    pad_id: u32,
+    pad_left: bool,
+}
+
+impl PaddedTokenizer {
+    /// Loads `tokenizer.json`; the pad token and padding side come from `tokenizer_config.json`
+    /// beside it when it names them (else `<pad>`, or `</s>` as SigLIP's own tokenizer pads, on
+    /// the right).
+    pub fn from_file(path: &Path, config: &Path, context_length: usize) -> Result<Self> {
+        let err = |reason: String| Error::Tokenizer {
+            path: PathBuf::from(path),
+            reason,
+        };
+        if !path.exists() {
+            return Err(err(
+                "file not found (the checkpoint must ship tokenizer.json; \
+                 SigLIP checkpoints that ship only spiece.model can be converted with \
+                 transformers: `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`)"
+                    .into(),
+            ));
+        }
+        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: context_length,
+                ..Default::default()
+            }))
+            .map_err(|e| err(e.to_string()))?;
+        let settings: serde_json::Value = match std::fs::read_to_string(config) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Tokenizer {
+                path: config.to_path_buf(),
+                reason: format!("not valid JSON: {e}"),
+            })?,
+            Err(_) => serde_json::Value::Null,
+        };
+        // `pad_token` is a string or an AddedToken object with `content`.
+        let named = settings.get("pad_token").and_then(|v| {
+            v.as_str()
+                .or_else(|| v.get("content").and_then(|c| c.as_str()))
+                .map(str::to_string)
+        });
+        let pad = named
+            .into_iter()
+            .chain(["<pad>".to_string(), "</s>".to_string()])
+            .find_map(|t| inner.token_to_id(&t))
+            .ok_or_else(|| err("has no padding token (`<pad>` or `</s>`)".into()))?;
+        let pad_left = settings.get("padding_side").and_then(|v| v.as_str()) == Some("left");
+        Ok(PaddedTokenizer {
+            inner,
+            context_length,
+            pad_id: pad,
+            pad_left,
+        })
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Exactly `context_length` ids, and whether the text had to be truncated.
+    pub fn encode_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer {
+                path: PathBuf::from("tokenizer.json"),
+                reason: e.to_string(),
+            })?;
+        let truncated = !enc.get_overflowing().is_empty();
+        let ids = enc.get_ids();
+        let mut out = Vec::with_capacity(self.context_length);
+        let fill = self.context_length.saturating_sub(ids.len());
+        if self.pad_left {
+            out.extend(std::iter::repeat_n(self.pad_id, fill));
+        }
+        out.extend_from_slice(&ids[..ids.len().min(self.context_length)]);
+        if !self.pad_left {
+            out.extend(std::iter::repeat_n(self.pad_id, fill));
+        }
+        Ok((out, truncated))
     }
 }

@@ -135,6 +135,7 @@ fn identity(dim: usize) -> ModelIdentity {
         preprocess_version: 1,
         decode: "exact".into(),
         precision: "f32".into(),
+        family: "clip".into(),
     }
 }
 

@@ -91,7 +91,7 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
 fn token_ids_are_identical_for_every_text() {
     let r = Reference::load();
     let m = model();
-    let tok = m.text().unwrap().tokenizer();
+    let tok = m.text().unwrap();
     let unpadded: Vec<Vec<u32>> =
         serde_json::from_value(r.json["tokens_unpadded"].clone()).unwrap();
     let padded: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
@@ -118,10 +118,7 @@ fn text_features_match_reference() {
     let m = model();
     let text = m.text().unwrap();
     let texts = r.texts();
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| text.tokenizer().encode(t).unwrap())
-        .collect();
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| text.encode(t).unwrap()).collect();
     // All ten together: mixed lengths are batched without padding.
     let ours = text.features_from_ids(&ids).unwrap();
     for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {

@@ -15,8 +15,10 @@ use crate::exit;
 #[derive(Args)]
 #[command(
     after_help = "Each label is embedded in every prompt template; the normalised \
-embeddings are averaged (prompt ensembling). Probabilities are the softmax of the image's \
-cosine similarities to the labels at the model's temperature. Templates: --template, else those \
+embeddings are averaged (prompt ensembling). Probabilities are, for CLIP, the softmax of the \
+image's cosine similarities to the labels at the model's temperature (they sum to one); for \
+SigLIP, each label's own sigmoid of its scaled similarity plus the learned bias (each label is \
+judged alone: several can be likely, or none). Templates: --template, else those \
 the model recommends (clipsearch.json), else the seven CLIP's authors chose for ImageNet."
 )]
 pub struct ClassifyArgs {

@@ -156,6 +156,8 @@ pub enum Command {
     Train(crate::train_cmd::TrainArgs),
     /// Generate the synthetic world of captioned shapes the demo model knows.
     DemoData(crate::train_cmd::DemoDataArgs),
+    /// The model checkpoints this build loads (CLIP, SigLIP 2), to choose a --model.
+    Models(crate::models_cmd::ModelsArgs),
 }
 
 #[derive(Args)]
@@ -187,6 +189,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Classify(args) => crate::classify_cmd::run(args),
         Command::Train(args) => crate::train_cmd::run(args),
         Command::DemoData(args) => crate::train_cmd::demo_data(args),
+        Command::Models(args) => crate::models_cmd::run(args),
     }
 }
 

@@ -8,6 +8,7 @@ mod demo_cmd;
 mod exit;
 mod index_cmd;
 mod info_cmd;
+mod models_cmd;
 mod progress;
 mod search_cmd;
 mod serve_cmd;

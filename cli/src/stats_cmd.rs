@@ -75,6 +75,7 @@ pub fn run(args: StatsArgs) -> Result<i32> {
             "files": view.len(),
             "failed": m.failed,
             "model": m.model.name,
+            "family": m.model.family,
             "dim": m.dim,
             "decode": m.model.decode,
             "precision": m.model.precision,
@@ -95,8 +96,8 @@ pub fn run(args: StatsArgs) -> Result<i32> {
         )?;
         writeln!(
             out,
-            "model      {} ({} dimensions, {} decoding, {} image tower)",
-            m.model.name, m.dim, m.model.decode, m.model.precision
+            "model      {} ({}, {} dimensions, {} decoding, {} image tower)",
+            m.model.name, m.model.family, m.dim, m.model.decode, m.model.precision
         )?;
         writeln!(
             out,

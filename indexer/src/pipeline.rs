@@ -200,7 +200,7 @@ pub fn run(
     }
     let config = ClipConfig::from_file(&files.config())?;
     let pre_config =
-        PreprocessConfig::from_file_or_default(&files.preprocessor(), config.vision.image_size)?;
+        PreprocessConfig::from_file_or(&files.preprocessor(), config.default_preprocess())?;
     // The index says how its images were embedded (exact or fast mode); every run, and a
     // watcher's, must embed the same way.
     let (scaled, precision) = match store.model()? {

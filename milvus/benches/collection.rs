@@ -106,6 +106,7 @@ fn run(c: &dyn Collection, vs: &[Vec<f32>], queries: &[Vec<f32>]) {
         preprocess_version: 1,
         decode: "exact".into(),
         precision: "f32".into(),
+        family: "clip".into(),
     })
     .unwrap();
     let items: Vec<Item> = vs

@@ -65,6 +65,7 @@ fn identity(name: &str, dim: usize) -> ModelIdentity {
         preprocess_version: 1,
         decode: "exact".into(),
         precision: "f32".into(),
+        family: "clip".into(),
     }
 }
 

@@ -1,10 +1,12 @@
 //! Zero-shot classification (Radford et al., 2021, section 3.1.4): each label becomes a text
 //! classifier by embedding it in prompt templates ("a photo of a {}.") whose normalised
-//! embeddings are averaged and renormalised (prompt ensembling); an image's probabilities are
-//! the softmax of its cosine similarities to the labels at the model's temperature.
+//! embeddings are averaged and renormalised (prompt ensembling); an image's probabilities come
+//! from its cosine similarities to the labels as the model's family scores them
+//! ([`LabelScoring`]): CLIP's softmax at the model's temperature, SigLIP's sigmoid per label
+//! with its learned bias.
 
 use clipsearch::embedding::{dot, normalize};
-use clipsearch::model::{ClipModel, ModelFiles};
+use clipsearch::model::{ClipModel, LabelScoring, ModelFiles};
 use serde::Serialize;
 
 use crate::Error;
@@ -64,7 +66,7 @@ pub struct Scored {
 pub struct Classifier {
     labels: Vec<String>,
     weights: Vec<Vec<f32>>,
-    scale: f32,
+    scoring: LabelScoring,
 }
 
 impl Classifier {
@@ -90,27 +92,20 @@ impl Classifier {
         Ok(Classifier {
             labels: labels.to_vec(),
             weights,
-            scale: model.logit_scale(),
+            scoring: model.scoring(),
         })
     }
 
     /// All labels for a normalised image embedding, most probable first.
     pub fn classify(&self, image: &[f32]) -> Vec<Scored> {
-        let logits: Vec<f32> = self
-            .weights
-            .iter()
-            .map(|w| self.scale * dot(w, image))
-            .collect();
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let exp: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
-        let sum: f32 = exp.iter().sum();
+        let cosines: Vec<f32> = self.weights.iter().map(|w| dot(w, image)).collect();
         let mut out: Vec<Scored> = self
             .labels
             .iter()
-            .zip(exp)
-            .map(|(label, e)| Scored {
+            .zip(self.scoring.probabilities(&cosines))
+            .map(|(label, prob)| Scored {
                 label: label.clone(),
-                prob: e / sum,
+                prob,
             })
             .collect();
         out.sort_by(|a, b| b.prob.total_cmp(&a.prob));
@@ -136,7 +131,11 @@ mod tests {
         let c = Classifier {
             labels: vec!["a".into(), "b".into()],
             weights: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
-            scale: 10.0,
+            scoring: LabelScoring {
+                scale: 10.0,
+                bias: 0.0,
+                sigmoid: false,
+            },
         };
         let out = c.classify(&[0.6, 0.8]);
         assert_eq!(out[0].label, "b");
@@ -144,5 +143,25 @@ mod tests {
         let want = 1.0 / (1.0 + 2f32.exp());
         assert!((out[1].prob - want).abs() < 1e-6, "{out:?}");
         assert!((out[0].prob + out[1].prob - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sigmoid_scores_each_label_alone_with_the_bias() {
+        let c = Classifier {
+            labels: vec!["a".into(), "b".into()],
+            weights: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            scoring: LabelScoring {
+                scale: 10.0,
+                bias: -6.5,
+                sigmoid: true,
+            },
+        };
+        let out = c.classify(&[0.6, 0.8]);
+        assert_eq!(out[0].label, "b");
+        // sigmoid(10 * 0.8 - 6.5) and sigmoid(10 * 0.6 - 6.5): not a distribution.
+        let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+        assert!((out[0].prob - sig(1.5)).abs() < 1e-6, "{out:?}");
+        assert!((out[1].prob - sig(-0.5)).abs() < 1e-6, "{out:?}");
+        assert!((out[0].prob + out[1].prob - 1.0).abs() > 0.1, "{out:?}");
     }
 }

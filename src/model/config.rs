@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::family::{Family, SiglipParams};
 use crate::error::{Error, Result};
 
 /// The text tower's dimensions.
@@ -34,7 +35,7 @@ pub struct VisionConfig {
     pub patch_size: usize,
 }
 
-/// A whole CLIP model's configuration.
+/// A whole model's configuration (CLIP's, or another [`Family`]'s in the same terms).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipConfig {
     pub text: TextConfig,
@@ -42,6 +43,7 @@ pub struct ClipConfig {
     /// Width of the shared embedding space.
     pub projection_dim: usize,
     pub logit_scale_init_value: f32,
+    pub family: Family,
 }
 
 struct Fields<'a> {
@@ -75,6 +77,23 @@ impl Fields<'_> {
             Some(v) => v
                 .as_f64()
                 .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+        }
+    }
+
+    /// The tower's activation, as transformers names it (`hidden_act`).
+    fn activation(&self, default: &str) -> Result<candle_nn::Activation> {
+        let name = match self.merged.get("hidden_act") {
+            None | Some(Value::Null) => default.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => return Err(self.err("hidden_act", format!("expected a name, found {v}"))),
+        };
+        match name.as_str() {
+            "gelu_pytorch_tanh" => Ok(candle_nn::Activation::GeluPytorchTanh),
+            "gelu" => Ok(candle_nn::Activation::Gelu),
+            _ => Err(Error::Unsupported {
+                key: format!("{}hidden_act", self.section),
+                value: name,
+            }),
         }
     }
 
@@ -127,6 +146,13 @@ fn section<'a>(
     })
 }
 
+fn check_heads(f: &Fields, hidden: &usize, heads: usize) -> Result<()> {
+    if !hidden.is_multiple_of(heads) {
+        return Err(f.err("num_attention_heads", "does not divide hidden_size"));
+    }
+    Ok(())
+}
+
 impl ClipConfig {
     /// Reads `config.json` from a file.
     pub fn from_file(path: &Path) -> Result<Self> {
@@ -148,12 +174,14 @@ impl ClipConfig {
                 reason: "expected a JSON object".into(),
             });
         };
-        if let Some(t) = root.get("model_type").and_then(Value::as_str) {
-            if t != "clip" {
+        match root.get("model_type").and_then(Value::as_str) {
+            None | Some("clip") => {}
+            Some("siglip") => return Self::siglip(path, &root),
+            Some(t) => {
                 return Err(Error::Unsupported {
                     key: "model_type".into(),
-                    value: t.into(),
-                });
+                    value: format!("{t} (this build loads {})", Family::SUPPORTED),
+                })
             }
         }
         let top = Fields {
@@ -200,6 +228,124 @@ impl ClipConfig {
             vision,
             projection_dim: top.usize("projection_dim", 512)?,
             logit_scale_init_value: top.f64("logit_scale_init_value", 2.6592)? as f32,
+            family: Family::Clip,
+        })
+    }
+
+    /// A SigLIP `config.json` (transformers' `SiglipConfig`; its defaults are
+    /// google/siglip-base-patch16-224's).
+    fn siglip(path: &Path, root: &Map<String, Value>) -> Result<Self> {
+        let t = section(path, root, "text_config", "text_config.")?;
+        let v = section(path, root, "vision_config", "vision_config.")?;
+        let text = TextConfig {
+            vocab_size: t.usize("vocab_size", 32000)?,
+            hidden_size: t.usize("hidden_size", 768)?,
+            intermediate_size: t.usize("intermediate_size", 3072)?,
+            num_hidden_layers: t.usize("num_hidden_layers", 12)?,
+            num_attention_heads: t.usize("num_attention_heads", 12)?,
+            max_position_embeddings: t.usize("max_position_embeddings", 64)?,
+        };
+        let vision = VisionConfig {
+            hidden_size: v.usize("hidden_size", 768)?,
+            intermediate_size: v.usize("intermediate_size", 3072)?,
+            num_hidden_layers: v.usize("num_hidden_layers", 12)?,
+            num_attention_heads: v.usize("num_attention_heads", 12)?,
+            num_channels: v.usize("num_channels", 3)?,
+            image_size: v.usize("image_size", 224)?,
+            patch_size: v.usize("patch_size", 16)?,
+        };
+        check_heads(&t, &text.hidden_size, text.num_attention_heads)?;
+        check_heads(&v, &vision.hidden_size, vision.num_attention_heads)?;
+        if !vision.image_size.is_multiple_of(vision.patch_size) {
+            return Err(v.err("patch_size", "does not divide image_size"));
+        }
+        // The text head maps to `projection_size`; the image embedding is the attention-pooling
+        // head's output, of the vision width. Every published SigLIP has all three equal.
+        let projection = t.usize("projection_size", text.hidden_size)?;
+        if projection != text.hidden_size || projection != vision.hidden_size {
+            return Err(t.err(
+                "projection_size",
+                format!(
+                    "{projection} with text width {} and vision width {}: only equal widths are \
+                     implemented",
+                    text.hidden_size, vision.hidden_size
+                ),
+            ));
+        }
+        if v.merged.get("vision_use_head").and_then(Value::as_bool) == Some(false) {
+            return Err(Error::Unsupported {
+                key: "vision_config.vision_use_head".into(),
+                value: "false (a SigLIP without its pooling head has no image embedding)".into(),
+            });
+        }
+        let params = SiglipParams {
+            text_act: t.activation("gelu_pytorch_tanh")?,
+            vision_act: v.activation("gelu_pytorch_tanh")?,
+            text_eps: t.f64("layer_norm_eps", 1e-6)?,
+            vision_eps: v.f64("layer_norm_eps", 1e-6)?,
+        };
+        Ok(ClipConfig {
+            text,
+            vision,
+            projection_dim: projection,
+            // SigLIP initialises log(10) for the scale and -10 for the bias; both are weights.
+            logit_scale_init_value: 10f32.ln(),
+            family: Family::Siglip(params),
+        })
+    }
+
+    /// The family's default preprocessing for this tower's input size.
+    pub fn default_preprocess(&self) -> crate::preprocess::PreprocessConfig {
+        use crate::preprocess::PreprocessConfig;
+        match self.family {
+            Family::Clip => PreprocessConfig::clip_default(self.vision.image_size),
+            Family::Siglip(_) => PreprocessConfig::siglip_default(self.vision.image_size),
+        }
+    }
+
+    fn siglip_params(&self) -> Result<SiglipParams> {
+        match self.family {
+            Family::Siglip(p) => Ok(p),
+            Family::Clip => Err(Error::Index("not a SigLIP configuration".into())),
+        }
+    }
+
+    pub(crate) fn candle_siglip_text(
+        &self,
+    ) -> Result<candle_transformers::models::siglip::TextConfig> {
+        let p = self.siglip_params()?;
+        let t = &self.text;
+        Ok(candle_transformers::models::siglip::TextConfig {
+            vocab_size: t.vocab_size,
+            hidden_size: t.hidden_size,
+            intermediate_size: t.intermediate_size,
+            num_hidden_layers: t.num_hidden_layers,
+            num_attention_heads: t.num_attention_heads,
+            max_position_embeddings: t.max_position_embeddings,
+            hidden_act: p.text_act,
+            layer_norm_eps: p.text_eps,
+            // Read by nothing in candle's model; the tokenizer pads.
+            pad_token_id: 0,
+            bos_token_id: 0,
+            eos_token_id: 0,
+        })
+    }
+
+    pub(crate) fn candle_siglip_vision(
+        &self,
+    ) -> Result<candle_transformers::models::siglip::VisionConfig> {
+        let p = self.siglip_params()?;
+        let v = &self.vision;
+        Ok(candle_transformers::models::siglip::VisionConfig {
+            hidden_size: v.hidden_size,
+            intermediate_size: v.intermediate_size,
+            num_hidden_layers: v.num_hidden_layers,
+            num_attention_heads: v.num_attention_heads,
+            num_channels: v.num_channels,
+            image_size: v.image_size,
+            patch_size: v.patch_size,
+            hidden_act: p.vision_act,
+            layer_norm_eps: p.vision_eps,
         })
     }
 

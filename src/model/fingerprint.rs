@@ -31,7 +31,7 @@ pub(crate) fn fingerprint(files: &ModelFiles, pre: &PreprocessConfig) -> Result<
     let mut h = Sha256::new();
     let config = std::fs::read(files.config()).map_err(|e| Error::io(files.config(), e))?;
     h.update(&config);
-    h.update(format!("{pre:?}").as_bytes());
+    h.update(pre.identity_text().as_bytes());
     h.update(weights_digest(&files.weights())?.as_bytes());
     Ok(format!("{V2}{}", hex(&h.finalize())))
 }
@@ -42,7 +42,7 @@ pub(crate) fn legacy_fingerprint(files: &ModelFiles, pre: &PreprocessConfig) -> 
     let mut h = Sha256::new();
     let config = std::fs::read(files.config()).map_err(|e| Error::io(files.config(), e))?;
     h.update(&config);
-    h.update(format!("{pre:?}").as_bytes());
+    h.update(pre.identity_text().as_bytes());
     let path = files.weights();
     let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
     let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();

@@ -32,6 +32,10 @@ impl ModelFiles {
     pub fn tokenizer(&self) -> PathBuf {
         self.dir.join("tokenizer.json")
     }
+    /// The tokenizer's settings (SigLIP's pad token and side); optional.
+    pub fn tokenizer_config(&self) -> PathBuf {
+        self.dir.join("tokenizer_config.json")
+    }
     pub fn preprocessor(&self) -> PathBuf {
         self.dir.join("preprocessor_config.json")
     }
@@ -156,9 +160,13 @@ fn fetch(id: &str, revision: &str) -> Result<ModelFiles> {
             .map_err(|e| unavailable(id, &format!("downloading {f} failed: {e}")))?;
         dir = p.parent().map(Path::to_path_buf);
     }
-    // Optional: without it, CLIP's defaults for the tower's input size apply.
+    // Optional: without it, the family's defaults for the tower's input size apply.
     if let Err(e) = remote.get("preprocessor_config.json") {
-        tracing::warn!("no preprocessor_config.json for {id} ({e}); using CLIP's defaults");
+        tracing::warn!("no preprocessor_config.json for {id} ({e}); using the family's defaults");
+    }
+    // Optional: SigLIP's pad token and padding side.
+    if let Err(e) = remote.get("tokenizer_config.json") {
+        tracing::debug!("no tokenizer_config.json for {id} ({e})");
     }
     Ok(ModelFiles {
         dir: dir.expect("at least one file"),

@@ -15,6 +15,7 @@
 
 pub mod bundled;
 pub mod config;
+pub mod family;
 pub mod fingerprint;
 pub mod hub;
 pub mod synthetic;
@@ -26,15 +27,17 @@ use candle_nn::{Linear, VarBuilder};
 use candle_transformers::models::clip::{
     text_model::ClipTextTransformer, vision_model::ClipVisionTransformer,
 };
+use candle_transformers::models::siglip;
 
 pub use config::ClipConfig;
+pub use family::Family;
 pub use hub::{resolve, ModelFiles, DEFAULT_MODEL};
 pub use weights::Towers;
 
 use crate::embedding::normalize;
 use crate::error::{Error, Result};
 use crate::preprocess::{PreprocessConfig, Preprocessor, PREPROCESS_VERSION};
-use crate::tokenizer::ClipTokenizer;
+use crate::tokenizer::{ClipTokenizer, PaddedTokenizer};
 
 /// What an index records about the model that filled it: two models (or two preprocessing
 /// versions) must never share an index, since their spaces are unrelated.
@@ -57,6 +60,9 @@ pub struct ModelIdentity {
     /// The image tower's arithmetic: `f32` (the reference's), or `int8` (`--fast`).
     #[serde(default = "f32_precision")]
     pub precision: String,
+    /// The model family ([`Family::name`]); indexes written before families existed are CLIP's.
+    #[serde(default = "clip_family")]
+    pub family: String,
 }
 
 /// Equality of what is recorded (the legacy fingerprint, computed from files, is left out).
@@ -68,6 +74,7 @@ impl PartialEq for ModelIdentity {
             && self.preprocess_version == other.preprocess_version
             && self.decode == other.decode
             && self.precision == other.precision
+            && self.family == other.family
     }
 }
 
@@ -75,6 +82,10 @@ impl Eq for ModelIdentity {}
 
 fn exact_decode() -> String {
     "exact".into()
+}
+
+fn clip_family() -> String {
+    Family::Clip.name().into()
 }
 
 fn f32_precision() -> String {
@@ -114,10 +125,22 @@ pub const SCALED_DECODE: &str = "dct-scaled";
 
 /// The text tower with its projection and tokenizer.
 pub struct TextEncoder {
-    transformer: ClipTextTransformer,
-    projection: Linear,
-    tokenizer: ClipTokenizer,
+    tower: TextTower,
     device: Device,
+}
+
+enum TextTower {
+    /// candle-transformers' CLIP text transformer, pooled at the first end token.
+    Clip {
+        transformer: Box<ClipTextTransformer>,
+        projection: Linear,
+        tokenizer: ClipTokenizer,
+    },
+    /// candle-transformers' SigLIP text model (its head included), over padded sequences.
+    Siglip {
+        model: Box<siglip::TextModel>,
+        tokenizer: PaddedTokenizer,
+    },
 }
 
 /// The vision tower with its projection and preprocessing.
@@ -134,6 +157,8 @@ enum VisionTower {
         projection: Linear,
     },
     Int8(Box<vision::Int8VisionTower>),
+    /// candle-transformers' SigLIP vision model with its attention-pooling head.
+    Siglip(Box<siglip::VisionModel>),
 }
 
 /// A loaded CLIP model (one or both towers).
@@ -143,6 +168,8 @@ pub struct ClipModel {
     text: Option<TextEncoder>,
     image: Option<ImageEncoder>,
     logit_scale: f32,
+    /// SigLIP's learned bias, added to every scaled image-text similarity.
+    logit_bias: Option<f32>,
 }
 
 fn linear_no_bias(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
@@ -162,6 +189,7 @@ fn identity_of(
         preprocess_version: PREPROCESS_VERSION,
         decode: exact_decode(),
         precision: f32_precision(),
+        family: config.family.name().into(),
     })
 }
 
@@ -170,10 +198,8 @@ impl ModelIdentity {
     /// an index and find that nothing needs embedding.
     pub fn of(files: &ModelFiles) -> Result<Self> {
         let config = ClipConfig::from_file(&files.config())?;
-        let pre = PreprocessConfig::from_file_or_default(
-            &files.preprocessor(),
-            config.vision.image_size,
-        )?;
+        let pre =
+            PreprocessConfig::from_file_or(&files.preprocessor(), config.default_preprocess())?;
         identity_of(files, &config, &pre)
     }
 
@@ -235,21 +261,35 @@ impl ClipModel {
             ))
         })?;
         weights::check(&weights, &st, &config, towers)?;
-        let logit_scale = match st.get("logit_scale") {
-            Ok(_) => st
-                .load("logit_scale", &Device::Cpu)?
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?
-                .first()
-                .copied()
-                .unwrap_or(config.logit_scale_init_value),
-            Err(_) => config.logit_scale_init_value,
+        if precision == Precision::Int8 && config.family != Family::Clip {
+            return Err(Error::Unsupported {
+                key: "--fast".into(),
+                value: format!(
+                    "the int8 image tower is implemented for CLIP only, not {} (index without \
+                     --fast)",
+                    config.family.name()
+                ),
+            });
+        }
+        let scalar = |key: &str| -> Result<Option<f32>> {
+            if st.get(key).is_err() {
+                return Ok(None);
+            }
+            let v = st.load(key, &Device::Cpu)?.to_dtype(DType::F32)?;
+            Ok(v.flatten_all()?.to_vec1::<f32>()?.first().copied())
         };
-        let pre_config = PreprocessConfig::from_file_or_default(
-            &files.preprocessor(),
-            config.vision.image_size,
-        )?;
+        let logit_scale = scalar("logit_scale")?.unwrap_or(config.logit_scale_init_value);
+        let logit_bias = match config.family {
+            Family::Clip => None,
+            Family::Siglip(_) => {
+                Some(scalar("logit_bias")?.ok_or_else(|| Error::MissingTensor {
+                    path: weights.clone(),
+                    key: "logit_bias".into(),
+                })?)
+            }
+        };
+        let pre_config =
+            PreprocessConfig::from_file_or(&files.preprocessor(), config.default_preprocess())?;
         let mut identity = identity_of(files, &config, &pre_config)?;
         identity.precision = precision.as_str().into();
         let device = crate::device::select();
@@ -258,11 +298,18 @@ impl ClipModel {
         // parallel (~170 ms for the ViT-B/32 text tower when done one by one).
         let (tokenizer, tensors) = std::thread::scope(|s| {
             let tokenizer = towers.text().then(|| {
-                s.spawn(|| {
-                    ClipTokenizer::from_file(
-                        &files.tokenizer(),
-                        config.text.max_position_embeddings,
-                    )
+                s.spawn(|| -> Result<Tokenizer> {
+                    let len = config.text.max_position_embeddings;
+                    Ok(match config.family {
+                        Family::Clip => {
+                            Tokenizer::Clip(ClipTokenizer::from_file(&files.tokenizer(), len)?)
+                        }
+                        Family::Siglip(_) => Tokenizer::Padded(PaddedTokenizer::from_file(
+                            &files.tokenizer(),
+                            &files.tokenizer_config(),
+                            len,
+                        )?),
+                    })
                 })
             });
             let tensors = load_tensors(&st, &config, towers, &device);
@@ -270,23 +317,40 @@ impl ClipModel {
             (tokenizer.transpose(), tensors)
         });
         let vb = VarBuilder::from_tensors(tensors?, DType::F32, &device);
-        let text = if let Some(tokenizer) = tokenizer? {
-            Some(TextEncoder {
-                transformer: ClipTextTransformer::new(vb.pp("text_model"), &config.candle_text())?,
+        let text = match tokenizer? {
+            Some(Tokenizer::Clip(tokenizer)) => Some(TextTower::Clip {
+                transformer: Box::new(ClipTextTransformer::new(
+                    vb.pp("text_model"),
+                    &config.candle_text(),
+                )?),
                 projection: linear_no_bias(
                     vb.pp("text_projection"),
                     config.text.hidden_size,
                     config.projection_dim,
                 )?,
                 tokenizer,
-                device: device.clone(),
-            })
-        } else {
-            None
-        };
+            }),
+            Some(Tokenizer::Padded(tokenizer)) => Some(TextTower::Siglip {
+                model: Box::new(siglip::TextModel::new(
+                    &config.candle_siglip_text()?,
+                    vb.pp("text_model"),
+                )?),
+                tokenizer,
+            }),
+            None => None,
+        }
+        .map(|tower| TextEncoder {
+            tower,
+            device: device.clone(),
+        });
         let image = if towers.image() {
-            let tower = match precision {
-                Precision::F32 => VisionTower::F32 {
+            let tower = match (precision, config.family) {
+                (_, Family::Siglip(_)) => VisionTower::Siglip(Box::new(siglip::VisionModel::new(
+                    &config.candle_siglip_vision()?,
+                    true,
+                    vb.pp("vision_model"),
+                )?)),
+                (Precision::F32, Family::Clip) => VisionTower::F32 {
                     transformer: Box::new(ClipVisionTransformer::new(
                         vb.pp("vision_model"),
                         &config.candle_vision(),
@@ -297,11 +361,13 @@ impl ClipModel {
                         config.projection_dim,
                     )?,
                 },
-                Precision::Int8 => VisionTower::Int8(Box::new(vision::Int8VisionTower::load(
-                    vb.clone(),
-                    &config.vision,
-                    config.projection_dim,
-                )?)),
+                (Precision::Int8, Family::Clip) => {
+                    VisionTower::Int8(Box::new(vision::Int8VisionTower::load(
+                        vb.clone(),
+                        &config.vision,
+                        config.projection_dim,
+                    )?))
+                }
             };
             Some(ImageEncoder {
                 tower,
@@ -317,6 +383,7 @@ impl ClipModel {
             text,
             image,
             logit_scale,
+            logit_bias,
         })
     }
 
@@ -333,6 +400,23 @@ impl ClipModel {
     /// The raw `logit_scale` parameter.
     pub fn logit_scale_raw(&self) -> f32 {
         self.logit_scale
+    }
+
+    /// SigLIP's learned bias (none for CLIP).
+    pub fn logit_bias(&self) -> Option<f32> {
+        self.logit_bias
+    }
+
+    /// How `classify` turns an image's cosine similarities to labels into probabilities.
+    pub fn scoring(&self) -> LabelScoring {
+        LabelScoring {
+            scale: match self.config.family {
+                Family::Clip => self.logit_scale(),
+                Family::Siglip(_) => self.logit_scale.exp(),
+            },
+            bias: self.logit_bias.unwrap_or(0.0),
+            sigmoid: self.config.family.sigmoid_scores(),
+        }
     }
 
     pub fn text(&self) -> Result<&TextEncoder> {
@@ -354,14 +438,95 @@ impl ClipModel {
     }
 }
 
+/// A family's zero-shot scoring: logits `scale * cos + bias`, then a softmax over the labels
+/// (CLIP: the temperature clamped at 100 as in training) or an independent sigmoid per label
+/// (SigLIP: probabilities need not sum to one).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LabelScoring {
+    pub scale: f32,
+    pub bias: f32,
+    pub sigmoid: bool,
+}
+
+impl LabelScoring {
+    pub fn logits(&self, cosines: &[f32]) -> Vec<f32> {
+        cosines.iter().map(|c| self.scale * c + self.bias).collect()
+    }
+
+    pub fn probabilities(&self, cosines: &[f32]) -> Vec<f32> {
+        let logits = self.logits(cosines);
+        if self.sigmoid {
+            return logits.iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect();
+        }
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exps: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+        let sum: f32 = exps.iter().sum();
+        exps.iter().map(|e| e / sum).collect()
+    }
+}
+
+/// The tokenizer a family reads text with.
+enum Tokenizer {
+    Clip(ClipTokenizer),
+    Padded(PaddedTokenizer),
+}
+
 impl TextEncoder {
-    pub fn tokenizer(&self) -> &ClipTokenizer {
-        &self.tokenizer
+    /// CLIP's tokenizer (none for other families: see [`TextEncoder::encode_checked`]).
+    pub fn clip_tokenizer(&self) -> Option<&ClipTokenizer> {
+        match &self.tower {
+            TextTower::Clip { tokenizer, .. } => Some(tokenizer),
+            TextTower::Siglip { .. } => None,
+        }
+    }
+
+    /// The token ids the tower reads for `text`, and whether it had to be truncated.
+    pub fn encode_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
+        match &self.tower {
+            TextTower::Clip { tokenizer, .. } => tokenizer.encode_checked(text),
+            TextTower::Siglip { tokenizer, .. } => tokenizer.encode_checked(text),
+        }
+    }
+
+    /// The token ids the tower reads for `text`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_checked(text)?.0)
+    }
+
+    /// The longest text, in tokens, the tower reads.
+    pub fn context_length(&self) -> usize {
+        match &self.tower {
+            TextTower::Clip { tokenizer, .. } => tokenizer.context_length(),
+            TextTower::Siglip { tokenizer, .. } => tokenizer.context_length(),
+        }
     }
 
     /// Unnormalised text features (`get_text_features`), one row per id sequence. Sequences of
     /// equal length share a batch; none is padded.
     pub fn features_from_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let (transformer, projection, tokenizer) = match &self.tower {
+            TextTower::Clip {
+                transformer,
+                projection,
+                tokenizer,
+            } => (transformer, projection, tokenizer),
+            TextTower::Siglip { model, .. } => {
+                // Every sequence is padded to the same length: one batch.
+                let len = ids.first().map_or(0, Vec::len);
+                if let Some(bad) = ids.iter().find(|s| s.len() != len) {
+                    return Err(Error::Index(format!(
+                        "SigLIP reads sequences of one length; got {len} and {}",
+                        bad.len()
+                    )));
+                }
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+                let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
+                return Ok(model.forward(&input)?.to_vec2::<f32>()?);
+            }
+        };
         let mut out = vec![Vec::new(); ids.len()];
         let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, seq) in ids.iter().enumerate() {
@@ -373,16 +538,16 @@ impl TextEncoder {
                 .flat_map(|&i| ids[i].iter().copied())
                 .collect();
             let input = Tensor::from_vec(flat, (members.len(), len), &self.device)?;
-            let hidden = self.transformer.forward_with_mask(&input, usize::MAX)?;
+            let hidden = transformer.forward_with_mask(&input, usize::MAX)?;
             let mut pooled = Vec::with_capacity(members.len());
             for (row, &i) in members.iter().enumerate() {
                 let end = ids[i]
                     .iter()
-                    .position(|&t| t == self.tokenizer.end_id())
+                    .position(|&t| t == tokenizer.end_id())
                     .unwrap_or(len - 1);
                 pooled.push(hidden.i((row, end))?.unsqueeze(0)?);
             }
-            let feats = self.projection.forward(&Tensor::cat(&pooled, 0)?)?;
+            let feats = projection.forward(&Tensor::cat(&pooled, 0)?)?;
             for (row, v) in members.iter().zip(feats.to_vec2::<f32>()?) {
                 out[*row] = v;
             }
@@ -395,11 +560,11 @@ impl TextEncoder {
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let mut ids = Vec::with_capacity(texts.len());
         for t in texts {
-            let (seq, truncated) = self.tokenizer.encode_checked(t)?;
+            let (seq, truncated) = self.encode_checked(t)?;
             if truncated {
                 tracing::warn!(
                     "text longer than the model's {} tokens, truncated: {:?}",
-                    self.tokenizer.context_length(),
+                    self.context_length(),
                     t.chars().take(60).collect::<String>()
                 );
             }
@@ -419,7 +584,7 @@ impl ImageEncoder {
     /// The arithmetic of this tower.
     pub fn precision(&self) -> Precision {
         match self.tower {
-            VisionTower::F32 { .. } => Precision::F32,
+            VisionTower::F32 { .. } | VisionTower::Siglip(_) => Precision::F32,
             VisionTower::Int8(_) => Precision::Int8,
         }
     }
@@ -443,6 +608,7 @@ impl ImageEncoder {
                 projection,
             } => projection.forward(&transformer.forward(&input)?)?,
             VisionTower::Int8(tower) => tower.forward(&input)?,
+            VisionTower::Siglip(model) => model.forward(&input)?,
         };
         Ok(feats.to_vec2::<f32>()?)
     }

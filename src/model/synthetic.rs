@@ -34,6 +34,7 @@ impl ClipConfig {
             },
             projection_dim: 512,
             logit_scale_init_value: 2.6592,
+            family: super::family::Family::Clip,
         }
     }
 

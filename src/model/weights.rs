@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::safetensors::MmapedSafetensors;
 
 use super::config::ClipConfig;
+use super::family::Family;
 use crate::error::{Error, Result};
 
 /// Which towers a caller needs: a text query should not pay for the vision weights.
@@ -54,6 +55,9 @@ fn encoder_tensors(
 
 /// Every tensor the selected towers read, with the shape the config implies.
 pub fn expected_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usize>)> {
+    if let Family::Siglip(_) = c.family {
+        return siglip_tensors(c, towers);
+    }
     let mut out = Vec::new();
     if towers.text() {
         let t = &c.text;
@@ -102,6 +106,73 @@ pub fn expected_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usiz
         out.push(("vision_model.post_layernorm.weight".into(), vec![h]));
         out.push(("vision_model.post_layernorm.bias".into(), vec![h]));
         out.push(("visual_projection.weight".into(), vec![c.projection_dim, h]));
+    }
+    out
+}
+
+fn layer_norm(out: &mut Vec<(String, Vec<usize>)>, key: &str, h: usize) {
+    out.push((format!("{key}.weight"), vec![h]));
+    out.push((format!("{key}.bias"), vec![h]));
+}
+
+/// SigLIP's inventory: no class token or pre-norm, a biased patch embedding, the text head
+/// (a biased linear layer) and the vision tower's attention-pooling head.
+fn siglip_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    if towers.text() {
+        let t = &c.text;
+        let h = t.hidden_size;
+        out.push((
+            "text_model.embeddings.token_embedding.weight".into(),
+            vec![t.vocab_size, h],
+        ));
+        out.push((
+            "text_model.embeddings.position_embedding.weight".into(),
+            vec![t.max_position_embeddings, h],
+        ));
+        encoder_tensors(
+            &mut out,
+            "text_model",
+            t.num_hidden_layers,
+            h,
+            t.intermediate_size,
+        );
+        layer_norm(&mut out, "text_model.final_layer_norm", h);
+        out.push(("text_model.head.weight".into(), vec![c.projection_dim, h]));
+        out.push(("text_model.head.bias".into(), vec![c.projection_dim]));
+    }
+    if towers.image() {
+        let v = &c.vision;
+        let h = v.hidden_size;
+        let e = "vision_model.embeddings";
+        out.push((
+            format!("{e}.patch_embedding.weight"),
+            vec![h, v.num_channels, v.patch_size, v.patch_size],
+        ));
+        out.push((format!("{e}.patch_embedding.bias"), vec![h]));
+        out.push((
+            format!("{e}.position_embedding.weight"),
+            vec![(v.image_size / v.patch_size).pow(2), h],
+        ));
+        encoder_tensors(
+            &mut out,
+            "vision_model",
+            v.num_hidden_layers,
+            h,
+            v.intermediate_size,
+        );
+        layer_norm(&mut out, "vision_model.post_layernorm", h);
+        let p = "vision_model.head";
+        out.push((format!("{p}.probe"), vec![1, 1, h]));
+        out.push((format!("{p}.attention.in_proj_weight"), vec![3 * h, h]));
+        out.push((format!("{p}.attention.in_proj_bias"), vec![3 * h]));
+        out.push((format!("{p}.attention.out_proj.weight"), vec![h, h]));
+        out.push((format!("{p}.attention.out_proj.bias"), vec![h]));
+        layer_norm(&mut out, &format!("{p}.layernorm"), h);
+        out.push((format!("{p}.mlp.fc1.weight"), vec![v.intermediate_size, h]));
+        out.push((format!("{p}.mlp.fc1.bias"), vec![v.intermediate_size]));
+        out.push((format!("{p}.mlp.fc2.weight"), vec![h, v.intermediate_size]));
+        out.push((format!("{p}.mlp.fc2.bias"), vec![h]));
     }
     out
 }

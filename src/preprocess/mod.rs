@@ -36,6 +36,11 @@ pub struct PreprocessConfig {
     pub rescale_factor: f64,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// SigLIP's processors resize straight to `crop_width` x `crop_height` (the aspect ratio is
+    /// not kept) and do not crop; CLIP's resize the short side and centre-crop.
+    pub squash: bool,
+    pub filter: resample::Filter,
+    pub pass_order: resample::PassOrder,
 }
 
 impl PreprocessConfig {
@@ -50,13 +55,74 @@ impl PreprocessConfig {
             rescale_factor: 1.0 / 255.0,
             mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
             std: [0.268_629_54, 0.261_302_58, 0.275_777_11],
+            squash: false,
+            filter: resample::Filter::Bicubic,
+            pass_order: resample::PassOrder::HorizontalFirst,
         }
+    }
+
+    /// SigLIP's defaults (`SiglipImageProcessor`): a square of `image_size`, bicubic, mean and
+    /// standard deviation 0.5, Pillow 13's order of passes (its reference fixture's).
+    pub fn siglip_default(image_size: usize) -> Self {
+        PreprocessConfig {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            squash: true,
+            pass_order: resample::PassOrder::Pillow13,
+            ..Self::clip_default(image_size)
+        }
+    }
+
+    /// The text that model fingerprints hash. CLIP's parameters print as they always have (the
+    /// derived `Debug` of the fields before `squash` and `filter` existed), so that indexes
+    /// recorded by earlier releases keep matching; the newer parameters are appended only when
+    /// they differ from CLIP's.
+    pub(crate) fn identity_text(&self) -> String {
+        #[derive(Debug)]
+        #[allow(dead_code)] // read through Debug
+        struct PreprocessConfig<'a> {
+            shortest_edge: usize,
+            crop_height: usize,
+            crop_width: usize,
+            rescale_factor: f64,
+            mean: &'a [f32; 3],
+            std: &'a [f32; 3],
+        }
+        let mut text = format!(
+            "{:?}",
+            PreprocessConfig {
+                shortest_edge: self.shortest_edge,
+                crop_height: self.crop_height,
+                crop_width: self.crop_width,
+                rescale_factor: self.rescale_factor,
+                mean: &self.mean,
+                std: &self.std,
+            }
+        );
+        if self.squash {
+            text.push_str(" squash");
+        }
+        if self.filter != resample::Filter::Bicubic {
+            text.push_str(&format!(" {:?}", self.filter));
+        }
+        if self.pass_order != resample::PassOrder::HorizontalFirst {
+            text.push_str(&format!(" {:?}", self.pass_order));
+        }
+        text
     }
 
     /// Reads `preprocessor_config.json` if it exists, else CLIP's defaults. Both the current
     /// (`{"shortest_edge": n}`, `{"height","width"}`) and older (plain integers) layouts parse.
     pub fn from_file_or_default(path: &Path, image_size: usize) -> Result<Self> {
-        let mut c = Self::clip_default(image_size);
+        Self::from_file_or(path, Self::clip_default(image_size))
+    }
+
+    /// Reads `preprocessor_config.json` over the given defaults (the model family's), which
+    /// apply alone when the file does not exist. Both size layouts parse: `{"shortest_edge": n}`
+    /// (resize the short side, then crop) and `{"height", "width"}` (SigLIP's: resize to that
+    /// rectangle, no crop).
+    pub fn from_file_or(path: &Path, defaults: Self) -> Result<Self> {
+        let mut c = defaults;
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(c),
@@ -75,20 +141,15 @@ impl PreprocessConfig {
                 .ok_or_else(|| err(key, format!("expected a positive integer, found {v}")))
         };
         if let Some(v) = root.get("resample") {
-            if v.as_u64() != Some(3) {
-                return Err(Error::Unsupported {
+            c.filter = v
+                .as_u64()
+                .and_then(resample::Filter::from_pillow)
+                .ok_or_else(|| Error::Unsupported {
                     key: "resample".into(),
-                    value: format!("{v} (only 3, bicubic, is implemented)"),
-                });
-            }
+                    value: format!("{v} (3, bicubic, and 2, bilinear, are implemented)"),
+                })?;
         }
-        for flag in [
-            "do_resize",
-            "do_center_crop",
-            "do_normalize",
-            "do_rescale",
-            "do_convert_rgb",
-        ] {
+        for flag in ["do_resize", "do_normalize", "do_rescale", "do_convert_rgb"] {
             if root.get(flag).and_then(Value::as_bool) == Some(false) {
                 return Err(Error::Unsupported {
                     key: flag.into(),
@@ -99,15 +160,44 @@ impl PreprocessConfig {
         match root.get("size") {
             None | Some(Value::Null) => {}
             Some(Value::Object(m)) => {
-                let v = m
-                    .get("shortest_edge")
-                    .ok_or_else(|| err("size", "expected `shortest_edge`".into()))?;
-                c.shortest_edge = int(v, "size.shortest_edge")?;
+                if let Some(v) = m.get("shortest_edge") {
+                    c.shortest_edge = int(v, "size.shortest_edge")?;
+                    c.squash = false;
+                } else {
+                    let (Some(h), Some(w)) = (m.get("height"), m.get("width")) else {
+                        return Err(err(
+                            "size",
+                            "expected `shortest_edge`, or `height` and `width`".into(),
+                        ));
+                    };
+                    c.crop_height = int(h, "size.height")?;
+                    c.crop_width = int(w, "size.width")?;
+                    c.shortest_edge = c.crop_height.min(c.crop_width);
+                    c.squash = true;
+                }
             }
             Some(v) => c.shortest_edge = int(v, "size")?,
         }
+        // transformers crops only when asked; CLIP's files ask, SigLIP's do not.
+        let crop = root
+            .get("do_center_crop")
+            .and_then(Value::as_bool)
+            .unwrap_or(!c.squash);
+        if c.squash && crop {
+            return Err(Error::Unsupported {
+                key: "do_center_crop".into(),
+                value: "true with a height x width resize".into(),
+            });
+        }
+        if !c.squash && !crop {
+            return Err(Error::Unsupported {
+                key: "do_center_crop".into(),
+                value: "false with a shortest-edge resize".into(),
+            });
+        }
         match root.get("crop_size") {
             None | Some(Value::Null) => {}
+            Some(_) if c.squash => {}
             Some(Value::Object(m)) => {
                 let h = m
                     .get("height")
@@ -167,7 +257,12 @@ impl Preprocessor {
     /// With DCT-scaled JPEG decoding down to (at least) the resize target: faster, and
     /// embeddings within the bound of `tests/fast_decode.rs` of the exact ones.
     pub fn fast(config: PreprocessConfig) -> Self {
-        let min_short = config.shortest_edge;
+        // A squashing resize needs both sides at least the target's.
+        let min_short = if config.squash {
+            config.crop_height.max(config.crop_width)
+        } else {
+            config.shortest_edge
+        };
         Preprocessor {
             config,
             decode: decode::DecodeMode::Scaled { min_short },
@@ -191,6 +286,9 @@ impl Preprocessor {
     /// The size the short side is resized to keep, as transformers computes it: the long side
     /// is `int(size * long / short)`, truncated.
     pub fn resized_dims(&self, w: usize, h: usize) -> (usize, usize) {
+        if self.config.squash {
+            return (self.config.crop_width, self.config.crop_height);
+        }
         let size = self.config.shortest_edge;
         let (short, long) = if w <= h { (w, h) } else { (h, w) };
         let new_long = ((size * long) as f64 / short as f64) as usize;
@@ -204,9 +302,14 @@ impl Preprocessor {
     /// Resize, crop and normalise RGB pixels (`w` x `h`, interleaved) into CHW f32.
     pub fn pixels_to_tensor_data(&self, rgb: &[u8], w: usize, h: usize) -> Vec<f32> {
         let (rw, rh) = self.resized_dims(w, h);
+        let c = &self.config;
         let resized = match self.decode {
-            decode::DecodeMode::Exact => resample::resize_rgb(rgb, w, h, rw, rh),
-            decode::DecodeMode::Scaled { .. } => resample::resize_rgb_reducing(rgb, w, h, rw, rh),
+            decode::DecodeMode::Exact => {
+                resample::resize_rgb_with(rgb, w, h, rw, rh, c.filter, c.pass_order)
+            }
+            decode::DecodeMode::Scaled { .. } => {
+                resample::resize_rgb_reducing(rgb, w, h, rw, rh, c.filter, c.pass_order)
+            }
         };
         self.crop_and_normalise(&resized, rw, rh)
     }
@@ -263,7 +366,8 @@ impl Preprocessor {
         let rgb = self.decode(path, &bytes)?;
         let (w, h) = (rgb.width() as usize, rgb.height() as usize);
         let (rw, rh) = self.resized_dims(w, h);
-        let resized = resample::resize_rgb(rgb.as_raw(), w, h, rw, rh);
+        let c = &self.config;
+        let resized = resample::resize_rgb_with(rgb.as_raw(), w, h, rw, rh, c.filter, c.pass_order);
         Ok(self.crop(&resized, rw, rh))
     }
 

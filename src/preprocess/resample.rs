@@ -1,4 +1,5 @@
-//! Pillow's antialiased bicubic resize (`Image.resize(..., BICUBIC)`), reproduced to the bit.
+//! Pillow's antialiased resize (`Image.resize(..., BICUBIC)`, or `BILINEAR` as SigLIP 2's
+//! processors ask), reproduced to the bit.
 //!
 //! CLIP's reference preprocessing resizes with Pillow, so an embedding is only faithful if the
 //! resized pixels are the same. Pillow's algorithm (libImaging/Resample.c) is separable:
@@ -26,6 +27,71 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
+/// Pillow's triangle filter (`BILINEAR`), support 1.
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+/// The resampling filters a `preprocessor_config.json` may name (`resample`: Pillow's codes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Filter {
+    /// Pillow's `BICUBIC` (3): Keys' cubic, a = -0.5, support 2 (CLIP, SigLIP).
+    #[default]
+    Bicubic,
+    /// Pillow's `BILINEAR` (2): the triangle, support 1 (SigLIP 2).
+    Bilinear,
+}
+
+impl Filter {
+    /// The filter of Pillow's resample code, if implemented.
+    pub fn from_pillow(code: u64) -> Option<Self> {
+        match code {
+            3 => Some(Filter::Bicubic),
+            2 => Some(Filter::Bilinear),
+            _ => None,
+        }
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bicubic => 2.0,
+            Filter::Bilinear => 1.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        match self {
+            Filter::Bicubic => bicubic(x),
+            Filter::Bilinear => triangle(x),
+        }
+    }
+}
+
+/// Which pass runs first when both are needed. Pillow ran the horizontal pass first until
+/// Pillow 13 (python-pillow/Pillow#9549), which runs the vertical one first when the height
+/// shrinks by more than twice as many pixels as the width; the order moves some pixels by one
+/// grey level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PassOrder {
+    /// Pillow 12 and earlier: what CLIP indexes were built with (and the CLIP fixture's).
+    #[default]
+    HorizontalFirst,
+    /// Pillow 13 and later.
+    Pillow13,
+}
+
+impl PassOrder {
+    fn vertical_first(self, w: usize, h: usize, out_w: usize, out_h: usize) -> bool {
+        let shrink = |from: usize, to: usize| from as i64 - to as i64;
+        self == PassOrder::Pillow13 && out_h < h && shrink(h, out_h) > 2 * shrink(w, out_w)
+    }
+}
+
 /// Per output pixel: the first input pixel read, how many are read, and their fixed-point weights.
 struct Coefficients {
     ksize: usize,
@@ -33,11 +99,11 @@ struct Coefficients {
     weights: Vec<i32>,
 }
 
-fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
-    const SUPPORT: f64 = 2.0;
+fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = SUPPORT * filterscale;
+    let support = filter.support() * filterscale;
+    let ss = 1.0 / filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut weights = vec![0i32; out_size * ksize];
@@ -49,7 +115,9 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
         let mut total = 0.0;
         for (x, w) in k.iter_mut().enumerate().take(xmax) {
-            *w = bicubic((x as f64 + xmin as f64 - center + 0.5) / filterscale);
+            // Pillow multiplies by the reciprocal (`ss`): dividing rounds differently, which
+            // flips the fixed-point rounding of a weight now and then.
+            *w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
             total += *w;
         }
         for (x, out) in row.iter_mut().enumerate().take(xmax) {
@@ -75,16 +143,38 @@ fn clip8(v: i32) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resizes `src` (RGB, `w` x `h`, row-major, interleaved) to `out_w` x `out_h`.
+/// Resizes `src` (RGB, `w` x `h`, row-major, interleaved) to `out_w` x `out_h` with Pillow's
+/// bicubic.
 pub fn resize_rgb(src: &[u8], w: usize, h: usize, out_w: usize, out_h: usize) -> Vec<u8> {
+    resize_rgb_with(
+        src,
+        w,
+        h,
+        out_w,
+        out_h,
+        Filter::Bicubic,
+        PassOrder::HorizontalFirst,
+    )
+}
+
+/// As [`resize_rgb`], with the given filter and order of passes.
+pub fn resize_rgb_with(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Filter,
+    order: PassOrder,
+) -> Vec<u8> {
     assert_eq!(
         src.len(),
         w * h * CHANNELS,
         "buffer does not match its dimensions"
     );
     assert!(out_w > 0 && out_h > 0 && w > 0 && h > 0, "empty image");
-    let vert = coefficients(h, out_h);
-    let horiz = coefficients(w, out_w);
+    let vert = coefficients(h, out_h, filter);
+    let horiz = coefficients(w, out_w, filter);
     let need_h = out_w != w;
     let need_v = out_h != h;
     if !need_h && !need_v {
@@ -92,6 +182,10 @@ pub fn resize_rgb(src: &[u8], w: usize, h: usize, out_w: usize, out_h: usize) ->
     }
     if !need_h {
         return vertical(src, w, &vert, 0);
+    }
+    if need_v && order.vertical_first(w, h, out_w, out_h) {
+        let tmp = vertical(src, w, &vert, 0);
+        return horizontal(&tmp, w, 0..out_h, out_w, &horiz);
     }
     // Only the rows that the vertical pass will read are resized horizontally.
     let (first, _) = vert.bounds[0];
@@ -114,14 +208,22 @@ pub fn resize_rgb(src: &[u8], w: usize, h: usize, out_w: usize, out_h: usize) ->
 /// twice the target in both directions, then the bicubic above from the reduced image. For a
 /// 14.7 MP photo that is one cheap pass over the pixels instead of a 53-tap filter over each row;
 /// the pixels differ slightly from [`resize_rgb`]'s (bounded by `tests/fast_decode.rs`).
-pub fn resize_rgb_reducing(src: &[u8], w: usize, h: usize, out_w: usize, out_h: usize) -> Vec<u8> {
+pub fn resize_rgb_reducing(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    out_w: usize,
+    out_h: usize,
+    filter: Filter,
+    order: PassOrder,
+) -> Vec<u8> {
     const GAP: usize = 2;
     let factor = (w / (out_w * GAP)).min(h / (out_h * GAP));
     if factor < 2 {
-        return resize_rgb(src, w, h, out_w, out_h);
+        return resize_rgb_with(src, w, h, out_w, out_h, filter, order);
     }
     let (reduced, rw, rh) = reduce(src, w, h, factor);
-    resize_rgb(&reduced, rw, rh, out_w, out_h)
+    resize_rgb_with(&reduced, rw, rh, out_w, out_h, filter, order)
 }
 
 /// Averages `f` x `f` blocks (Pillow's `Image.reduce`): the output is `ceil(w / f)` x
@@ -287,7 +389,7 @@ mod tests {
         }
         let (w, out_w) = (997usize, 224usize);
         let line: Vec<u8> = (0..w * 3).map(|i| ((i * 7919) % 256) as u8).collect();
-        let c = super::coefficients(w, out_w);
+        let c = super::coefficients(w, out_w, Filter::Bicubic);
         let (mut planes, mut planes2) = (vec![0u8; w * 3], vec![0u8; w * 3]);
         let (mut a, mut b) = (vec![0u8; out_w * 3], vec![0u8; out_w * 3]);
         super::horizontal_row(&line, &mut planes, &mut a, &c);
@@ -318,7 +420,15 @@ mod tests {
         // Small reductions are left to the exact filter.
         let img: Vec<u8> = (0..(40 * 30 * 3)).map(|i| (i % 251) as u8).collect();
         assert_eq!(
-            super::resize_rgb_reducing(&img, 40, 30, 20, 15),
+            super::resize_rgb_reducing(
+                &img,
+                40,
+                30,
+                20,
+                15,
+                Filter::Bicubic,
+                PassOrder::HorizontalFirst
+            ),
             super::resize_rgb(&img, 40, 30, 20, 15)
         );
     }
@@ -328,18 +438,63 @@ mod tests {
     #[test]
     fn weights_sum_to_one_in_fixed_point() {
         for (i, o) in [(4000, 224), (451, 64), (64, 300), (7, 3)] {
-            let c = coefficients(i, o);
-            for (xx, &(_, n)) in c.bounds.iter().enumerate() {
-                let s: i64 = c.weights[xx * c.ksize..xx * c.ksize + n]
-                    .iter()
-                    .map(|&v| v as i64)
-                    .sum();
-                assert!(
-                    (s - (1 << PRECISION_BITS)).abs() <= n as i64,
-                    "{i}->{o} at {xx}: {s}"
-                );
+            for filter in [Filter::Bicubic, Filter::Bilinear] {
+                let c = coefficients(i, o, filter);
+                for (xx, &(_, n)) in c.bounds.iter().enumerate() {
+                    let s: i64 = c.weights[xx * c.ksize..xx * c.ksize + n]
+                        .iter()
+                        .map(|&v| v as i64)
+                        .sum();
+                    assert!(
+                        (s - (1 << PRECISION_BITS)).abs() <= n as i64,
+                        "{i}->{o} {filter:?} at {xx}: {s}"
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn pillow_13_runs_the_vertical_pass_first_when_the_height_shrinks_much_more() {
+        // Boundaries observed with Pillow 13.0 on random images (which order reproduced it).
+        let o = PassOrder::Pillow13;
+        assert!(o.vertical_first(333, 871, 64, 64));
+        assert!(!o.vertical_first(300, 451, 64, 64));
+        assert!(
+            !o.vertical_first(100, 300, 60, 220),
+            "80 = 2 x 40: not more"
+        );
+        assert!(o.vertical_first(100, 301, 60, 220));
+        assert!(!o.vertical_first(100, 100, 300, 150), "height grows");
+        assert!(
+            o.vertical_first(50, 60, 100, 50),
+            "width grows, height shrinks"
+        );
+        assert!(!o.vertical_first(500, 500, 100, 50));
+        assert!(!PassOrder::HorizontalFirst.vertical_first(333, 871, 64, 64));
+        // The two orders differ somewhere on a textured image.
+        let src: Vec<u8> = (0usize..333 * 871 * 3)
+            .map(|i| ((i * 7919) % 251) as u8)
+            .collect();
+        let a = resize_rgb_with(
+            &src,
+            333,
+            871,
+            64,
+            64,
+            Filter::Bilinear,
+            PassOrder::Pillow13,
+        );
+        let b = resize_rgb_with(
+            &src,
+            333,
+            871,
+            64,
+            64,
+            Filter::Bilinear,
+            PassOrder::HorizontalFirst,
+        );
+        assert_ne!(a, b);
     }
 
     #[test]

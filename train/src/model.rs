@@ -66,10 +66,24 @@ fn init_std(c: &ClipConfig, key: &str) -> Option<f64> {
     Some(std)
 }
 
+/// Training implements CLIP's towers and softmax loss; other families are refused by name rather
+/// than failing on a missing tensor.
+fn only_clip(config: &ClipConfig) -> Result<()> {
+    if config.family != clipsearch::model::Family::Clip {
+        return Err(crate::Error::Data(format!(
+            "training is implemented for CLIP checkpoints only; this one is {} (its sigmoid \
+             loss and towers are not implemented for training)",
+            config.family.name()
+        )));
+    }
+    Ok(())
+}
+
 impl TrainableClip {
     /// A fresh model: normal weights as transformers initialises them, from a seeded generator
     /// (candle's CPU generator cannot be seeded), so that `--seed` makes runs repeatable.
     pub fn init(config: &ClipConfig, seed: u64, device: &Device) -> Result<Self> {
+        only_clip(config)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut params = BTreeMap::new();
         for (key, shape) in expected_tensors(config, Towers::Both) {
@@ -100,6 +114,7 @@ impl TrainableClip {
     /// `logit_scale`, as f32 variables.
     pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
         let config = ClipConfig::from_file(&files.config())?;
+        only_clip(&config)?;
         let path = files.weights();
         // SAFETY: read-only mapping of a file we never write while it is mapped.
         let st = unsafe { MmapedSafetensors::new(&path) }?;
