@@ -1,5 +1,6 @@
 //! Image-tower throughput (f32, batch 8) and one text query's latency for each model family,
-//! side by side in one run: a ViT-B/32 CLIP with random weights (always), and every checkpoint
+//! side by side in one run: a ViT-B/32 CLIP with random weights (always, with OpenAI's
+//! quick-GELU and with OpenCLIP's GELU), and every checkpoint
 //! directory listed in `CLIPSEARCH_BENCH_MODELS` (colon-separated), e.g. the random-weight
 //! SigLIP 2 checkpoints of real size that `tools/bench/random_checkpoints.py` writes:
 //!
@@ -22,7 +23,19 @@ fn benches(c: &mut Criterion) {
     let tokenizer =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/tokenizer.json");
     synthetic::write_random_checkpoint(&b32, &ClipConfig::vit_b32(), &tokenizer).unwrap();
-    let mut dirs = vec![b32];
+    // The same weights with OpenCLIP's exact GELU (LAION's and DataComp's CLIPs).
+    let gelu = tmp.path().join("clip-vit-b32-gelu");
+    std::fs::create_dir_all(&gelu).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(b32.join(f), gelu.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(b32.join("config.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&config).unwrap();
+    for tower in ["text_config", "vision_config"] {
+        json[tower]["hidden_act"] = "gelu".into();
+    }
+    std::fs::write(gelu.join("config.json"), json.to_string()).unwrap();
+    let mut dirs = vec![b32, gelu];
     if let Ok(list) = std::env::var("CLIPSEARCH_BENCH_MODELS") {
         dirs.extend(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
     }

@@ -27,16 +27,33 @@ pub struct ClipTokenizer {
 impl ClipTokenizer {
     /// Loads `tokenizer.json`; `context_length` is the text tower's `max_position_embeddings`.
     pub fn from_file(path: &Path, context_length: usize) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::Tokenizer {
+                path: PathBuf::from(path),
+                reason: "file not found (the checkpoint must ship tokenizer.json)".into(),
+            });
+        }
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+            path: PathBuf::from(path),
+            reason: e.to_string(),
+        })?;
+        Self::new(inner, path, context_length)
+    }
+
+    /// A `tokenizer.json` held in memory; `path` names it in errors.
+    pub fn from_bytes(json: &[u8], path: &Path, context_length: usize) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| Error::Tokenizer {
+            path: PathBuf::from(path),
+            reason: e.to_string(),
+        })?;
+        Self::new(inner, path, context_length)
+    }
+
+    fn new(mut inner: tokenizers::Tokenizer, path: &Path, context_length: usize) -> Result<Self> {
         let err = |reason: String| Error::Tokenizer {
             path: PathBuf::from(path),
             reason,
         };
-        if !path.exists() {
-            return Err(err(
-                "file not found (the checkpoint must ship tokenizer.json)".into(),
-            ));
-        }
-        let mut inner = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         // Some exported tokenizer.json files pad to 77: we truncate ourselves and never pad.
         inner.with_padding(None);
         inner

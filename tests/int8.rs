@@ -70,3 +70,9 @@ fn int8_tower_of_the_demo_model_stays_within_the_bound() {
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
     check(&resolve(demo.to_str().unwrap()).unwrap());
 }
+
+#[test]
+fn int8_tower_of_an_openclip_gelu_model_stays_within_the_bound() {
+    // OpenCLIP's layout and the exact GELU (LAION's and DataComp's CLIPs).
+    check(&ModelFiles::local(&fixtures().join("tiny-openclip")).unwrap());
+}

@@ -65,10 +65,27 @@ fn unsupported_activation_is_refused() {
     let cfg = dir.path().join("config.json");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replacen("quick_gelu", "gelu", 1);
+        .replacen("quick_gelu", "relu", 1);
     std::fs::write(&cfg, text).unwrap();
     let msg = load_err(dir.path(), Towers::Both);
-    assert!(msg.contains("hidden_act") && msg.contains("gelu"), "{msg}");
+    assert!(msg.contains("hidden_act") && msg.contains("relu"), "{msg}");
+}
+
+#[test]
+fn the_exact_gelu_of_openclips_checkpoints_is_computed_not_ignored() {
+    let dir = copy_model_with(|_| {});
+    let cfg = dir.path().join("config.json");
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    assert!(original.contains("quick_gelu"));
+    std::fs::write(&cfg, original.replace("quick_gelu", "gelu")).unwrap();
+    let gelu = ClipModel::load(&ModelFiles::local(dir.path()).unwrap(), Towers::Text).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip");
+    let quick = ClipModel::load(&ModelFiles::local(&src).unwrap(), Towers::Text).unwrap();
+    let a = gelu.text().unwrap().embed(&["a photo of a cat"]).unwrap();
+    let b = quick.text().unwrap().embed(&["a photo of a cat"]).unwrap();
+    let cos: f32 = a[0].iter().zip(&b[0]).map(|(x, y)| x * y).sum();
+    // Close (the two activations differ by a few percent) but not the same function.
+    assert!(cos > 0.9 && cos < 0.99999, "cosine {cos}");
 }
 
 /// A copy of the tiny model whose weights file is `edit`ed in place (bytes, same layout).

@@ -156,7 +156,7 @@ pub enum Command {
     Train(crate::train_cmd::TrainArgs),
     /// Generate the synthetic world of captioned shapes the demo model knows.
     DemoData(crate::train_cmd::DemoDataArgs),
-    /// The model checkpoints this build loads (CLIP, SigLIP 2), to choose a --model.
+    /// The model checkpoints this build loads (CLIP, OpenCLIP, SigLIP 2), to choose a --model.
     Models(crate::models_cmd::ModelsArgs),
 }
 

@@ -24,6 +24,8 @@ fn main() {
     init_logging(cli.global.verbose, cli.global.quiet);
     let code = match commands::run(cli) {
         Ok(code) => code,
+        // A reader that stopped early (`| head`) is not an error: exit quietly, as grep does.
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             let code = exit::code_for(&e);
             eprintln!("clipsearch: {}", exit::message(&e));
@@ -31,6 +33,13 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

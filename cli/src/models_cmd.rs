@@ -73,6 +73,45 @@ const KNOWN: &[Known] = &[
         note: "75%",
     },
     Known {
+        id: "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+        family: "clip",
+        image_size: 224,
+        patch: 32,
+        width: 768,
+        layers: 12,
+        mlp: 3072,
+        dim: 512,
+        languages: "English",
+        size_mb: 605,
+        note: "OpenCLIP on LAION-2B (GELU): 66%",
+    },
+    Known {
+        id: "laion/CLIP-ViT-B-32-256x256-DataComp-s34B-b86K",
+        family: "clip",
+        image_size: 256,
+        patch: 32,
+        width: 768,
+        layers: 12,
+        mlp: 3072,
+        dim: 512,
+        languages: "English",
+        size_mb: 605,
+        note: "OpenCLIP on DataComp (rclip's default): 73%, OpenCLIP's layout",
+    },
+    Known {
+        id: "laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
+        family: "clip",
+        image_size: 224,
+        patch: 14,
+        width: 1024,
+        layers: 24,
+        mlp: 4096,
+        dim: 768,
+        languages: "English",
+        size_mb: 1710,
+        note: "OpenCLIP on LAION-2B: 75%",
+    },
+    Known {
         id: "google/siglip2-base-patch16-224",
         family: "siglip",
         image_size: 224,
@@ -166,9 +205,11 @@ pub fn run(args: ModelsArgs) -> Result<i32> {
     }
     writeln!(
         out,
-        "\nAny Hugging Face checkpoint of these families loads, by hub id or local directory \
-         (config.json, model.safetensors, tokenizer.json). GMAC/img orders speed on any CPU; \
-         README.md has images/s measured side by side."
+        "\nAny checkpoint of these families loads, by hub id or local directory: transformers' \
+         layout (config.json, model.safetensors, tokenizer.json) or OpenCLIP's \
+         (open_clip_config.json, open_clip_model.safetensors). GMAC/img orders speed on any \
+         CPU; README.md has images/s measured side by side. ImageNet zero-shot accuracies are \
+         the publishers' figures."
     )?;
     Ok(0)
 }

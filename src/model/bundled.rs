@@ -40,6 +40,12 @@ const FILES: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// CLIP's BPE tokenizer (OpenAI's table, as `tokenizer.json`): the demo model's, and the one
+/// OpenCLIP checkpoints without a `tokenizer.json` use.
+pub fn clip_tokenizer_json() -> &'static [u8] {
+    include_bytes!("../../models/demo/tokenizer.json")
+}
+
 fn content_id() -> String {
     let mut h = Sha256::new();
     for (name, bytes) in FILES {

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::family::{Family, SiglipParams};
+use super::clip_tower::ClipActivation;
+use super::family::{ClipParams, Family, SiglipParams};
 use crate::error::{Error, Result};
 
 /// The text tower's dimensions.
@@ -44,6 +45,9 @@ pub struct ClipConfig {
     pub projection_dim: usize,
     pub logit_scale_init_value: f32,
     pub family: Family,
+    /// Preprocessing the configuration itself carries (OpenCLIP's `preprocess_cfg`); else the
+    /// family's defaults, under `preprocessor_config.json`.
+    pub preprocess: Option<crate::preprocess::PreprocessConfig>,
 }
 
 struct Fields<'a> {
@@ -97,25 +101,19 @@ impl Fields<'_> {
         }
     }
 
-    /// candle's CLIP implements quick_gelu and a layer-norm epsilon of 1e-5 only: anything else
-    /// would silently compute a different function, so it is refused with the key named.
-    fn check_supported(&self) -> Result<()> {
-        if let Some(act) = self.merged.get("hidden_act") {
-            if act.as_str() != Some("quick_gelu") {
-                return Err(Error::Unsupported {
-                    key: format!("{}hidden_act", self.section),
-                    value: act.to_string(),
-                });
-            }
-        }
-        let eps = self.f64("layer_norm_eps", 1e-5)?;
-        if (eps - 1e-5).abs() > 1e-12 {
-            return Err(Error::Unsupported {
-                key: format!("{}layer_norm_eps", self.section),
-                value: eps.to_string(),
-            });
-        }
-        Ok(())
+    /// A CLIP tower's activation (transformers' default: quick_gelu); anything but quick_gelu
+    /// and gelu would silently compute a different function, so it is refused with the key
+    /// named.
+    fn clip_activation(&self) -> Result<ClipActivation> {
+        let name = match self.merged.get("hidden_act") {
+            None | Some(Value::Null) => "quick_gelu".to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => return Err(self.err("hidden_act", format!("expected a name, found {v}"))),
+        };
+        ClipActivation::from_name(&name).ok_or_else(|| Error::Unsupported {
+            key: format!("{}hidden_act", self.section),
+            value: name,
+        })
     }
 }
 
@@ -174,6 +172,9 @@ impl ClipConfig {
                 reason: "expected a JSON object".into(),
             });
         };
+        if root.contains_key("model_cfg") {
+            return super::openclip::config(path, &root);
+        }
         match root.get("model_type").and_then(Value::as_str) {
             None | Some("clip") => {}
             Some("siglip") => return Self::siglip(path, &root),
@@ -191,8 +192,12 @@ impl ClipConfig {
         };
         let t = section(path, &root, "text_config", "text_config.")?;
         let v = section(path, &root, "vision_config", "vision_config.")?;
-        t.check_supported()?;
-        v.check_supported()?;
+        let params = ClipParams {
+            text_act: t.clip_activation()?,
+            vision_act: v.clip_activation()?,
+            text_eps: t.f64("layer_norm_eps", 1e-5)?,
+            vision_eps: v.f64("layer_norm_eps", 1e-5)?,
+        };
         // Defaults are transformers' CLIPTextConfig / CLIPVisionConfig defaults (ViT-B/32).
         let text = TextConfig {
             vocab_size: t.usize("vocab_size", 49408)?,
@@ -228,7 +233,8 @@ impl ClipConfig {
             vision,
             projection_dim: top.usize("projection_dim", 512)?,
             logit_scale_init_value: top.f64("logit_scale_init_value", 2.6592)? as f32,
-            family: Family::Clip,
+            family: Family::Clip(params),
+            preprocess: None,
         })
     }
 
@@ -291,14 +297,18 @@ impl ClipConfig {
             // SigLIP initialises log(10) for the scale and -10 for the bias; both are weights.
             logit_scale_init_value: 10f32.ln(),
             family: Family::Siglip(params),
+            preprocess: None,
         })
     }
 
     /// The family's default preprocessing for this tower's input size.
     pub fn default_preprocess(&self) -> crate::preprocess::PreprocessConfig {
         use crate::preprocess::PreprocessConfig;
+        if let Some(p) = &self.preprocess {
+            return p.clone();
+        }
         match self.family {
-            Family::Clip => PreprocessConfig::clip_default(self.vision.image_size),
+            Family::Clip(_) => PreprocessConfig::clip_default(self.vision.image_size),
             Family::Siglip(_) => PreprocessConfig::siglip_default(self.vision.image_size),
         }
     }
@@ -306,7 +316,7 @@ impl ClipConfig {
     fn siglip_params(&self) -> Result<SiglipParams> {
         match self.family {
             Family::Siglip(p) => Ok(p),
-            Family::Clip => Err(Error::Index("not a SigLIP configuration".into())),
+            Family::Clip(_) => Err(Error::Index("not a SigLIP configuration".into())),
         }
     }
 
@@ -347,42 +357,6 @@ impl ClipConfig {
             hidden_act: p.vision_act,
             layer_norm_eps: p.vision_eps,
         })
-    }
-
-    pub(crate) fn candle_text(
-        &self,
-    ) -> candle_transformers::models::clip::text_model::ClipTextConfig {
-        use candle_transformers::models::clip::text_model::{Activation, ClipTextConfig};
-        ClipTextConfig {
-            vocab_size: self.text.vocab_size,
-            embed_dim: self.text.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: self.text.intermediate_size,
-            max_position_embeddings: self.text.max_position_embeddings,
-            pad_with: None,
-            num_hidden_layers: self.text.num_hidden_layers,
-            num_attention_heads: self.text.num_attention_heads,
-            projection_dim: self.projection_dim,
-        }
-    }
-
-    pub(crate) fn candle_vision(
-        &self,
-    ) -> candle_transformers::models::clip::vision_model::ClipVisionConfig {
-        use candle_transformers::models::clip::{
-            text_model::Activation, vision_model::ClipVisionConfig,
-        };
-        ClipVisionConfig {
-            embed_dim: self.vision.hidden_size,
-            activation: Activation::QuickGelu,
-            intermediate_size: self.vision.intermediate_size,
-            num_hidden_layers: self.vision.num_hidden_layers,
-            num_attention_heads: self.vision.num_attention_heads,
-            projection_dim: self.projection_dim,
-            num_channels: self.vision.num_channels,
-            image_size: self.vision.image_size,
-            patch_size: self.vision.patch_size,
-        }
     }
 }
 
@@ -425,10 +399,17 @@ mod tests {
 
     #[test]
     fn unsupported_activation_names_the_key() {
-        let e = parse(r#"{"vision_config":{"hidden_act":"gelu"}}"#).unwrap_err();
+        let e = parse(r#"{"vision_config":{"hidden_act":"relu"}}"#).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("vision_config.hidden_act"), "{msg}");
-        assert!(msg.contains("gelu"), "{msg}");
+        assert!(msg.contains("relu"), "{msg}");
+        // OpenCLIP's LAION and DataComp checkpoints use the exact GELU.
+        let c = parse(r#"{"vision_config":{"hidden_act":"gelu"}}"#).unwrap();
+        let Family::Clip(p) = c.family else {
+            panic!("{:?}", c.family)
+        };
+        assert_eq!(p.vision_act, ClipActivation::Gelu);
+        assert_eq!(p.text_act, ClipActivation::QuickGelu);
     }
 
     #[test]

@@ -13,11 +13,33 @@
 
 use candle_nn::Activation;
 
+use super::clip_tower::ClipActivation;
+
 /// A family and what its arithmetic needs beyond the dimensions.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Family {
-    Clip,
+    Clip(ClipParams),
     Siglip(SiglipParams),
+}
+
+/// CLIP's per-tower activation and layer-norm epsilon: OpenAI's checkpoints use quick-GELU,
+/// OpenCLIP's (LAION, DataComp) the exact GELU.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClipParams {
+    pub text_act: ClipActivation,
+    pub vision_act: ClipActivation,
+    pub text_eps: f64,
+    pub vision_eps: f64,
+}
+
+impl ClipParams {
+    /// OpenAI's CLIP: quick-GELU, epsilon 1e-5.
+    pub const OPENAI: ClipParams = ClipParams {
+        text_act: ClipActivation::QuickGelu,
+        vision_act: ClipActivation::QuickGelu,
+        text_eps: 1e-5,
+        vision_eps: 1e-5,
+    };
 }
 
 /// SigLIP's per-tower activation and layer-norm epsilon, read from `config.json`.
@@ -33,7 +55,7 @@ impl Family {
     /// The name indexes record and messages show.
     pub fn name(&self) -> &'static str {
         match self {
-            Family::Clip => "clip",
+            Family::Clip(_) => "clip",
             Family::Siglip(_) => "siglip",
         }
     }
@@ -42,6 +64,11 @@ impl Family {
     /// a softmax over them.
     pub fn sigmoid_scores(&self) -> bool {
         matches!(self, Family::Siglip(_))
+    }
+
+    /// Whether this is a CLIP (of any activation).
+    pub fn is_clip(&self) -> bool {
+        matches!(self, Family::Clip(_))
     }
 
     /// The `model_type` values this build loads, for messages.

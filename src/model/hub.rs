@@ -11,8 +11,12 @@ use crate::error::{Error, Result};
 /// The checkpoint used when the user names none.
 pub const DEFAULT_MODEL: &str = "openai/clip-vit-base-patch32";
 
-/// Files a CLIP checkpoint directory must hold (`preprocessor_config.json` is optional).
+/// Files a checkpoint directory in Hugging Face's layout must hold (`preprocessor_config.json`
+/// and `tokenizer_config.json` are optional).
 pub const REQUIRED_FILES: &[&str] = &["config.json", "model.safetensors", "tokenizer.json"];
+
+/// Files of a checkpoint in OpenCLIP's layout (`tokenizer.json` optional: CLIP's BPE is built in).
+pub const OPENCLIP_FILES: &[&str] = &["open_clip_config.json", "open_clip_model.safetensors"];
 
 /// A resolved checkpoint: a directory holding the files, and the name the user knows it by.
 #[derive(Clone, Debug)]
@@ -23,11 +27,25 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
-    pub fn config(&self) -> PathBuf {
-        self.dir.join("config.json")
+    /// Whether the directory holds OpenCLIP's layout rather than transformers'.
+    pub fn is_openclip(&self) -> bool {
+        !self.dir.join("config.json").is_file() && self.dir.join(OPENCLIP_FILES[0]).is_file()
     }
+    /// `config.json`, or OpenCLIP's `open_clip_config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join(if self.is_openclip() {
+            OPENCLIP_FILES[0]
+        } else {
+            "config.json"
+        })
+    }
+    /// `model.safetensors`, or OpenCLIP's `open_clip_model.safetensors`.
     pub fn weights(&self) -> PathBuf {
-        self.dir.join("model.safetensors")
+        self.dir.join(if self.is_openclip() {
+            OPENCLIP_FILES[1]
+        } else {
+            "model.safetensors"
+        })
     }
     pub fn tokenizer(&self) -> PathBuf {
         self.dir.join("tokenizer.json")
@@ -42,18 +60,31 @@ impl ModelFiles {
 
     /// A local directory; every required file must be there.
     pub fn local(dir: &Path) -> Result<Self> {
-        for f in REQUIRED_FILES {
+        let openclip = !dir.join("config.json").is_file() && dir.join(OPENCLIP_FILES[0]).is_file();
+        let required = if openclip {
+            OPENCLIP_FILES
+        } else {
+            REQUIRED_FILES
+        };
+        for f in required {
             let p = dir.join(f);
             if !p.is_file() {
                 let hint = if *f == "model.safetensors" && dir.join("pytorch_model.bin").is_file() {
                     " (only pytorch_model.bin is there: download the checkpoint's model.safetensors)"
+                } else if *f == OPENCLIP_FILES[1]
+                    && dir.join("open_clip_pytorch_model.bin").is_file()
+                {
+                    " (only open_clip_pytorch_model.bin is there: download the checkpoint's \
+                     open_clip_model.safetensors)"
                 } else {
                     ""
                 };
                 return Err(Error::ModelUnavailable(format!(
-                    "model directory {} has no {f}{hint}; a CLIP checkpoint in Hugging Face format needs {}",
+                    "model directory {} has no {f}{hint}; a checkpoint in Hugging Face format \
+                     needs {}, one in OpenCLIP's format {}",
                     dir.display(),
-                    REQUIRED_FILES.join(", ")
+                    REQUIRED_FILES.join(", "),
+                    OPENCLIP_FILES.join(", ")
                 )));
             }
         }
@@ -130,16 +161,18 @@ fn fetch(id: &str, revision: &str) -> Result<ModelFiles> {
     use hf_hub::{Repo, RepoType};
     let repo = Repo::with_revision(id.to_string(), RepoType::Model, revision.to_string());
     let cached = hf_hub::Cache::from_env().repo(repo.clone());
-    let from_cache: Option<Vec<PathBuf>> = REQUIRED_FILES.iter().map(|f| cached.get(f)).collect();
-    if let Some(paths) = from_cache {
-        let dir = paths[0]
-            .parent()
-            .expect("cached file has a parent")
-            .to_path_buf();
-        return Ok(ModelFiles {
-            dir,
-            name: id.to_string(),
-        });
+    for layout in [REQUIRED_FILES, OPENCLIP_FILES] {
+        let from_cache: Option<Vec<PathBuf>> = layout.iter().map(|f| cached.get(f)).collect();
+        if let Some(paths) = from_cache {
+            let dir = paths[0]
+                .parent()
+                .expect("cached file has a parent")
+                .to_path_buf();
+            return Ok(ModelFiles {
+                dir,
+                name: id.to_string(),
+            });
+        }
     }
     if offline() {
         return Err(unavailable(
@@ -152,21 +185,37 @@ fn fetch(id: &str, revision: &str) -> Result<ModelFiles> {
         .build()
         .map_err(|e| unavailable(id, &e.to_string()))?;
     let remote = api.repo(repo);
+    // transformers' layout first; a repository in OpenCLIP's layout alone has no config.json.
+    let layout = match remote.get("config.json") {
+        Ok(_) => REQUIRED_FILES,
+        Err(e) => match remote.get(OPENCLIP_FILES[0]) {
+            Ok(_) => OPENCLIP_FILES,
+            Err(_) => {
+                return Err(unavailable(
+                    id,
+                    &format!("downloading config.json failed: {e}"),
+                ))
+            }
+        },
+    };
     let mut dir = None;
-    for f in REQUIRED_FILES {
+    for f in layout {
         tracing::info!(file = f, model = id, "downloading");
         let p = remote
             .get(f)
             .map_err(|e| unavailable(id, &format!("downloading {f} failed: {e}")))?;
         dir = p.parent().map(Path::to_path_buf);
     }
-    // Optional: without it, the family's defaults for the tower's input size apply.
-    if let Err(e) = remote.get("preprocessor_config.json") {
-        tracing::warn!("no preprocessor_config.json for {id} ({e}); using the family's defaults");
-    }
-    // Optional: SigLIP's pad token and padding side.
-    if let Err(e) = remote.get("tokenizer_config.json") {
-        tracing::debug!("no tokenizer_config.json for {id} ({e})");
+    // Optional: the family's defaults apply without the first; SigLIP's pad token and side come
+    // from the second; OpenCLIP checkpoints without the third use the built-in CLIP BPE.
+    for f in [
+        "preprocessor_config.json",
+        "tokenizer_config.json",
+        "tokenizer.json",
+    ] {
+        if let Err(e) = remote.get(f) {
+            tracing::debug!("no {f} for {id} ({e})");
+        }
     }
     Ok(ModelFiles {
         dir: dir.expect("at least one file"),

@@ -14,20 +14,21 @@
 //! - candle returns raw projections; our API returns L2-normalised embeddings.
 
 pub mod bundled;
+pub mod clip_tower;
 pub mod config;
 pub mod family;
 pub mod fingerprint;
 pub mod hub;
+pub mod openclip;
 pub mod synthetic;
 pub mod vision;
 pub mod weights;
 
 use candle_core::{safetensors::MmapedSafetensors, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use candle_transformers::models::clip::{
-    text_model::ClipTextTransformer, vision_model::ClipVisionTransformer,
-};
 use candle_transformers::models::siglip;
+
+use clip_tower::{ClipTextTower, ClipVisionTower};
 
 pub use config::ClipConfig;
 pub use family::Family;
@@ -85,7 +86,7 @@ fn exact_decode() -> String {
 }
 
 fn clip_family() -> String {
-    Family::Clip.name().into()
+    "clip".into()
 }
 
 fn f32_precision() -> String {
@@ -130,9 +131,9 @@ pub struct TextEncoder {
 }
 
 enum TextTower {
-    /// candle-transformers' CLIP text transformer, pooled at the first end token.
+    /// CLIP's text transformer ([`clip_tower`]), pooled at the first end token.
     Clip {
-        transformer: Box<ClipTextTransformer>,
+        transformer: Box<ClipTextTower>,
         projection: Linear,
         tokenizer: ClipTokenizer,
     },
@@ -151,11 +152,8 @@ pub struct ImageEncoder {
 }
 
 enum VisionTower {
-    /// candle-transformers' tower: the reference's arithmetic.
-    F32 {
-        transformer: Box<ClipVisionTransformer>,
-        projection: Linear,
-    },
+    /// CLIP's tower with its projection ([`clip_tower`]): the reference's arithmetic.
+    F32(Box<ClipVisionTower>),
     Int8(Box<vision::Int8VisionTower>),
     /// candle-transformers' SigLIP vision model with its attention-pooling head.
     Siglip(Box<siglip::VisionModel>),
@@ -170,6 +168,24 @@ pub struct ClipModel {
     logit_scale: f32,
     /// SigLIP's learned bias, added to every scaled image-text similarity.
     logit_bias: Option<f32>,
+}
+
+/// The checkpoint's `tokenizer.json`; OpenCLIP checkpoints that ship none use CLIP's BPE
+/// (`open_clip.SimpleTokenizer` is it, with the same table), which the binary carries.
+fn clip_tokenizer(files: &ModelFiles, config: &ClipConfig) -> Result<ClipTokenizer> {
+    let len = config.text.max_position_embeddings;
+    let path = files.tokenizer();
+    if !path.exists() && config.preprocess.is_some() && config.text.vocab_size == 49408 {
+        return ClipTokenizer::from_bytes(bundled::clip_tokenizer_json(), &path, len);
+    }
+    ClipTokenizer::from_file(&path, len)
+}
+
+fn clip_params(config: &ClipConfig) -> Result<family::ClipParams> {
+    match config.family {
+        Family::Clip(p) => Ok(p),
+        _ => Err(Error::Index("not a CLIP configuration".into())),
+    }
 }
 
 fn linear_no_bias(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
@@ -225,14 +241,21 @@ impl ModelIdentity {
     }
 }
 
-/// Loads every tensor the towers need, in parallel, as f32 on `device`.
+/// Loads every tensor the towers need, in parallel, as f32 on `device`, under transformers'
+/// names (OpenCLIP's are renamed, then checked as the others are before loading).
 fn load_tensors(
+    path: &std::path::Path,
     st: &MmapedSafetensors,
     config: &ClipConfig,
     towers: Towers,
     device: &Device,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
     use rayon::prelude::*;
+    if openclip::is_openclip(st) {
+        let tensors = openclip::tensors(st, config, towers, device)?;
+        weights::check_loaded(path, &tensors, config, towers)?;
+        return Ok(tensors);
+    }
     weights::expected_tensors(config, towers)
         .into_par_iter()
         .map(|(key, _)| {
@@ -260,8 +283,10 @@ impl ClipModel {
                 weights.display()
             ))
         })?;
-        weights::check(&weights, &st, &config, towers)?;
-        if precision == Precision::Int8 && config.family != Family::Clip {
+        if !openclip::is_openclip(&st) {
+            weights::check(&weights, &st, &config, towers)?;
+        }
+        if precision == Precision::Int8 && !config.family.is_clip() {
             return Err(Error::Unsupported {
                 key: "--fast".into(),
                 value: format!(
@@ -280,7 +305,7 @@ impl ClipModel {
         };
         let logit_scale = scalar("logit_scale")?.unwrap_or(config.logit_scale_init_value);
         let logit_bias = match config.family {
-            Family::Clip => None,
+            Family::Clip(_) => None,
             Family::Siglip(_) => {
                 Some(scalar("logit_bias")?.ok_or_else(|| Error::MissingTensor {
                     path: weights.clone(),
@@ -301,9 +326,7 @@ impl ClipModel {
                 s.spawn(|| -> Result<Tokenizer> {
                     let len = config.text.max_position_embeddings;
                     Ok(match config.family {
-                        Family::Clip => {
-                            Tokenizer::Clip(ClipTokenizer::from_file(&files.tokenizer(), len)?)
-                        }
+                        Family::Clip(_) => Tokenizer::Clip(clip_tokenizer(files, &config)?),
                         Family::Siglip(_) => Tokenizer::Padded(PaddedTokenizer::from_file(
                             &files.tokenizer(),
                             &files.tokenizer_config(),
@@ -312,16 +335,18 @@ impl ClipModel {
                     })
                 })
             });
-            let tensors = load_tensors(&st, &config, towers, &device);
+            let tensors = load_tensors(&weights, &st, &config, towers, &device);
             let tokenizer = tokenizer.map(|h| h.join().expect("tokenizer thread panicked"));
             (tokenizer.transpose(), tensors)
         });
         let vb = VarBuilder::from_tensors(tensors?, DType::F32, &device);
         let text = match tokenizer? {
             Some(Tokenizer::Clip(tokenizer)) => Some(TextTower::Clip {
-                transformer: Box::new(ClipTextTransformer::new(
+                transformer: Box::new(ClipTextTower::new(
                     vb.pp("text_model"),
-                    &config.candle_text(),
+                    &config.text,
+                    clip_params(&config)?.text_act,
+                    clip_params(&config)?.text_eps,
                 )?),
                 projection: linear_no_bias(
                     vb.pp("text_projection"),
@@ -350,22 +375,15 @@ impl ClipModel {
                     true,
                     vb.pp("vision_model"),
                 )?)),
-                (Precision::F32, Family::Clip) => VisionTower::F32 {
-                    transformer: Box::new(ClipVisionTransformer::new(
-                        vb.pp("vision_model"),
-                        &config.candle_vision(),
-                    )?),
-                    projection: linear_no_bias(
-                        vb.pp("visual_projection"),
-                        config.vision.hidden_size,
-                        config.projection_dim,
-                    )?,
-                },
-                (Precision::Int8, Family::Clip) => {
+                (Precision::F32, Family::Clip(p)) => VisionTower::F32(Box::new(
+                    ClipVisionTower::new(vb.clone(), &config, p.vision_act, p.vision_eps)?,
+                )),
+                (Precision::Int8, Family::Clip(p)) => {
                     VisionTower::Int8(Box::new(vision::Int8VisionTower::load(
                         vb.clone(),
                         &config.vision,
                         config.projection_dim,
+                        &p,
                     )?))
                 }
             };
@@ -411,7 +429,7 @@ impl ClipModel {
     pub fn scoring(&self) -> LabelScoring {
         LabelScoring {
             scale: match self.config.family {
-                Family::Clip => self.logit_scale(),
+                Family::Clip(_) => self.logit_scale(),
                 Family::Siglip(_) => self.logit_scale.exp(),
             },
             bias: self.logit_bias.unwrap_or(0.0),
@@ -538,7 +556,7 @@ impl TextEncoder {
                 .flat_map(|&i| ids[i].iter().copied())
                 .collect();
             let input = Tensor::from_vec(flat, (members.len(), len), &self.device)?;
-            let hidden = transformer.forward_with_mask(&input, usize::MAX)?;
+            let hidden = transformer.forward(&input)?;
             let mut pooled = Vec::with_capacity(members.len());
             for (row, &i) in members.iter().enumerate() {
                 let end = ids[i]
@@ -584,7 +602,7 @@ impl ImageEncoder {
     /// The arithmetic of this tower.
     pub fn precision(&self) -> Precision {
         match self.tower {
-            VisionTower::F32 { .. } | VisionTower::Siglip(_) => Precision::F32,
+            VisionTower::F32(_) | VisionTower::Siglip(_) => Precision::F32,
             VisionTower::Int8(_) => Precision::Int8,
         }
     }
@@ -603,10 +621,7 @@ impl ImageEncoder {
         }
         let input = Tensor::from_slice(pixels, (n, 3, c.crop_height, c.crop_width), &self.device)?;
         let feats = match &self.tower {
-            VisionTower::F32 {
-                transformer,
-                projection,
-            } => projection.forward(&transformer.forward(&input)?)?,
+            VisionTower::F32(tower) => tower.forward(&input)?,
             VisionTower::Int8(tower) => tower.forward(&input)?,
             VisionTower::Siglip(model) => model.forward(&input)?,
         };

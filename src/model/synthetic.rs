@@ -34,7 +34,8 @@ impl ClipConfig {
             },
             projection_dim: 512,
             logit_scale_init_value: 2.6592,
-            family: super::family::Family::Clip,
+            family: super::family::Family::Clip(super::family::ClipParams::OPENAI),
+            preprocess: None,
         }
     }
 

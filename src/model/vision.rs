@@ -12,18 +12,18 @@
 //!
 //! The layout follows transformers' `CLIPVisionTransformer` and reads the same Hugging Face
 //! weights (`vision_model.*`, `visual_projection.weight`): embeddings (patch convolution, class
-//! token, positions), `pre_layrnorm`, pre-norm encoder layers with quick-GELU MLPs, and the
+//! token, positions), `pre_layrnorm`, pre-norm encoder layers with the checkpoint's activation
+//! (quick-GELU for OpenAI's, GELU for OpenCLIP's) in their MLPs, and the
 //! class token through `post_layernorm` and the projection.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{LayerNorm, VarBuilder};
 
+use super::clip_tower::ClipActivation;
 use super::config::VisionConfig;
+use super::family::ClipParams;
 use crate::error::Result;
-
-/// Layer norm epsilon of every CLIP checkpoint (transformers' default, and candle's).
-const EPS: f64 = 1e-5;
 
 /// A linear layer whose weight is int8 (`Q8_0`) when its input width allows (a multiple of
 /// the 32-weight block), f32 otherwise.
@@ -59,11 +59,11 @@ impl QLinear {
     }
 }
 
-fn layer_norm(vb: VarBuilder, dim: usize) -> Result<LayerNorm> {
+fn layer_norm(vb: VarBuilder, dim: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm::new(
         vb.get(dim, "weight")?,
         vb.get(dim, "bias")?,
-        EPS,
+        eps,
     ))
 }
 
@@ -76,10 +76,11 @@ struct Layer {
     fc1: QLinear,
     fc2: QLinear,
     heads: usize,
+    act: ClipActivation,
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, c: &VisionConfig) -> Result<Self> {
+    fn load(vb: VarBuilder, c: &VisionConfig, p: &ClipParams) -> Result<Self> {
         let h = c.hidden_size;
         let attn = vb.pp("self_attn");
         let scale = ((h / c.num_attention_heads) as f64).powf(-0.5);
@@ -103,13 +104,14 @@ impl Layer {
         )?;
         let mlp = vb.pp("mlp");
         Ok(Layer {
-            norm1: layer_norm(vb.pp("layer_norm1"), h)?,
+            norm1: layer_norm(vb.pp("layer_norm1"), h, p.vision_eps)?,
             qkv: QLinear::new(weight, Some(bias))?,
             out: QLinear::load(&attn.pp("out_proj"), h, h)?,
-            norm2: layer_norm(vb.pp("layer_norm2"), h)?,
+            norm2: layer_norm(vb.pp("layer_norm2"), h, p.vision_eps)?,
             fc1: QLinear::load(&mlp.pp("fc1"), h, c.intermediate_size)?,
             fc2: QLinear::load(&mlp.pp("fc2"), c.intermediate_size, h)?,
             heads: c.num_attention_heads,
+            act: p.vision_act,
         })
     }
 
@@ -134,8 +136,7 @@ impl Layer {
             .reshape((b, t, h))?;
         let x = (x + self.out.forward(&attended)?)?;
         let hidden = self.fc1.forward(&self.norm2.forward(&x)?)?;
-        // quick_gelu, the only activation CLIP checkpoints use (checked by the config).
-        let hidden = (&hidden * candle_nn::ops::sigmoid(&(&hidden * 1.702)?)?)?;
+        let hidden = self.act.forward(&hidden)?;
         Ok((x + self.fc2.forward(&hidden)?)?)
     }
 }
@@ -155,13 +156,18 @@ pub struct Int8VisionTower {
 impl Int8VisionTower {
     /// Loads from a checkpoint's `VarBuilder` (root: the model, holding `vision_model` and
     /// `visual_projection`), quantizing as it goes.
-    pub fn load(vb: VarBuilder, c: &VisionConfig, projection_dim: usize) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        c: &VisionConfig,
+        projection_dim: usize,
+        p: &ClipParams,
+    ) -> Result<Self> {
         let h = c.hidden_size;
         let vm = vb.pp("vision_model");
         let emb = vm.pp("embeddings");
         let positions = (c.image_size / c.patch_size).pow(2) + 1;
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Layer::load(vm.pp("encoder.layers").pp(i.to_string()), c))
+            .map(|i| Layer::load(vm.pp("encoder.layers").pp(i.to_string()), c, p))
             .collect::<Result<_>>()?;
         Ok(Int8VisionTower {
             patch_embedding: emb.get(
@@ -171,9 +177,9 @@ impl Int8VisionTower {
             patch: c.patch_size,
             class_embedding: emb.get(h, "class_embedding")?,
             position_embedding: emb.get((positions, h), "position_embedding.weight")?,
-            pre_norm: layer_norm(vm.pp("pre_layrnorm"), h)?,
+            pre_norm: layer_norm(vm.pp("pre_layrnorm"), h, p.vision_eps)?,
             layers,
-            post_norm: layer_norm(vm.pp("post_layernorm"), h)?,
+            post_norm: layer_norm(vm.pp("post_layernorm"), h, p.vision_eps)?,
             projection: QLinear::new(
                 vb.pp("visual_projection")
                     .get((projection_dim, h), "weight")?,

@@ -177,6 +177,30 @@ fn siglip_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// As [`check`], for tensors already loaded (and renamed: OpenCLIP's).
+pub fn check_loaded(
+    path: &Path,
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    c: &ClipConfig,
+    towers: Towers,
+) -> Result<()> {
+    for (key, expected) in expected_tensors(c, towers) {
+        let t = tensors.get(&key).ok_or_else(|| Error::MissingTensor {
+            path: path.to_path_buf(),
+            key: key.clone(),
+        })?;
+        if t.dims() != expected.as_slice() {
+            return Err(Error::TensorShape {
+                path: path.to_path_buf(),
+                key,
+                expected,
+                found: t.dims().to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Fails on the first tensor that is missing or of the wrong shape.
 pub fn check(path: &Path, st: &MmapedSafetensors, c: &ClipConfig, towers: Towers) -> Result<()> {
     for (key, expected) in expected_tensors(c, towers) {

@@ -41,6 +41,9 @@ pub struct PreprocessConfig {
     pub squash: bool,
     pub filter: resample::Filter,
     pub pass_order: resample::PassOrder,
+    /// torchvision's centre crop (OpenCLIP's) rounds its offsets, half to even; transformers'
+    /// floors them.
+    pub crop_round: bool,
 }
 
 impl PreprocessConfig {
@@ -58,6 +61,7 @@ impl PreprocessConfig {
             squash: false,
             filter: resample::Filter::Bicubic,
             pass_order: resample::PassOrder::HorizontalFirst,
+            crop_round: false,
         }
     }
 
@@ -107,6 +111,9 @@ impl PreprocessConfig {
         }
         if self.pass_order != resample::PassOrder::HorizontalFirst {
             text.push_str(&format!(" {:?}", self.pass_order));
+        }
+        if self.crop_round {
+            text.push_str(" crop-round");
         }
         text
     }
@@ -326,8 +333,25 @@ impl Preprocessor {
         let (ch, cw) = (self.config.crop_height, self.config.crop_width);
         // Python's `//` floors; for a smaller image the offset is negative and the
         // missing rows/columns are zero pixels.
-        let top = (h as isize - ch as isize).div_euclid(2);
-        let left = (w as isize - cw as isize).div_euclid(2);
+        let offset = |size: usize, crop: usize| {
+            let d = size as isize - crop as isize;
+            if self.config.crop_round && d < 0 {
+                // torchvision pads a smaller image by floor(missing / 2) on the left/top.
+                -((-d) / 2)
+            } else if self.config.crop_round {
+                // Python's round((size - crop) / 2): halves go to the even neighbour.
+                let half = d.div_euclid(2);
+                if d.rem_euclid(2) == 1 && half.rem_euclid(2) == 1 {
+                    half + 1
+                } else {
+                    half
+                }
+            } else {
+                d.div_euclid(2)
+            }
+        };
+        let top = offset(h, ch);
+        let left = offset(w, cw);
         let mut out = vec![0u8; 3 * ch * cw];
         for c in 0..3 {
             let plane = &mut out[c * ch * cw..(c + 1) * ch * cw];
@@ -405,5 +429,25 @@ mod tests {
         let zero = (0.0 - p.config.mean[0]) / p.config.std[0];
         assert_eq!(out[0], zero, "top-left corner is padding");
         assert!(out[5] > 1.0, "centre is the white image");
+    }
+
+    #[test]
+    fn rounded_crop_offsets_go_to_the_even_neighbour() {
+        let mut c = PreprocessConfig::clip_default(2);
+        c.crop_round = true;
+        let p = Preprocessor::new(c);
+        // One row, values = column index: the crop shows which columns were kept.
+        let row = |w: usize| -> Vec<u8> { (0..w).flat_map(|x| [x as u8; 3]).collect() };
+        let first = |w: usize| p.crop(&[row(w), row(w)].concat(), w, 2)[0];
+        assert_eq!(first(5), 2, "(5 - 2) / 2 = 1.5 rounds to 2");
+        assert_eq!(first(7), 2, "(7 - 2) / 2 = 2.5 rounds to 2");
+        assert_eq!(first(9), 4, "3.5 rounds to 4");
+        assert_eq!(first(6), 2);
+        let floor = Preprocessor::new(PreprocessConfig::clip_default(2));
+        assert_eq!(
+            floor.crop(&[row(5), row(5)].concat(), 5, 2)[0],
+            1,
+            "transformers floors"
+        );
     }
 }

@@ -69,10 +69,12 @@ fn init_std(c: &ClipConfig, key: &str) -> Option<f64> {
 /// Training implements CLIP's towers and softmax loss; other families are refused by name rather
 /// than failing on a missing tensor.
 fn only_clip(config: &ClipConfig) -> Result<()> {
-    if config.family != clipsearch::model::Family::Clip {
+    if config.family
+        != clipsearch::model::Family::Clip(clipsearch::model::family::ClipParams::OPENAI)
+    {
         return Err(crate::Error::Data(format!(
-            "training is implemented for CLIP checkpoints only; this one is {} (its sigmoid \
-             loss and towers are not implemented for training)",
+            "training is implemented for OpenAI-style CLIP checkpoints (quick-GELU) only; this \
+             one is {} with other arithmetic (not implemented for training)",
             config.family.name()
         )));
     }

@@ -1,0 +1,371 @@
+//! Checkpoints in OpenCLIP's own layout (<https://github.com/mlfoundations/open_clip>, Ilharco et
+//! al., 2021; Cherti et al., 2023, "Reproducible scaling laws for contrastive language-image
+//! learning"): `open_clip_config.json` + `open_clip_model.safetensors`, as
+//! `open_clip.push_to_hf_hub` writes them, e.g. `laion/CLIP-ViT-B-32-laion2B-s34B-b79K` or
+//! DataComp's `ViT-B-32-256` that rclip uses.
+//!
+//! The architecture of OpenCLIP's ViT CLIPs is CLIP's, so the checkpoint is read into the same
+//! towers ([`super::clip_tower`]) under transformers' names: `in_proj_weight` splits into the
+//! query, key and value projections, `c_fc`/`c_proj` are the MLP, and the two projection
+//! matrices (used as `x @ proj`) are transposed into linear layers. The configuration says
+//! GELU or quick-GELU, and its `preprocess_cfg` gives the input's mean, standard deviation,
+//! filter and resize mode. torchvision's centre crop rounds its offsets (half to even) where
+//! transformers floors them.
+//!
+//! Variants this does not implement (ResNet and timm towers, Hugging Face text towers,
+//! attentional pooling, layer scale, other pooling or projection types) are refused with the
+//! key named, never computed wrongly.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{safetensors::MmapedSafetensors, DType, Device, Tensor};
+use serde_json::{Map, Value};
+
+use super::clip_tower::ClipActivation;
+use super::config::{ClipConfig, TextConfig, VisionConfig};
+use super::family::{ClipParams, Family};
+use super::weights::Towers;
+use crate::error::{Error, Result};
+use crate::preprocess::{resample::Filter, PreprocessConfig};
+
+/// Whether a safetensors file holds OpenCLIP's names.
+pub fn is_openclip(st: &MmapedSafetensors) -> bool {
+    st.get("visual.conv1.weight").is_ok() || st.get("token_embedding.weight").is_ok()
+}
+
+struct Cfg<'a> {
+    path: &'a Path,
+    section: &'static str,
+    map: &'a Map<String, Value>,
+}
+
+impl Cfg<'_> {
+    fn err(&self, key: &str, reason: impl Into<String>) -> Error {
+        Error::Config {
+            path: self.path.to_path_buf(),
+            key: format!("{}{key}", self.section),
+            reason: reason.into(),
+        }
+    }
+
+    fn usize(&self, key: &str, default: usize) -> Result<usize> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| self.err(key, format!("expected a positive integer, found {v}"))),
+        }
+    }
+
+    fn f64(&self, key: &str, default: f64) -> Result<f64> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+        }
+    }
+
+    /// Refuses a key whose value is other than its default (absent, null, false, or `allowed`).
+    fn only_default(&self, key: &str, allowed: &[&str]) -> Result<()> {
+        match self.map.get(key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(()),
+            Some(Value::String(s)) if allowed.contains(&s.as_str()) => Ok(()),
+            Some(v) => Err(Error::Unsupported {
+                key: format!("{}{key}", self.section),
+                value: format!("{v} (OpenCLIP's ViT CLIPs are implemented, not this variant)"),
+            }),
+        }
+    }
+
+    fn section(&self, key: &'static str) -> Result<Cfg<'_>> {
+        match self.map.get(key) {
+            Some(Value::Object(map)) => Ok(Cfg {
+                path: self.path,
+                section: key,
+                map,
+            }),
+            _ => Err(self.err(key, "expected an object")),
+        }
+    }
+}
+
+/// The model of an `open_clip_config.json` (`model_cfg`), in transformers' terms.
+pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
+    let top = Cfg {
+        path,
+        section: "",
+        map: root,
+    };
+    let m = top.section("model_cfg")?;
+    let v = m.section("vision_cfg")?;
+    let t = m.section("text_cfg")?;
+    for key in [
+        "timm_model_name",
+        "attentional_pool",
+        "no_ln_pre",
+        "final_ln_after_pool",
+        "ls_init_value",
+        "output_tokens",
+        "act_kwargs",
+        "norm_kwargs",
+        "patch_dropout",
+    ] {
+        v.only_default(key, &[])?;
+    }
+    v.only_default("pool_type", &["tok"])?;
+    v.only_default("pos_embed_type", &["learnable"])?;
+    for key in [
+        "hf_model_name",
+        "embed_cls",
+        "no_causal_mask",
+        "proj_bias",
+        "ls_init_value",
+    ] {
+        t.only_default(key, &[])?;
+    }
+    t.only_default("pool_type", &["argmax"])?;
+    t.only_default("proj_type", &["linear"])?;
+    if v.map.get("layers").is_some_and(|l| l.is_array()) {
+        return Err(Error::Unsupported {
+            key: "vision_cfg.layers".into(),
+            value: "a list (OpenCLIP's ResNet towers are not implemented)".into(),
+        });
+    }
+    let image_size = match v.map.get("image_size") {
+        Some(Value::Array(a)) if a.len() == 2 && a[0] == a[1] => a[0]
+            .as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| v.err("image_size", "expected integers"))?,
+        Some(Value::Array(_)) => {
+            return Err(v.err("image_size", "only square inputs are implemented"));
+        }
+        _ => v.usize("image_size", 224)?,
+    };
+    let width = v.usize("width", 768)?;
+    let head_width = v.usize("head_width", 64)?;
+    let vision = VisionConfig {
+        hidden_size: width,
+        intermediate_size: (width as f64 * v.f64("mlp_ratio", 4.0)?) as usize,
+        num_hidden_layers: v.usize("layers", 12)?,
+        num_attention_heads: width / head_width,
+        num_channels: 3,
+        image_size,
+        patch_size: v.usize("patch_size", 16)?,
+    };
+    let tw = t.usize("width", 512)?;
+    let text = TextConfig {
+        vocab_size: t.usize("vocab_size", 49408)?,
+        hidden_size: tw,
+        intermediate_size: (tw as f64 * t.f64("mlp_ratio", 4.0)?) as usize,
+        num_hidden_layers: t.usize("layers", 12)?,
+        num_attention_heads: t.usize("heads", 8)?,
+        max_position_embeddings: t.usize("context_length", 77)?,
+    };
+    if !width.is_multiple_of(head_width) {
+        return Err(v.err("head_width", "does not divide width"));
+    }
+    if !tw.is_multiple_of(text.num_attention_heads) {
+        return Err(t.err("heads", "does not divide width"));
+    }
+    if !image_size.is_multiple_of(vision.patch_size) {
+        return Err(v.err("patch_size", "does not divide image_size"));
+    }
+    let act = match m.map.get("quick_gelu").and_then(Value::as_bool) {
+        Some(true) => ClipActivation::QuickGelu,
+        _ => ClipActivation::Gelu,
+    };
+    let mut config = ClipConfig {
+        text,
+        vision,
+        projection_dim: m.usize("embed_dim", 512)?,
+        // OpenCLIP initialises the scale at ln(1/0.07), as CLIP; checkpoints carry their own.
+        logit_scale_init_value: (1.0f32 / 0.07).ln(),
+        family: Family::Clip(ClipParams {
+            text_act: act,
+            vision_act: act,
+            text_eps: 1e-5,
+            vision_eps: 1e-5,
+        }),
+        preprocess: None,
+    };
+    config.preprocess = Some(preprocess(&top, image_size)?);
+    Ok(config)
+}
+
+/// `preprocess_cfg`, as open_clip's `image_transform` applies it: resize (the short side, or
+/// the whole image to the square), centre crop with rounded offsets, normalise.
+fn preprocess(top: &Cfg, image_size: usize) -> Result<PreprocessConfig> {
+    let mut c = PreprocessConfig::clip_default(image_size);
+    c.crop_round = true;
+    c.pass_order = crate::preprocess::resample::PassOrder::Pillow13;
+    let Some(Value::Object(map)) = top.map.get("preprocess_cfg") else {
+        return Ok(c);
+    };
+    let p = Cfg {
+        path: top.path,
+        section: "preprocess_cfg.",
+        map,
+    };
+    for (key, dst) in [("mean", &mut c.mean), ("std", &mut c.std)] {
+        if let Some(v) = map.get(key) {
+            let values: Vec<f32> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_f64().map(|f| f as f32))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if values.len() != 3 {
+                return Err(p.err(key, format!("expected three numbers, found {v}")));
+            }
+            dst.copy_from_slice(&values);
+        }
+    }
+    c.filter = match map.get("interpolation").and_then(Value::as_str) {
+        None | Some("bicubic") => Filter::Bicubic,
+        Some("bilinear") => Filter::Bilinear,
+        Some(other) => {
+            return Err(Error::Unsupported {
+                key: "preprocess_cfg.interpolation".into(),
+                value: other.into(),
+            })
+        }
+    };
+    match map.get("resize_mode").and_then(Value::as_str) {
+        None | Some("shortest") => {}
+        Some("squash") => c.squash = true,
+        Some(other) => {
+            return Err(Error::Unsupported {
+                key: "preprocess_cfg.resize_mode".into(),
+                value: other.into(),
+            })
+        }
+    }
+    Ok(c)
+}
+
+/// The tensors the selected towers need, read from OpenCLIP's names into transformers' (f32, on
+/// `device`).
+pub fn tensors(
+    st: &MmapedSafetensors,
+    c: &ClipConfig,
+    towers: Towers,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let path = Path::new("open_clip_model.safetensors");
+    let load = |key: &str| -> Result<Tensor> {
+        st.load(key, device)
+            .map_err(|_| Error::MissingTensor {
+                path: path.to_path_buf(),
+                key: key.into(),
+            })?
+            .to_dtype(DType::F32)
+            .map_err(Error::from)
+    };
+    let mut out = HashMap::new();
+    let blocks = |out: &mut HashMap<String, Tensor>, from: &str, to: &str, layers, h| {
+        for i in 0..layers {
+            let (f, t) = (
+                format!("{from}.resblocks.{i}"),
+                format!("{to}.encoder.layers.{i}"),
+            );
+            for (a, b) in [("ln_1", "layer_norm1"), ("ln_2", "layer_norm2")] {
+                for p in ["weight", "bias"] {
+                    out.insert(format!("{t}.{b}.{p}"), load(&format!("{f}.{a}.{p}"))?);
+                }
+            }
+            let w = load(&format!("{f}.attn.in_proj_weight"))?;
+            let b = load(&format!("{f}.attn.in_proj_bias"))?;
+            for (j, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+                let a = format!("{t}.self_attn.{name}");
+                out.insert(format!("{a}.weight"), w.narrow(0, j * h, h)?.contiguous()?);
+                out.insert(format!("{a}.bias"), b.narrow(0, j * h, h)?.contiguous()?);
+            }
+            for p in ["weight", "bias"] {
+                let attn = format!("{t}.self_attn.out_proj.{p}");
+                out.insert(attn, load(&format!("{f}.attn.out_proj.{p}"))?);
+                out.insert(
+                    format!("{t}.mlp.fc1.{p}"),
+                    load(&format!("{f}.mlp.c_fc.{p}"))?,
+                );
+                out.insert(
+                    format!("{t}.mlp.fc2.{p}"),
+                    load(&format!("{f}.mlp.c_proj.{p}"))?,
+                );
+            }
+        }
+        Ok::<(), Error>(())
+    };
+    if towers.text() {
+        let t = "text_model";
+        let e = format!("{t}.embeddings");
+        out.insert(
+            format!("{e}.token_embedding.weight"),
+            load("token_embedding.weight")?,
+        );
+        out.insert(
+            format!("{e}.position_embedding.weight"),
+            load("positional_embedding")?,
+        );
+        blocks(
+            &mut out,
+            "transformer",
+            t,
+            c.text.num_hidden_layers,
+            c.text.hidden_size,
+        )?;
+        for p in ["weight", "bias"] {
+            out.insert(
+                format!("{t}.final_layer_norm.{p}"),
+                load(&format!("ln_final.{p}"))?,
+            );
+        }
+        out.insert(
+            "text_projection.weight".into(),
+            load("text_projection")?.t()?.contiguous()?,
+        );
+    }
+    if towers.image() {
+        let v = "vision_model";
+        let e = format!("{v}.embeddings");
+        out.insert(
+            format!("{e}.patch_embedding.weight"),
+            load("visual.conv1.weight")?,
+        );
+        out.insert(
+            format!("{e}.class_embedding"),
+            load("visual.class_embedding")?,
+        );
+        out.insert(
+            format!("{e}.position_embedding.weight"),
+            load("visual.positional_embedding")?,
+        );
+        blocks(
+            &mut out,
+            "visual.transformer",
+            v,
+            c.vision.num_hidden_layers,
+            c.vision.hidden_size,
+        )?;
+        for p in ["weight", "bias"] {
+            out.insert(
+                format!("{v}.pre_layrnorm.{p}"),
+                load(&format!("visual.ln_pre.{p}"))?,
+            );
+            out.insert(
+                format!("{v}.post_layernorm.{p}"),
+                load(&format!("visual.ln_post.{p}"))?,
+            );
+        }
+        out.insert(
+            "visual_projection.weight".into(),
+            load("visual.proj")?.t()?.contiguous()?,
+        );
+    }
+    Ok(out)
+}
