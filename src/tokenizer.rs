@@ -189,6 +189,20 @@ impl PaddedTokenizer {
         self.pad_id
     }
 
+    /// The ids with the tokenizer's special tokens, truncated to `context_length` (keeping
+    /// them) but not padded, and whether the text had to be truncated: for towers whose result
+    /// does not depend on padding (OpenCLIP's XLM-RoBERTa masks it out).
+    pub fn encode_unpadded(&self, text: &str) -> Result<(Vec<u32>, bool)> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer {
+                path: PathBuf::from("tokenizer.json"),
+                reason: e.to_string(),
+            })?;
+        Ok((enc.get_ids().to_vec(), !enc.get_overflowing().is_empty()))
+    }
+
     /// Exactly `context_length` ids, and whether the text had to be truncated.
     pub fn encode_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
         let enc = self

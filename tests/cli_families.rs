@@ -143,10 +143,17 @@ fn index_search_serve(r: &Reference, model: &Path, family: &str, queries: &[usiz
     );
     // The server answers the same query with the same order and scores.
     let server = serve(&index, &[]);
-    let body = http_get(&server.addr, "/api/search?q=a%20cup%20of%20coffee&n=8");
+    let q: String = r.texts[queries[0]]
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = http_get(&server.addr, &format!("/api/search?q={q}&n=8"));
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     let results = json["results"].as_array().unwrap().clone();
-    check_results(&results, &expected(r, 1));
+    check_results(&results, &expected(r, queries[0]));
 }
 
 #[test]
@@ -154,6 +161,13 @@ fn a_siglip_index_answers_as_the_reference_computes() {
     // English, French, and a Japanese query through the byte-fallback tokenizer, unchanged on
     // the way.
     index_search_serve(&reference("siglip"), &siglip(), "siglip", &[1, 6, 7]);
+}
+
+#[test]
+fn a_multilingual_index_answers_french_and_english_as_open_clip_computes() {
+    // XLM-RoBERTa's text tower: the server gets the French query percent-encoded.
+    let r = reference("xlmr_clip");
+    index_search_serve(&r, &fixtures().join("tiny-xlmr-clip"), "clip", &[1, 0, 3]);
 }
 
 #[test]

@@ -48,6 +48,8 @@ pub struct ClipConfig {
     /// Preprocessing the configuration itself carries (OpenCLIP's `preprocess_cfg`); else the
     /// family's defaults, under `preprocessor_config.json`.
     pub preprocess: Option<crate::preprocess::PreprocessConfig>,
+    /// A Hugging Face text tower in place of CLIP's (OpenCLIP's multilingual models).
+    pub hf_text: Option<super::hf_text::HfTextConfig>,
 }
 
 struct Fields<'a> {
@@ -235,6 +237,7 @@ impl ClipConfig {
             logit_scale_init_value: top.f64("logit_scale_init_value", 2.6592)? as f32,
             family: Family::Clip(params),
             preprocess: None,
+            hf_text: None,
         })
     }
 
@@ -298,6 +301,7 @@ impl ClipConfig {
             logit_scale_init_value: 10f32.ln(),
             family: Family::Siglip(params),
             preprocess: None,
+            hf_text: None,
         })
     }
 

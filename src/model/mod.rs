@@ -18,6 +18,7 @@ pub mod clip_tower;
 pub mod config;
 pub mod family;
 pub mod fingerprint;
+pub mod hf_text;
 pub mod hub;
 pub mod openclip;
 pub mod synthetic;
@@ -136,6 +137,12 @@ enum TextTower {
         transformer: Box<ClipTextTower>,
         projection: Linear,
         tokenizer: ClipTokenizer,
+    },
+    /// A Hugging Face text tower (XLM-RoBERTa) with OpenCLIP's pooling and projection, over
+    /// unpadded sequences.
+    Hf {
+        tower: Box<hf_text::HfTextTower>,
+        tokenizer: PaddedTokenizer,
     },
     /// candle-transformers' SigLIP text model (its head included), over padded sequences.
     Siglip {
@@ -325,6 +332,13 @@ impl ClipModel {
             let tokenizer = towers.text().then(|| {
                 s.spawn(|| -> Result<Tokenizer> {
                     let len = config.text.max_position_embeddings;
+                    if config.hf_text.is_some() {
+                        return Ok(Tokenizer::Padded(PaddedTokenizer::from_file(
+                            &files.tokenizer(),
+                            &files.tokenizer_config(),
+                            len,
+                        )?));
+                    }
                     Ok(match config.family {
                         Family::Clip(_) => Tokenizer::Clip(clip_tokenizer(files, &config)?),
                         Family::Siglip(_) => Tokenizer::Padded(PaddedTokenizer::from_file(
@@ -355,6 +369,17 @@ impl ClipModel {
                 )?,
                 tokenizer,
             }),
+            Some(Tokenizer::Padded(tokenizer)) if config.hf_text.is_some() => {
+                let hf = config.hf_text.as_ref().expect("checked");
+                Some(TextTower::Hf {
+                    tower: Box::new(hf_text::HfTextTower::new(
+                        vb.pp("text"),
+                        hf,
+                        config.projection_dim,
+                    )?),
+                    tokenizer,
+                })
+            }
             Some(Tokenizer::Padded(tokenizer)) => Some(TextTower::Siglip {
                 model: Box::new(siglip::TextModel::new(
                     &config.candle_siglip_text()?,
@@ -494,7 +519,7 @@ impl TextEncoder {
     pub fn clip_tokenizer(&self) -> Option<&ClipTokenizer> {
         match &self.tower {
             TextTower::Clip { tokenizer, .. } => Some(tokenizer),
-            TextTower::Siglip { .. } => None,
+            TextTower::Siglip { .. } | TextTower::Hf { .. } => None,
         }
     }
 
@@ -503,6 +528,7 @@ impl TextEncoder {
         match &self.tower {
             TextTower::Clip { tokenizer, .. } => tokenizer.encode_checked(text),
             TextTower::Siglip { tokenizer, .. } => tokenizer.encode_checked(text),
+            TextTower::Hf { tokenizer, .. } => tokenizer.encode_unpadded(text),
         }
     }
 
@@ -515,7 +541,9 @@ impl TextEncoder {
     pub fn context_length(&self) -> usize {
         match &self.tower {
             TextTower::Clip { tokenizer, .. } => tokenizer.context_length(),
-            TextTower::Siglip { tokenizer, .. } => tokenizer.context_length(),
+            TextTower::Siglip { tokenizer, .. } | TextTower::Hf { tokenizer, .. } => {
+                tokenizer.context_length()
+            }
         }
     }
 
@@ -543,6 +571,25 @@ impl TextEncoder {
                 let flat: Vec<u32> = ids.iter().flatten().copied().collect();
                 let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
                 return Ok(model.forward(&input)?.to_vec2::<f32>()?);
+            }
+            TextTower::Hf { tower, .. } => {
+                // Each length is its own batch, unpadded (see [`hf_text`]).
+                let mut out = vec![Vec::new(); ids.len()];
+                let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+                for (i, seq) in ids.iter().enumerate() {
+                    by_len.entry(seq.len()).or_default().push(i);
+                }
+                for (len, members) in by_len {
+                    let flat: Vec<u32> = members
+                        .iter()
+                        .flat_map(|&i| ids[i].iter().copied())
+                        .collect();
+                    let input = Tensor::from_vec(flat, (members.len(), len), &self.device)?;
+                    for (&i, v) in members.iter().zip(tower.forward(&input)?.to_vec2::<f32>()?) {
+                        out[i] = v;
+                    }
+                }
+                return Ok(out);
             }
         };
         let mut out = vec![Vec::new(); ids.len()];

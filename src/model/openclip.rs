@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 use super::clip_tower::ClipActivation;
 use super::config::{ClipConfig, TextConfig, VisionConfig};
 use super::family::{ClipParams, Family};
+use super::hf_text::{known_config, HfProjection, HfTextConfig};
 use super::weights::Towers;
 use crate::error::{Error, Result};
 use crate::preprocess::{resample::Filter, PreprocessConfig};
@@ -118,17 +119,14 @@ pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
     }
     v.only_default("pool_type", &["tok"])?;
     v.only_default("pos_embed_type", &["learnable"])?;
-    for key in [
-        "hf_model_name",
-        "embed_cls",
-        "no_causal_mask",
-        "proj_bias",
-        "ls_init_value",
-    ] {
-        t.only_default(key, &[])?;
+    let hf_text = hf_text(path, &t)?;
+    if hf_text.is_none() {
+        for key in ["embed_cls", "no_causal_mask", "proj_bias", "ls_init_value"] {
+            t.only_default(key, &[])?;
+        }
+        t.only_default("pool_type", &["argmax"])?;
+        t.only_default("proj_type", &["linear"])?;
     }
-    t.only_default("pool_type", &["argmax"])?;
-    t.only_default("proj_type", &["linear"])?;
     if v.map.get("layers").is_some_and(|l| l.is_array()) {
         return Err(Error::Unsupported {
             key: "vision_cfg.layers".into(),
@@ -156,13 +154,20 @@ pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
         image_size,
         patch_size: v.usize("patch_size", 16)?,
     };
-    let tw = t.usize("width", 512)?;
+    // A Hugging Face tower's dimensions are its own configuration's.
+    let hf = |key: &str| {
+        hf_text
+            .as_ref()
+            .and_then(|h| h.config[key].as_u64())
+            .map(|n| n as usize)
+    };
+    let tw = hf("hidden_size").map_or_else(|| t.usize("width", 512), Ok)?;
     let text = TextConfig {
-        vocab_size: t.usize("vocab_size", 49408)?,
+        vocab_size: hf("vocab_size").map_or_else(|| t.usize("vocab_size", 49408), Ok)?,
         hidden_size: tw,
         intermediate_size: (tw as f64 * t.f64("mlp_ratio", 4.0)?) as usize,
         num_hidden_layers: t.usize("layers", 12)?,
-        num_attention_heads: t.usize("heads", 8)?,
+        num_attention_heads: hf("num_attention_heads").map_or_else(|| t.usize("heads", 8), Ok)?,
         max_position_embeddings: t.usize("context_length", 77)?,
     };
     if !width.is_multiple_of(head_width) {
@@ -191,9 +196,58 @@ pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
             vision_eps: 1e-5,
         }),
         preprocess: None,
+        hf_text,
     };
     config.preprocess = Some(preprocess(&top, image_size)?);
     Ok(config)
+}
+
+/// A Hugging Face text tower (`text_cfg.hf_model_name`): XLM-RoBERTa, mean-pooled, with its
+/// configuration from the known ones or `text_config.json` beside the checkpoint.
+fn hf_text(path: &Path, t: &Cfg) -> Result<Option<HfTextConfig>> {
+    let Some(name) = t.map.get("hf_model_name").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    t.only_default("hf_pooler_type", &["mean_pooler"])?;
+    let projection = match t.map.get("hf_proj_type").and_then(Value::as_str) {
+        None | Some("mlp") => HfProjection::Mlp,
+        Some("linear") => HfProjection::Linear,
+        Some(other) => {
+            return Err(Error::Unsupported {
+                key: "text_cfg.hf_proj_type".into(),
+                value: other.into(),
+            })
+        }
+    };
+    let beside = path.with_file_name("text_config.json");
+    let config: Value = match std::fs::read_to_string(&beside) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Config {
+            path: beside.clone(),
+            key: "(file)".into(),
+            reason: format!("not valid JSON: {e}"),
+        })?,
+        Err(_) => known_config(name).ok_or_else(|| Error::Unsupported {
+            key: "text_cfg.hf_model_name".into(),
+            value: format!(
+                "{name} (known: xlm-roberta-base, xlm-roberta-large; for another XLM-RoBERTa, \
+                 put its config.json beside the checkpoint as text_config.json)"
+            ),
+        })?,
+    };
+    if config["model_type"].as_str() != Some("xlm-roberta") {
+        return Err(Error::Unsupported {
+            key: "text_cfg.hf_model_name".into(),
+            value: format!(
+                "{name}: a {} text tower (XLM-RoBERTa is implemented)",
+                config["model_type"]
+            ),
+        });
+    }
+    Ok(Some(HfTextConfig {
+        name: name.into(),
+        config,
+        projection,
+    }))
 }
 
 /// `preprocess_cfg`, as open_clip's `image_transform` applies it: resize (the short side, or
@@ -301,7 +355,14 @@ pub fn tensors(
         }
         Ok::<(), Error>(())
     };
-    if towers.text() {
+    if towers.text() && c.hf_text.is_some() {
+        // The Hugging Face tower keeps its names (`text.transformer.*`, `text.proj.*`).
+        for (key, _) in st.tensors() {
+            if key.starts_with("text.") {
+                out.insert(key.clone(), load(&key)?);
+            }
+        }
+    } else if towers.text() {
         let t = "text_model";
         let e = format!("{t}.embeddings");
         out.insert(

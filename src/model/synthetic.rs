@@ -36,6 +36,7 @@ impl ClipConfig {
             logit_scale_init_value: 2.6592,
             family: super::family::Family::Clip(super::family::ClipParams::OPENAI),
             preprocess: None,
+            hf_text: None,
         }
     }
 

@@ -59,7 +59,24 @@ pub fn expected_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usiz
         return siglip_tensors(c, towers);
     }
     let mut out = Vec::new();
-    if towers.text() {
+    if let (true, Some(hf)) = (towers.text(), &c.hf_text) {
+        // A Hugging Face tower: its embedding and the projection are checked here, the rest by
+        // name as the tower is built (candle names a missing tensor).
+        let (w, dim) = (c.text.hidden_size, c.projection_dim);
+        out.push((
+            "text.transformer.embeddings.word_embeddings.weight".into(),
+            vec![c.text.vocab_size, w],
+        ));
+        match hf.projection {
+            super::hf_text::HfProjection::Mlp => {
+                out.push(("text.proj.0.weight".into(), vec![(w + dim) / 2, w]));
+                out.push(("text.proj.2.weight".into(), vec![dim, (w + dim) / 2]));
+            }
+            super::hf_text::HfProjection::Linear => {
+                out.push(("text.proj.weight".into(), vec![dim, w]));
+            }
+        }
+    } else if towers.text() {
         let t = &c.text;
         let h = t.hidden_size;
         out.push((
