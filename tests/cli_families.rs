@@ -171,6 +171,13 @@ fn a_multilingual_index_answers_french_and_english_as_open_clip_computes() {
 }
 
 #[test]
+fn a_mobileclip_index_answers_as_open_clip_computes() {
+    // FastViT images, CLIP text without a causal mask over padded input.
+    let r = reference("mobileclip");
+    index_search_serve(&r, &fixtures().join("tiny-mobileclip"), "clip", &[1, 0, 3]);
+}
+
+#[test]
 fn an_openclip_index_answers_as_open_clip_computes() {
     // Accented text through the built-in BPE (the checkpoint ships no tokenizer.json).
     index_search_serve(&reference("openclip"), &openclip(), "clip", &[1, 2, 5]);
@@ -268,7 +275,11 @@ fn models_lists_every_family_and_a_closed_pipe_is_not_an_error() {
     for family in ["clip", "siglip"] {
         assert!(rows.iter().any(|r| r["family"] == family), "{rows:?}");
     }
-    assert!(rows.iter().all(|r| r["image_gmac"].as_f64().unwrap() > 1.0));
+    // Computed for every ViT (null for the convolutional FastViT towers).
+    assert!(rows
+        .iter()
+        .all(|r| r["image_gmac"].is_null() || r["image_gmac"].as_f64().unwrap() > 1.0));
+    assert!(rows.iter().any(|r| r["image_gmac"].is_null()));
     // A reader that stops early (`clipsearch models | head -1`): exit 0, nothing on stderr.
     let mut child = clipsearch()
         .arg("models")

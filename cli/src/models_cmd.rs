@@ -125,6 +125,32 @@ const KNOWN: &[Known] = &[
         note: "XLM-RoBERTa text tower (about 100 languages), ViT-B/32 images: 62%",
     },
     Known {
+        id: "apple/MobileCLIP-S1-OpenCLIP",
+        family: "clip",
+        image_size: 256,
+        patch: 0,
+        width: 0,
+        layers: 0,
+        mlp: 0,
+        dim: 512,
+        languages: "English",
+        size_mb: 340,
+        note: "FastViT MCi1: 73%; exact but slow on CPUs here (candle's depthwise convolutions)",
+    },
+    Known {
+        id: "apple/MobileCLIP-S2-OpenCLIP",
+        family: "clip",
+        image_size: 256,
+        patch: 0,
+        width: 0,
+        layers: 0,
+        mlp: 0,
+        dim: 512,
+        languages: "English",
+        size_mb: 400,
+        note: "FastViT MCi2: 74%",
+    },
+    Known {
         id: "google/siglip2-base-patch16-224",
         family: "siglip",
         image_size: 224,
@@ -166,9 +192,14 @@ const KNOWN: &[Known] = &[
 ];
 
 impl Known {
-    /// Billions of multiply-accumulates per image in the image tower: patch embedding, and per
-    /// layer the four attention projections, the MLP and the two attention products.
-    fn gmac(&self) -> f64 {
+    /// Billions of multiply-accumulates per image in a ViT image tower: patch embedding, and per
+    /// layer the four attention projections, the MLP and the two attention products (none for
+    /// the convolutional FastViT towers: README.md has their measured speed).
+    fn gmac(&self) -> Option<f64> {
+        (self.patch > 0).then(|| self.vit_gmac())
+    }
+
+    fn vit_gmac(&self) -> f64 {
         let tokens = (self.image_size / self.patch).pow(2) as f64
             + if self.family == "clip" { 1.0 } else { 0.0 };
         let (h, m) = (self.width as f64, self.mlp as f64);
@@ -190,7 +221,7 @@ pub fn run(args: ModelsArgs) -> Result<i32> {
                 "dim": k.dim,
                 "languages": k.languages,
                 "size_mb": k.size_mb,
-                "image_gmac": (k.gmac() * 10.0).round() / 10.0,
+                "image_gmac": k.gmac().map(|g| (g * 10.0).round() / 10.0),
                 "note": k.note,
             });
             writeln!(out, "{line}")?;
@@ -205,14 +236,14 @@ pub fn run(args: ModelsArgs) -> Result<i32> {
     for k in KNOWN {
         writeln!(
             out,
-            "{:<36} {:<7} {:>5} {:>5} {:<13} {:>7} {:>9.1}  {}",
+            "{:<36} {:<7} {:>5} {:>5} {:<13} {:>7} {:>9}  {}",
             k.id,
             k.family,
             k.image_size,
             k.dim,
             k.languages,
             k.size_mb,
-            k.gmac(),
+            k.gmac().map_or("-".into(), |g| format!("{g:.1}")),
             k.note
         )?;
     }
@@ -238,11 +269,11 @@ mod tests {
             .iter()
             .find(|k| k.id.ends_with("base-patch32"))
             .unwrap();
-        assert!((b32.gmac() - 4.4).abs() < 0.2, "{}", b32.gmac());
+        assert!((b32.vit_gmac() - 4.4).abs() < 0.2, "{}", b32.vit_gmac());
         let b16 = KNOWN
             .iter()
             .find(|k| k.id.ends_with("clip-vit-base-patch16"))
             .unwrap();
-        assert!((b16.gmac() - 17.5).abs() < 0.5, "{}", b16.gmac());
+        assert!((b16.vit_gmac() - 17.5).abs() < 0.5, "{}", b16.vit_gmac());
     }
 }

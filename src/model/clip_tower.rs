@@ -152,16 +152,24 @@ impl Encoder {
 }
 
 /// The text tower up to the final layer norm (`text_model.*`): causal, so a sequence's hidden
-/// state at its end token does not depend on anything after it.
+/// state at its end token does not depend on anything after it (MobileCLIP's is not: it reads
+/// its input padded to the context length).
 pub struct ClipTextTower {
     token: candle_nn::Embedding,
     position: Tensor,
     encoder: Encoder,
     final_norm: LayerNorm,
+    causal: bool,
 }
 
 impl ClipTextTower {
-    pub fn new(vb: VarBuilder, c: &TextConfig, act: ClipActivation, eps: f64) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        c: &TextConfig,
+        act: ClipActivation,
+        eps: f64,
+        causal: bool,
+    ) -> Result<Self> {
         let h = c.hidden_size;
         let e = vb.pp("embeddings");
         Ok(ClipTextTower {
@@ -177,7 +185,13 @@ impl ClipTextTower {
                 eps,
             )?,
             final_norm: candle_nn::layer_norm(h, eps, vb.pp("final_layer_norm"))?,
+            causal,
         })
+    }
+
+    /// Whether the tower is causal (CLIP's) or reads whole padded sequences (MobileCLIP's).
+    pub fn causal(&self) -> bool {
+        self.causal
     }
 
     /// Hidden states after the final layer norm, `[batch, tokens, hidden]`.
@@ -187,8 +201,12 @@ impl ClipTextTower {
             .token
             .forward(ids)?
             .broadcast_add(&self.position.narrow(0, 0, n)?)?;
-        let mask = causal_mask(n, ids.device())?.broadcast_as((b, 1, n, n))?;
-        let xs = self.encoder.forward(&xs, Some(&mask))?;
+        let xs = if self.causal {
+            let mask = causal_mask(n, ids.device())?.broadcast_as((b, 1, n, n))?;
+            self.encoder.forward(&xs, Some(&mask))?
+        } else {
+            self.encoder.forward(&xs, None)?
+        };
         self.final_norm.forward(&xs)
     }
 }

@@ -50,6 +50,8 @@ pub struct ClipConfig {
     pub preprocess: Option<crate::preprocess::PreprocessConfig>,
     /// A Hugging Face text tower in place of CLIP's (OpenCLIP's multilingual models).
     pub hf_text: Option<super::hf_text::HfTextConfig>,
+    /// A timm image tower in place of CLIP's ViT (MobileCLIP's FastViT MCi), by timm's name.
+    pub timm_vision: Option<String>,
 }
 
 struct Fields<'a> {
@@ -199,6 +201,7 @@ impl ClipConfig {
             vision_act: v.clip_activation()?,
             text_eps: t.f64("layer_norm_eps", 1e-5)?,
             vision_eps: v.f64("layer_norm_eps", 1e-5)?,
+            text_causal: true,
         };
         // Defaults are transformers' CLIPTextConfig / CLIPVisionConfig defaults (ViT-B/32).
         let text = TextConfig {
@@ -238,6 +241,7 @@ impl ClipConfig {
             family: Family::Clip(params),
             preprocess: None,
             hf_text: None,
+            timm_vision: None,
         })
     }
 
@@ -302,6 +306,7 @@ impl ClipConfig {
             family: Family::Siglip(params),
             preprocess: None,
             hf_text: None,
+            timm_vision: None,
         })
     }
 

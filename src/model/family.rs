@@ -30,6 +30,9 @@ pub struct ClipParams {
     pub vision_act: ClipActivation,
     pub text_eps: f64,
     pub vision_eps: f64,
+    /// CLIP's text transformer is causal; MobileCLIP's runs without the mask (over text padded
+    /// to its context, as it was trained).
+    pub text_causal: bool,
 }
 
 impl ClipParams {
@@ -39,6 +42,7 @@ impl ClipParams {
         vision_act: ClipActivation::QuickGelu,
         text_eps: 1e-5,
         vision_eps: 1e-5,
+        text_causal: true,
     };
 }
 

@@ -164,6 +164,8 @@ enum VisionTower {
     Int8(Box<vision::Int8VisionTower>),
     /// candle-transformers' SigLIP vision model with its attention-pooling head.
     Siglip(Box<siglip::VisionModel>),
+    /// candle-transformers' FastViT with its head (MobileCLIP).
+    FastVit(candle_nn::Func<'static>),
 }
 
 /// A loaded CLIP model (one or both towers).
@@ -293,6 +295,14 @@ impl ClipModel {
         if !openclip::is_openclip(&st) {
             weights::check(&weights, &st, &config, towers)?;
         }
+        if precision == Precision::Int8 && config.timm_vision.is_some() {
+            return Err(Error::Unsupported {
+                key: "--fast".into(),
+                value: "the int8 image tower is implemented for ViTs, not MobileCLIP's FastViT \
+                        (index without --fast: FastViT is the fast tower)"
+                    .into(),
+            });
+        }
         if precision == Precision::Int8 && !config.family.is_clip() {
             return Err(Error::Unsupported {
                 key: "--fast".into(),
@@ -361,6 +371,7 @@ impl ClipModel {
                     &config.text,
                     clip_params(&config)?.text_act,
                     clip_params(&config)?.text_eps,
+                    clip_params(&config)?.text_causal,
                 )?),
                 projection: linear_no_bias(
                     vb.pp("text_projection"),
@@ -395,6 +406,9 @@ impl ClipModel {
         });
         let image = if towers.image() {
             let tower = match (precision, config.family) {
+                _ if config.timm_vision.is_some() => {
+                    VisionTower::FastVit(openclip::fastvit(&config, &vb)?)
+                }
                 (_, Family::Siglip(_)) => VisionTower::Siglip(Box::new(siglip::VisionModel::new(
                     &config.candle_siglip_vision()?,
                     true,
@@ -592,6 +606,22 @@ impl TextEncoder {
                 return Ok(out);
             }
         };
+        // A non-causal tower (MobileCLIP's) reads the padding too: pad with 0 to the context, as
+        // open_clip's tokenizer does.
+        let padded: Vec<Vec<u32>>;
+        let ids = if transformer.causal() {
+            ids
+        } else {
+            padded = ids
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    s.resize(tokenizer.context_length().max(s.len()), 0);
+                    s
+                })
+                .collect();
+            &padded
+        };
         let mut out = vec![Vec::new(); ids.len()];
         let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, seq) in ids.iter().enumerate() {
@@ -649,7 +679,9 @@ impl ImageEncoder {
     /// The arithmetic of this tower.
     pub fn precision(&self) -> Precision {
         match self.tower {
-            VisionTower::F32(_) | VisionTower::Siglip(_) => Precision::F32,
+            VisionTower::F32(_) | VisionTower::Siglip(_) | VisionTower::FastVit(_) => {
+                Precision::F32
+            }
             VisionTower::Int8(_) => Precision::Int8,
         }
     }
@@ -671,6 +703,17 @@ impl ImageEncoder {
             VisionTower::F32(tower) => tower.forward(&input)?,
             VisionTower::Int8(tower) => tower.forward(&input)?,
             VisionTower::Siglip(model) => model.forward(&input)?,
+            VisionTower::FastVit(model) => {
+                // One image at a time: candle 0.11's CPU matmul folds a batched product whose
+                // lhs is a transposed view into one GEMM as if its rows were adjacent, which
+                // mixes the images of a batch in FastViT's attention stage
+                // (huggingface/candle#3744, fix proposed in #3758). MobileCLIP is built for
+                // batches of one; a batch of one is exact.
+                let rows = (0..n)
+                    .map(|i| model.forward(&input.narrow(0, i, 1)?))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&rows, 0)?
+            }
         };
         Ok(feats.to_vec2::<f32>()?)
     }

@@ -32,7 +32,9 @@ use crate::preprocess::{resample::Filter, PreprocessConfig};
 
 /// Whether a safetensors file holds OpenCLIP's names.
 pub fn is_openclip(st: &MmapedSafetensors) -> bool {
-    st.get("visual.conv1.weight").is_ok() || st.get("token_embedding.weight").is_ok()
+    st.get("visual.conv1.weight").is_ok()
+        || st.get("token_embedding.weight").is_ok()
+        || st.get("text.token_embedding.weight").is_ok()
 }
 
 struct Cfg<'a> {
@@ -104,8 +106,8 @@ pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
     let m = top.section("model_cfg")?;
     let v = m.section("vision_cfg")?;
     let t = m.section("text_cfg")?;
+    let timm_vision = timm_vision(&v)?;
     for key in [
-        "timm_model_name",
         "attentional_pool",
         "no_ln_pre",
         "final_ln_after_pool",
@@ -121,7 +123,7 @@ pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
     v.only_default("pos_embed_type", &["learnable"])?;
     let hf_text = hf_text(path, &t)?;
     if hf_text.is_none() {
-        for key in ["embed_cls", "no_causal_mask", "proj_bias", "ls_init_value"] {
+        for key in ["embed_cls", "proj_bias", "ls_init_value"] {
             t.only_default(key, &[])?;
         }
         t.only_default("pool_type", &["argmax"])?;
@@ -194,12 +196,35 @@ pub fn config(path: &Path, root: &Map<String, Value>) -> Result<ClipConfig> {
             vision_act: act,
             text_eps: 1e-5,
             vision_eps: 1e-5,
+            text_causal: !matches!(t.map.get("no_causal_mask"), Some(Value::Bool(true))),
         }),
         preprocess: None,
         hf_text,
+        timm_vision,
     };
     config.preprocess = Some(preprocess(&top, image_size)?);
     Ok(config)
+}
+
+/// A timm image tower (`vision_cfg.timm_model_name`): MobileCLIP's FastViT MCi, average-pooled
+/// and projected by its own head (`timm_pool: avg`, no `timm_proj`); its dimensions are read
+/// from the weights when the tower is built.
+fn timm_vision(v: &Cfg) -> Result<Option<String>> {
+    let Some(name) = v.map.get("timm_model_name").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    if !name.starts_with("fastvit_mci") || name == "fastvit_mci3" || name == "fastvit_mci4" {
+        return Err(Error::Unsupported {
+            key: "vision_cfg.timm_model_name".into(),
+            value: format!(
+                "{name} (MobileCLIP's FastViT MCi0-MCi2 towers are implemented: MobileCLIP S1 and \
+                 S2, MobileCLIP2 S0 and S2)"
+            ),
+        });
+    }
+    v.only_default("timm_pool", &["avg"])?;
+    v.only_default("timm_proj", &[])?;
+    Ok(Some(name.to_string()))
 }
 
 /// A Hugging Face text tower (`text_cfg.hf_model_name`): XLM-RoBERTa, mean-pooled, with its
@@ -363,19 +388,28 @@ pub fn tensors(
             }
         }
     } else if towers.text() {
+        // `custom_text` models (MobileCLIP) keep the text tower under `text.`.
+        let custom = st.get("text.token_embedding.weight").is_ok();
+        let at = |name: &str| {
+            if custom {
+                format!("text.{name}")
+            } else {
+                name.to_string()
+            }
+        };
         let t = "text_model";
         let e = format!("{t}.embeddings");
         out.insert(
             format!("{e}.token_embedding.weight"),
-            load("token_embedding.weight")?,
+            load(&at("token_embedding.weight"))?,
         );
         out.insert(
             format!("{e}.position_embedding.weight"),
-            load("positional_embedding")?,
+            load(&at("positional_embedding"))?,
         );
         blocks(
             &mut out,
-            "transformer",
+            &at("transformer"),
             t,
             c.text.num_hidden_layers,
             c.text.hidden_size,
@@ -383,15 +417,22 @@ pub fn tensors(
         for p in ["weight", "bias"] {
             out.insert(
                 format!("{t}.final_layer_norm.{p}"),
-                load(&format!("ln_final.{p}"))?,
+                load(&at(&format!("ln_final.{p}")))?,
             );
         }
         out.insert(
             "text_projection.weight".into(),
-            load("text_projection")?.t()?.contiguous()?,
+            load(&at("text_projection"))?.t()?.contiguous()?,
         );
     }
-    if towers.image() {
+    if towers.image() && c.timm_vision.is_some() {
+        // The timm tower keeps its names (`visual.trunk.*`).
+        for (key, _) in st.tensors() {
+            if key.starts_with("visual.trunk.") {
+                out.insert(key.clone(), load(&key)?);
+            }
+        }
+    } else if towers.image() {
         let v = "vision_model";
         let e = format!("{v}.embeddings");
         out.insert(
@@ -429,4 +470,44 @@ pub fn tensors(
         );
     }
     Ok(out)
+}
+
+/// MobileCLIP's FastViT MCi image tower with its head, from the weights under `visual.trunk`:
+/// the stage depths, the stem's width and the MLP ratio are read from them (the published MCi0,
+/// MCi1 and MCi2 differ only there), large-kernel activations as every MCi has them.
+pub fn fastvit(
+    config: &ClipConfig,
+    vb: &candle_nn::VarBuilder,
+) -> Result<candle_nn::Func<'static>> {
+    use candle_transformers::models::fastvit;
+    let trunk = vb.pp("visual.trunk");
+    let missing = |key: &str| Error::MissingTensor {
+        path: Path::new("open_clip_model.safetensors").to_path_buf(),
+        key: format!("visual.trunk.{key}"),
+    };
+    let dims = |key: &str| -> Result<Vec<usize>> {
+        trunk
+            .get_unchecked_dtype(key, DType::F32)
+            .map(|t| t.dims().to_vec())
+            .map_err(|_| missing(key))
+    };
+    let in_channels = dims("stem.0.conv_kxk.0.conv.weight")?[0];
+    let exp_ratio = dims("stages.0.blocks.0.mlp.fc1.weight")?[0] / in_channels;
+    let mut blocks = [0usize; 4];
+    for (i, n) in blocks.iter_mut().enumerate() {
+        while trunk.contains_tensor(&format!("stages.{i}.blocks.{}.mlp.fc1.weight", *n)) {
+            *n += 1;
+        }
+        if *n == 0 {
+            return Err(missing(&format!("stages.{i}.blocks.0.mlp.fc1.weight")));
+        }
+    }
+    let cfg = fastvit::Config {
+        exp_ratio,
+        in_channels,
+        blocks,
+        attn: trunk.contains_tensor("stages.3.blocks.0.token_mixer.qkv.weight"),
+        lkc_use_act: true,
+    };
+    Ok(fastvit::fastvit(&cfg, config.projection_dim, trunk)?)
 }

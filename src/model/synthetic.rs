@@ -37,6 +37,7 @@ impl ClipConfig {
             family: super::family::Family::Clip(super::family::ClipParams::OPENAI),
             preprocess: None,
             hf_text: None,
+            timm_vision: None,
         }
     }
 

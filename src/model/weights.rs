@@ -98,7 +98,11 @@ pub fn expected_tensors(c: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usiz
         out.push(("text_model.final_layer_norm.bias".into(), vec![h]));
         out.push(("text_projection.weight".into(), vec![c.projection_dim, h]));
     }
-    if towers.image() {
+    if towers.image() && c.timm_vision.is_some() {
+        // A timm tower (MobileCLIP's FastViT): its stem and head here, the rest by name as the
+        // tower is built; the head's output is the embedding.
+        out.push(("visual.trunk.head.fc.bias".into(), vec![c.projection_dim]));
+    } else if towers.image() {
         let v = &c.vision;
         let h = v.hidden_size;
         let positions = (v.image_size / v.patch_size).pow(2) + 1;

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Random-weight checkpoints of real model sizes, for speed figures (`cargo bench --bench
+"""Random-weight checkpoints of real model sizes (SigLIP 2 through transformers, MobileCLIP
+through open_clip), for speed figures (`cargo bench --bench
 families`): the architecture and dimensions of the published models, written by transformers,
 with no download. Weights are random, so only speed means anything.
 
@@ -10,7 +11,10 @@ import os
 import shutil
 import sys
 
+import open_clip
 import torch
+from open_clip.push_to_hf_hub import save_config_for_hf
+from safetensors.torch import save_file
 from transformers import SiglipConfig, SiglipModel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +52,22 @@ def main(out):
         pre = os.path.join(d, "preprocessor_config.json")
         text = open(pre).read().replace('"height": 64', '"height": 224')
         open(pre, "w").write(text.replace('"width": 64', '"width": 224'))
+        print("wrote", d)
+    # MobileCLIP-S1 in OpenCLIP's layout: open_clip's own configuration, random weights.
+    for name in ["MobileCLIP-S1"]:
+        if len(sys.argv) > 2 and name not in sys.argv[2:]:
+            continue
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        model = open_clip.create_model(name, pretrained=None)
+        state = {
+            k: v.contiguous()
+            for k, v in model.state_dict().items()
+            if not k.endswith("num_batches_tracked")
+        }
+        save_file(state, os.path.join(d, "open_clip_model.safetensors"))
+        config = open_clip.get_model_config(name)
+        save_config_for_hf(model, __import__("pathlib").Path(d) / "open_clip_config.json", config)
         print("wrote", d)
 
 

@@ -1,0 +1,154 @@
+//! Parity with open_clip and timm for MobileCLIP's architecture (Vasu et al., 2024): the tiny
+//! FastViT-MCi checkpoint in `tests/fixtures/tiny-mobileclip`, written with its reference outputs
+//! by `tools/fixtures/make_tiny_mobileclip.py` (open_clip 3.3, timm 1.0.31, PyTorch 2.15,
+//! Pillow 13).
+//!
+//! Tolerances (observed values printed with `--nocapture`):
+//! - token ids: identical to open_clip's (CLIP's BPE, padded with 0 to 77 there);
+//! - text features (the text transformer without a causal mask, over the padded sequence):
+//!   max abs <= 1e-4;
+//! - image features (FastViT with its batch norms, reparameterisable branches, large-kernel
+//!   patch embeddings, attention stage and head): max abs <= 1e-4;
+//! - preprocessing from files (bilinear, rounded crop, mean 0 and std 1): max abs <= 1e-6;
+//! - end-to-end file embeddings: cosine >= 0.999.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use clipsearch::embedding::{dot, normalize};
+use clipsearch::model::{ClipModel, ModelFiles, Towers};
+
+const FEATURES: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Reference {
+    tensors: HashMap<String, Tensor>,
+    json: serde_json::Value,
+}
+
+impl Reference {
+    fn load() -> Self {
+        let dir = fixtures().join("reference");
+        let tensors = candle_core::safetensors::load(
+            dir.join("tiny_mobileclip_reference.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let json = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("tiny_mobileclip_reference.json")).unwrap(),
+        )
+        .unwrap();
+        Reference { tensors, json }
+    }
+    fn t(&self, key: &str) -> &Tensor {
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("reference has no {key}"))
+    }
+    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
+        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+    }
+    fn strings(&self, key: &str) -> Vec<String> {
+        serde_json::from_value(self.json[key].clone()).unwrap()
+    }
+}
+
+fn model() -> ClipModel {
+    let files = ModelFiles::local(&fixtures().join("tiny-mobileclip")).unwrap();
+    ClipModel::load(&files, Towers::Both).unwrap()
+}
+
+fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn token_ids_and_text_features_match() {
+    let r = Reference::load();
+    let m = model();
+    let text = m.text().unwrap();
+    let want: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
+    let texts = r.strings("texts");
+    let mut ids = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let seq = text.encode(t).unwrap();
+        let padded: Vec<u32> = want[i].iter().map(|&v| v as u32).collect();
+        assert_eq!(seq, padded[..seq.len()], "text {i}: {t:?}");
+        assert!(padded[seq.len()..].iter().all(|&v| v == 0), "text {i}");
+        ids.push(seq);
+    }
+    let ours = text.features_from_ids(&ids).unwrap();
+    for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
+        let d = max_abs(o, &want);
+        eprintln!("text {i}: max abs {d:e}");
+        assert!(d <= FEATURES, "text {i} ({:?}): max abs {d}", texts[i]);
+    }
+}
+
+#[test]
+fn image_features_match() {
+    let r = Reference::load();
+    let m = model();
+    let pixels: Vec<f32> = r
+        .t("pixel_values")
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let ours = m.image().unwrap().features_from_pixels(&pixels).unwrap();
+    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
+        let d = max_abs(o, &want);
+        eprintln!("image {i}: max abs {d:e}");
+        assert!(d <= FEATURES, "image {i}: max abs {d}");
+    }
+}
+
+#[test]
+fn preprocessing_and_file_embeddings_match() {
+    let r = Reference::load();
+    let m = model();
+    let image = m.image().unwrap();
+    let dir = fixtures().join("reference/images");
+    let want = r.rows("image_features_raw");
+    for (i, file) in r.strings("images").iter().enumerate() {
+        let pixels = image.preprocessor().load_file(&dir.join(file)).unwrap();
+        let reference: Vec<f32> = r
+            .t("pixel_values")
+            .i(i)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let d = max_abs(&pixels, &reference);
+        eprintln!("{file}: pixels max abs {d:e}");
+        assert!(d <= 1e-6, "{file}: max abs {d}");
+        let ours = image.embed_file(&dir.join(file)).unwrap();
+        let mut target = want[i].clone();
+        normalize(&mut target);
+        let cos = dot(&ours, &target);
+        eprintln!("{file}: cosine {cos}");
+        assert!(cos >= 0.999, "{file}: cosine {cos}");
+    }
+}
+
+#[test]
+fn fast_mode_says_what_to_do() {
+    let files = ModelFiles::local(&fixtures().join("tiny-mobileclip")).unwrap();
+    let err = ClipModel::load_with(&files, Towers::Image, clipsearch::model::Precision::Int8)
+        .err()
+        .expect("int8 is for ViTs")
+        .to_string();
+    assert!(
+        err.contains("FastViT") && err.contains("without --fast"),
+        "{err}"
+    );
+}
