@@ -4,11 +4,12 @@
 //! preprocessing, the tokenizer, and (in later modules) the catalog store and the vector index.
 //! It has no CLI concerns; errors are typed ([`Error`]) and the binary words them for people.
 //!
-//! Design, in one paragraph: a checkpoint directory in Hugging Face format is resolved
-//! ([`model::resolve`]: local path or hub id), its `config.json` parsed by hand and its tensors
-//! checked against it, then the text and/or vision towers of candle-transformers' CLIP are built
-//! on one device ([`device::select`]). Images go through [`preprocess`], a bit-exact copy of
-//! `CLIPImageProcessor` (Pillow's bicubic included), texts through [`tokenizer`] without padding.
+//! Design, in one paragraph: a checkpoint directory (transformers' or OpenCLIP's layout) is
+//! resolved ([`model::resolve`]: local path or hub id), its configuration parsed by hand, its
+//! family read from it ([`model::family`]: CLIP, SigLIP) and its tensors checked against it, then
+//! the text and/or vision towers are built on one device ([`device::select`]). Images go through
+//! [`preprocess`], a bit-exact copy of the family's image processor (Pillow's bicubic and
+//! bilinear included), texts through [`tokenizer`] (padded only where the model was trained so).
 //! Every embedding leaves the engine L2-normalised, so similarity is a dot product.
 //!
 //! ```no_run

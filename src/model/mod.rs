@@ -1,17 +1,22 @@
 //! CLIP (Radford et al., 2021, "Learning Transferable Visual Models From Natural Language
-//! Supervision", <https://arxiv.org/abs/2103.00020>) on candle-transformers' implementation.
+//! Supervision", <https://arxiv.org/abs/2103.00020>) and the families that share its two-tower
+//! design ([`family`]): SigLIP and SigLIP 2, OpenCLIP's CLIPs (LAION, DataComp, MobileCLIP,
+//! multilingual XLM-RoBERTa ones).
 //!
-//! Loads Hugging Face checkpoints such as
-//! [openai/clip-vit-base-patch32](https://huggingface.co/openai/clip-vit-base-patch32): every
-//! dimension comes from `config.json` ([`config`]), every tensor is checked against it before
-//! use ([`weights`]). The two towers load separately ([`Towers`]) so that a text query never maps
-//! the vision weights.
+//! Loads checkpoints such as
+//! [openai/clip-vit-base-patch32](https://huggingface.co/openai/clip-vit-base-patch32) in
+//! transformers' layout or OpenCLIP's ([`openclip`]): every dimension comes from the
+//! configuration ([`config`]), every tensor is checked against it before use ([`weights`]). The
+//! two towers load separately ([`Towers`]) so that a text query never maps the vision weights.
 //!
-//! Two departures from calling candle's `ClipModel` as it is, both for faithfulness:
-//! - candle pools the text tower at `argmax(ids)`, which is the end token only for unpadded input
-//!   whose end token has the highest id; we pool at the first end token, as transformers does,
-//!   and run each batch at the length of its own texts.
-//! - candle returns raw projections; our API returns L2-normalised embeddings.
+//! CLIP's towers are our own ([`clip_tower`]: candle-transformers' hard-codes quick-GELU);
+//! SigLIP's, FastViT and XLM-RoBERTa are candle-transformers'. Departures from calling them as
+//! they are, all for faithfulness:
+//! - CLIP's text tower is pooled at the first end token, as transformers does (candle pools at
+//!   `argmax(ids)`), and each batch runs at the length of its own texts, unpadded (the tower is
+//!   causal); MobileCLIP's non-causal one reads its padding, as it was trained.
+//! - FastViT runs one image at a time around a batched-matmul bug of candle's CPU backend.
+//! - Our API returns L2-normalised embeddings; candle returns raw projections.
 
 pub mod bundled;
 pub mod clip_tower;
