@@ -597,3 +597,21 @@ fn filtered_search_is_exact_when_selective_and_recalls_through_the_graph_otherwi
         }
     }
 }
+
+#[test]
+fn reopening_an_index_this_process_is_still_closing_waits_for_its_lock() {
+    // sled releases its file lock from a background thread after the last handle goes: a
+    // reopen in that moment must wait, not report the index busy (sled words a held lock as
+    // an `Other` error, which the wait once missed).
+    let dir = tempfile::tempdir().unwrap();
+    let held = Store::open(dir.path(), Some(&identity(16))).unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        drop(held);
+    });
+    let start = std::time::Instant::now();
+    let again = Store::open(dir.path(), Some(&identity(16)));
+    closer.join().unwrap();
+    assert!(again.is_ok(), "{}", again.err().unwrap());
+    assert!(start.elapsed() >= std::time::Duration::from_millis(300));
+}

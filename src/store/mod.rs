@@ -164,6 +164,19 @@ pub(crate) fn key_path_ref(k: &[u8]) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(k))
 }
 
+/// Whether opening sled failed because another handle holds its file lock. sled 0.34 reports
+/// that as an `Other` error, "could not acquire lock on ...: ... WouldBlock" (its config.rs), not
+/// as `WouldBlock` itself.
+fn lock_held(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 /// Who holds an index, written beside the database so that a second process can say so.
 #[derive(Serialize, Deserialize)]
 struct Holder {
@@ -213,9 +226,8 @@ impl Store {
         // (Up to 10 s: on a loaded machine that thread can be slow to run.)
         for _ in 0..200 {
             match &attempt {
-                Err(sled::Error::Io(io))
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        && holder_pid(dir).is_none_or(|p| p == std::process::id()) =>
+                Err(e)
+                    if lock_held(e) && holder_pid(dir).is_none_or(|p| p == std::process::id()) =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                     attempt = config.open();
@@ -225,12 +237,7 @@ impl Store {
         }
         match attempt {
             Ok(db) => Ok(Some(db)),
-            Err(sled::Error::Io(io))
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                Ok(None)
-            }
+            Err(e) if lock_held(&e) => Ok(None),
             Err(other) => Err(Error::Store(format!(
                 "cannot open the index at {}: {other}; if it is damaged, delete that folder \
                  and index again",
