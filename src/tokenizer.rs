@@ -205,15 +205,7 @@ impl PaddedTokenizer {
 
     /// Exactly `context_length` ids, and whether the text had to be truncated.
     pub fn encode_checked(&self, text: &str) -> Result<(Vec<u32>, bool)> {
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::Tokenizer {
-                path: PathBuf::from("tokenizer.json"),
-                reason: e.to_string(),
-            })?;
-        let truncated = !enc.get_overflowing().is_empty();
-        let ids = enc.get_ids();
+        let (ids, truncated) = self.encode_unpadded(text)?;
         let mut out = Vec::with_capacity(self.context_length);
         let fill = self.context_length.saturating_sub(ids.len());
         if self.pad_left {

@@ -12,66 +12,21 @@
 //! - end-to-end embeddings from files: cosine >= 0.99999 (preprocessing is bit-exact; observed
 //!   >= 0.99999994).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
 use clipsearch::embedding::dot;
 use clipsearch::model::{ClipModel, ModelFiles, Towers};
 use clipsearch::preprocess::decode::decode_file;
+use common::{fixtures, max_abs, Reference};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    json: serde_json::Value,
-}
-
-impl Reference {
-    fn load() -> Self {
-        let dir = fixtures().join("reference");
-        let tensors = candle_core::safetensors::load(
-            dir.join("tiny_clip_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let json = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("tiny_clip_reference.json")).unwrap(),
-        )
-        .unwrap();
-        Reference { tensors, json }
-    }
-    fn t(&self, key: &str) -> &Tensor {
-        self.tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("reference has no {key}"))
-    }
-    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
-        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
-    }
-    fn texts(&self) -> Vec<String> {
-        serde_json::from_value(self.json["texts"].clone()).unwrap()
-    }
-    fn images(&self) -> Vec<String> {
-        self.json["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["file"].as_str().unwrap().to_string())
-            .collect()
-    }
-    /// Row `i` of `pixel_values` (or another [N,3,H,W] key) as a flat CHW vector.
-    fn pixels(&self, key: &str, i: usize) -> Vec<f32> {
-        self.t(key)
-            .i(i)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
+/// The images in row order (the CLIP reference lists them as objects with a `file`).
+fn images(r: &Reference) -> Vec<String> {
+    r.json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["file"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn model() -> ClipModel {
@@ -79,23 +34,15 @@ fn model() -> ClipModel {
     ClipModel::load(&files, Towers::Both).unwrap()
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn token_ids_are_identical_for_every_text() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let tok = m.text().unwrap();
     let unpadded: Vec<Vec<u32>> =
         serde_json::from_value(r.json["tokens_unpadded"].clone()).unwrap();
     let padded: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
-    let texts = r.texts();
+    let texts = r.strings("texts");
     assert_eq!(texts.len(), 10);
     for (i, text) in texts.iter().enumerate() {
         let ids = tok.encode(text).unwrap();
@@ -114,10 +61,10 @@ fn token_ids_are_identical_for_every_text() {
 
 #[test]
 fn text_features_match_reference() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let text = m.text().unwrap();
-    let texts = r.texts();
+    let texts = r.strings("texts");
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| text.encode(t).unwrap()).collect();
     // All ten together: mixed lengths are batched without padding.
     let ours = text.features_from_ids(&ids).unwrap();
@@ -141,7 +88,7 @@ fn text_features_match_reference() {
 
 #[test]
 fn image_features_from_reference_pixels_match() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let image = m.image().unwrap();
     let pixels: Vec<f32> = r
@@ -157,7 +104,7 @@ fn image_features_from_reference_pixels_match() {
         assert!(d <= FEATURES, "image {i}: max abs {d}");
     }
     // Logits use the checkpoint's temperature.
-    let texts = r.texts();
+    let texts = r.strings("texts");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let t = m.text().unwrap().embed(&refs).unwrap();
     let imgs = image.embed_pixels(&pixels).unwrap();
@@ -173,10 +120,10 @@ fn image_features_from_reference_pixels_match() {
 
 #[test]
 fn preprocessing_of_decoded_pixels_is_exact() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let pre = m.image().unwrap().preprocessor();
-    for (i, file) in r.images().iter().enumerate() {
+    for (i, file) in images(&r).iter().enumerate() {
         let rgb = r.t(&format!("decoded_rgb/{file}"));
         let (h, w, _) = rgb.dims3().unwrap();
         let bytes: Vec<u8> = rgb.flatten_all().unwrap().to_vec1().unwrap();
@@ -188,12 +135,12 @@ fn preprocessing_of_decoded_pixels_is_exact() {
 
 #[test]
 fn png_decoding_and_preprocessing_are_exact() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let pre = m.image().unwrap().preprocessor();
     let dir = fixtures().join("reference/images");
     let mut checked = 0;
-    for (i, file) in r.images().iter().enumerate() {
+    for (i, file) in images(&r).iter().enumerate() {
         if !file.ends_with(".png") {
             continue;
         }
@@ -223,11 +170,11 @@ const FEATURES: f32 = 1e-5;
 
 #[test]
 fn jpeg_preprocessing_matches_the_reference() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let pre = m.image().unwrap().preprocessor();
     let dir = fixtures().join("reference/images");
-    for (i, file) in r.images().iter().enumerate() {
+    for (i, file) in images(&r).iter().enumerate() {
         if !file.ends_with(".jpg") || file.contains("exif") {
             continue;
         }
@@ -249,12 +196,12 @@ fn jpeg_preprocessing_matches_the_reference() {
 
 #[test]
 fn end_to_end_image_embeddings_from_files() {
-    let r = Reference::load();
+    let r = Reference::load("clip");
     let m = model();
     let image = m.image().unwrap();
     let dir = fixtures().join("reference/images");
     let want = r.rows("image_embeds_normalized");
-    for (i, file) in r.images().iter().enumerate() {
+    for (i, file) in images(&r).iter().enumerate() {
         let ours = image.embed_file(&dir.join(file)).unwrap();
         let target = if file.contains("exif") {
             // The reference embeds the unrotated pixels; ours must equal the rotated target.

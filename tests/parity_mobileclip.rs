@@ -12,67 +12,22 @@
 //! - preprocessing from files (bilinear, rounded crop, mean 0 and std 1): max abs <= 1e-6;
 //! - end-to-end file embeddings: cosine >= 0.999.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
 use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, ModelFiles, Towers};
+use common::{fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    json: serde_json::Value,
-}
-
-impl Reference {
-    fn load() -> Self {
-        let dir = fixtures().join("reference");
-        let tensors = candle_core::safetensors::load(
-            dir.join("tiny_mobileclip_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let json = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("tiny_mobileclip_reference.json")).unwrap(),
-        )
-        .unwrap();
-        Reference { tensors, json }
-    }
-    fn t(&self, key: &str) -> &Tensor {
-        self.tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("reference has no {key}"))
-    }
-    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
-        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
-    }
-    fn strings(&self, key: &str) -> Vec<String> {
-        serde_json::from_value(self.json[key].clone()).unwrap()
-    }
-}
 
 fn model() -> ClipModel {
     let files = ModelFiles::local(&fixtures().join("tiny-mobileclip")).unwrap();
     ClipModel::load(&files, Towers::Both).unwrap()
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn token_ids_and_text_features_match() {
-    let r = Reference::load();
+    let r = Reference::load("mobileclip");
     let m = model();
     let text = m.text().unwrap();
     let want: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
@@ -95,14 +50,9 @@ fn token_ids_and_text_features_match() {
 
 #[test]
 fn image_features_match() {
-    let r = Reference::load();
+    let r = Reference::load("mobileclip");
     let m = model();
-    let pixels: Vec<f32> = r
-        .t("pixel_values")
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let pixels: Vec<f32> = r.all_pixels("pixel_values");
     let ours = m.image().unwrap().features_from_pixels(&pixels).unwrap();
     for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
         let d = max_abs(o, &want);
@@ -113,21 +63,14 @@ fn image_features_match() {
 
 #[test]
 fn preprocessing_and_file_embeddings_match() {
-    let r = Reference::load();
+    let r = Reference::load("mobileclip");
     let m = model();
     let image = m.image().unwrap();
     let dir = fixtures().join("reference/images");
     let want = r.rows("image_features_raw");
     for (i, file) in r.strings("images").iter().enumerate() {
         let pixels = image.preprocessor().load_file(&dir.join(file)).unwrap();
-        let reference: Vec<f32> = r
-            .t("pixel_values")
-            .i(i)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let reference = r.pixels("pixel_values", i);
         let d = max_abs(&pixels, &reference);
         eprintln!("{file}: pixels max abs {d:e}");
         assert!(d <= 1e-6, "{file}: max abs {d}");

@@ -13,72 +13,18 @@
 //! orientation and composites alpha over white first, as it does for every family, so those two
 //! files are compared with the reference's processing of the upright and composited images.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
 use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, Family, ModelFiles, Towers};
+use common::{fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
 const PIXELS: f32 = 1e-6;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    json: serde_json::Value,
-}
-
-impl Reference {
-    fn load() -> Self {
-        let dir = fixtures().join("reference");
-        let tensors = candle_core::safetensors::load(
-            dir.join("tiny_openclip_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let json = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("tiny_openclip_reference.json")).unwrap(),
-        )
-        .unwrap();
-        Reference { tensors, json }
-    }
-    fn t(&self, key: &str) -> &Tensor {
-        self.tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("reference has no {key}"))
-    }
-    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
-        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
-    }
-    fn strings(&self, key: &str) -> Vec<String> {
-        serde_json::from_value(self.json[key].clone()).unwrap()
-    }
-    fn pixels(&self, key: &str, i: usize) -> Vec<f32> {
-        self.t(key)
-            .i(i)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
-}
-
 fn model() -> ClipModel {
     let files = ModelFiles::local(&fixtures().join("tiny-openclip")).unwrap();
     ClipModel::load(&files, Towers::Both).unwrap()
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// The reference's target for file `i`: its own row, or the upright / composited variant.
@@ -115,7 +61,7 @@ fn the_layout_and_its_configuration_are_read() {
 
 #[test]
 fn token_ids_equal_open_clips() {
-    let r = Reference::load();
+    let r = Reference::load("openclip");
     let m = model();
     let text = m.text().unwrap();
     let want: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
@@ -129,7 +75,7 @@ fn token_ids_equal_open_clips() {
 
 #[test]
 fn text_and_image_features_match() {
-    let r = Reference::load();
+    let r = Reference::load("openclip");
     let m = model();
     let text = m.text().unwrap();
     let ids: Vec<Vec<u32>> = r
@@ -144,12 +90,7 @@ fn text_and_image_features_match() {
         assert!(d <= FEATURES, "text {i}: max abs {d}");
     }
     let image = m.image().unwrap();
-    let pixels: Vec<f32> = r
-        .t("pixel_values")
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let pixels: Vec<f32> = r.all_pixels("pixel_values");
     let ours = image.features_from_pixels(&pixels).unwrap();
     for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
         let d = max_abs(o, &want);
@@ -160,7 +101,7 @@ fn text_and_image_features_match() {
 
 #[test]
 fn preprocessing_from_files_is_exact() {
-    let r = Reference::load();
+    let r = Reference::load("openclip");
     let m = model();
     let pre = m.image().unwrap().preprocessor();
     let dir = fixtures().join("reference/images");
@@ -177,7 +118,7 @@ fn preprocessing_from_files_is_exact() {
 
 #[test]
 fn end_to_end_file_embeddings() {
-    let r = Reference::load();
+    let r = Reference::load("openclip");
     let m = model();
     let image = m.image().unwrap();
     let dir = fixtures().join("reference/images");

@@ -12,72 +12,18 @@
 //! - logits (`exp(scale) * cos + bias`) <= 1e-4, sigmoid probabilities <= 1e-5;
 //! - end-to-end file embeddings: cosine >= 0.999 (observed >= 0.9999999).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
 use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, Family, ModelFiles, Towers};
+use common::{fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
 const PIXELS: f32 = 1e-6;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    json: serde_json::Value,
-}
-
-impl Reference {
-    fn load() -> Self {
-        let dir = fixtures().join("reference");
-        let tensors = candle_core::safetensors::load(
-            dir.join("tiny_siglip_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let json = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("tiny_siglip_reference.json")).unwrap(),
-        )
-        .unwrap();
-        Reference { tensors, json }
-    }
-    fn t(&self, key: &str) -> &Tensor {
-        self.tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("reference has no {key}"))
-    }
-    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
-        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
-    }
-    fn strings(&self, key: &str) -> Vec<String> {
-        serde_json::from_value(self.json[key].clone()).unwrap()
-    }
-    fn pixels(&self, key: &str, i: usize) -> Vec<f32> {
-        self.t(key)
-            .i(i)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
-}
-
 fn model() -> ClipModel {
     let files = ModelFiles::local(&fixtures().join("tiny-siglip")).unwrap();
     ClipModel::load(&files, Towers::Both).unwrap()
-}
-
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -97,7 +43,7 @@ fn the_family_is_read_from_the_checkpoint() {
 
 #[test]
 fn token_ids_are_identical_and_padded_to_the_context() {
-    let r = Reference::load();
+    let r = Reference::load("siglip");
     let m = model();
     let text = m.text().unwrap();
     let want: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
@@ -117,7 +63,7 @@ fn token_ids_are_identical_and_padded_to_the_context() {
 
 #[test]
 fn text_features_match_the_reference() {
-    let r = Reference::load();
+    let r = Reference::load("siglip");
     let m = model();
     let text = m.text().unwrap();
     let texts = r.strings("texts");
@@ -142,7 +88,7 @@ fn text_features_match_the_reference() {
 
 #[test]
 fn image_features_and_logits_match_the_reference() {
-    let r = Reference::load();
+    let r = Reference::load("siglip");
     let m = model();
     let image = m.image().unwrap();
     let pixels: Vec<f32> = r
@@ -176,7 +122,7 @@ fn image_features_and_logits_match_the_reference() {
 
 #[test]
 fn preprocessing_from_files_is_exact() {
-    let r = Reference::load();
+    let r = Reference::load("siglip");
     let m = model();
     let pre = m.image().unwrap().preprocessor();
     let dir = fixtures().join("reference/images");
@@ -196,7 +142,7 @@ fn preprocessing_from_files_is_exact() {
 
 #[test]
 fn end_to_end_file_embeddings() {
-    let r = Reference::load();
+    let r = Reference::load("siglip");
     let m = model();
     let image = m.image().unwrap();
     let dir = fixtures().join("reference/images");

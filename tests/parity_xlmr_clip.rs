@@ -9,71 +9,26 @@
 //! - text features of English and French texts, and image features: max abs <= 1e-4 (observed
 //!   below 2e-6).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use candle_core::{DType, Device, Tensor};
 use clipsearch::embedding::dot;
 use clipsearch::model::{ClipModel, ModelFiles, Towers};
+use common::{fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct Reference {
-    tensors: HashMap<String, Tensor>,
-    json: serde_json::Value,
-}
-
-impl Reference {
-    fn load() -> Self {
-        let dir = fixtures().join("reference");
-        let tensors = candle_core::safetensors::load(
-            dir.join("tiny_xlmr_clip_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        let json = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("tiny_xlmr_clip_reference.json")).unwrap(),
-        )
-        .unwrap();
-        Reference { tensors, json }
-    }
-    fn t(&self, key: &str) -> &Tensor {
-        self.tensors
-            .get(key)
-            .unwrap_or_else(|| panic!("reference has no {key}"))
-    }
-    fn rows(&self, key: &str) -> Vec<Vec<f32>> {
-        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
-    }
-    fn texts(&self) -> Vec<String> {
-        serde_json::from_value(self.json["texts"].clone()).unwrap()
-    }
-}
 
 fn model() -> ClipModel {
     let files = ModelFiles::local(&fixtures().join("tiny-xlmr-clip")).unwrap();
     ClipModel::load(&files, Towers::Both).unwrap()
 }
 
-fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn token_ids_equal_open_clips() {
-    let r = Reference::load();
+    let r = Reference::load("xlmr_clip");
     let m = model();
     let text = m.text().unwrap();
     let want: Vec<Vec<i64>> = r.t("input_ids").to_vec2().unwrap();
-    for (i, t) in r.texts().iter().enumerate() {
+    for (i, t) in r.strings("texts").iter().enumerate() {
         let (ids, truncated) = text.encode_checked(t).unwrap();
         let padded: Vec<u32> = want[i].iter().map(|&v| v as u32).collect();
         assert_eq!(ids, padded[..ids.len()], "text {i}: {t:?}");
@@ -92,10 +47,10 @@ fn token_ids_equal_open_clips() {
 
 #[test]
 fn english_and_french_text_features_match() {
-    let r = Reference::load();
+    let r = Reference::load("xlmr_clip");
     let m = model();
     let text = m.text().unwrap();
-    let texts = r.texts();
+    let texts = r.strings("texts");
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| text.encode(t).unwrap()).collect();
     // All together: texts of different lengths, each length its own batch.
     let ours = text.features_from_ids(&ids).unwrap();
@@ -116,14 +71,9 @@ fn english_and_french_text_features_match() {
 
 #[test]
 fn image_features_match() {
-    let r = Reference::load();
+    let r = Reference::load("xlmr_clip");
     let m = model();
-    let pixels: Vec<f32> = r
-        .t("pixel_values")
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let pixels: Vec<f32> = r.all_pixels("pixel_values");
     let ours = m.image().unwrap().features_from_pixels(&pixels).unwrap();
     for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
         let d = max_abs(o, &want);

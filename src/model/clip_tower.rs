@@ -12,6 +12,7 @@ use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 
 use super::config::{ClipConfig, TextConfig, VisionConfig};
+use super::family::ClipParams;
 use crate::error::Result;
 
 /// The MLP activation of a CLIP tower (`hidden_act`).
@@ -163,13 +164,8 @@ pub struct ClipTextTower {
 }
 
 impl ClipTextTower {
-    pub fn new(
-        vb: VarBuilder,
-        c: &TextConfig,
-        act: ClipActivation,
-        eps: f64,
-        causal: bool,
-    ) -> Result<Self> {
+    pub fn new(vb: VarBuilder, c: &TextConfig, p: ClipParams) -> Result<Self> {
+        let (act, eps, causal) = (p.text_act, p.text_eps, p.text_causal);
         let h = c.hidden_size;
         let e = vb.pp("embeddings");
         Ok(ClipTextTower {

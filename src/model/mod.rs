@@ -195,6 +195,29 @@ fn clip_tokenizer(files: &ModelFiles, config: &ClipConfig) -> Result<ClipTokeniz
     ClipTokenizer::from_file(&path, len)
 }
 
+/// Runs `batch` once per distinct sequence length (texts are never padded to each other) with
+/// those sequences as a `[n, len]` tensor, and puts each output row back in input order.
+fn by_length(
+    ids: &[Vec<u32>],
+    device: &Device,
+    mut batch: impl FnMut(&Tensor, &[&[u32]]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = vec![Vec::new(); ids.len()];
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, seq) in ids.iter().enumerate() {
+        groups.entry(seq.len()).or_default().push(i);
+    }
+    for (len, members) in groups {
+        let seqs: Vec<&[u32]> = members.iter().map(|&i| ids[i].as_slice()).collect();
+        let flat: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let input = Tensor::from_vec(flat, (members.len(), len), device)?;
+        for (&i, row) in members.iter().zip(batch(&input, &seqs)?) {
+            out[i] = row;
+        }
+    }
+    Ok(out)
+}
+
 fn clip_params(config: &ClipConfig) -> Result<family::ClipParams> {
     match config.family {
         Family::Clip(p) => Ok(p),
@@ -374,9 +397,7 @@ impl ClipModel {
                 transformer: Box::new(ClipTextTower::new(
                     vb.pp("text_model"),
                     &config.text,
-                    clip_params(&config)?.text_act,
-                    clip_params(&config)?.text_eps,
-                    clip_params(&config)?.text_causal,
+                    clip_params(&config)?,
                 )?),
                 projection: linear_no_bias(
                     vb.pp("text_projection"),
@@ -577,38 +598,15 @@ impl TextEncoder {
             } => (transformer, projection, tokenizer),
             TextTower::Siglip { model, .. } => {
                 // Every sequence is padded to the same length: one batch.
-                let len = ids.first().map_or(0, Vec::len);
-                if let Some(bad) = ids.iter().find(|s| s.len() != len) {
-                    return Err(Error::Index(format!(
-                        "SigLIP reads sequences of one length; got {len} and {}",
-                        bad.len()
-                    )));
-                }
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let flat: Vec<u32> = ids.iter().flatten().copied().collect();
-                let input = Tensor::from_vec(flat, (ids.len(), len), &self.device)?;
-                return Ok(model.forward(&input)?.to_vec2::<f32>()?);
+                return by_length(ids, &self.device, |input, _| {
+                    Ok(model.forward(input)?.to_vec2::<f32>()?)
+                });
             }
             TextTower::Hf { tower, .. } => {
-                // Each length is its own batch, unpadded (see [`hf_text`]).
-                let mut out = vec![Vec::new(); ids.len()];
-                let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-                for (i, seq) in ids.iter().enumerate() {
-                    by_len.entry(seq.len()).or_default().push(i);
-                }
-                for (len, members) in by_len {
-                    let flat: Vec<u32> = members
-                        .iter()
-                        .flat_map(|&i| ids[i].iter().copied())
-                        .collect();
-                    let input = Tensor::from_vec(flat, (members.len(), len), &self.device)?;
-                    for (&i, v) in members.iter().zip(tower.forward(&input)?.to_vec2::<f32>()?) {
-                        out[i] = v;
-                    }
-                }
-                return Ok(out);
+                // Unpadded, each length its own batch (see [`hf_text`]).
+                return by_length(ids, &self.device, |input, _| {
+                    Ok(tower.forward(input)?.to_vec2::<f32>()?)
+                });
             }
         };
         // A non-causal tower (MobileCLIP's) reads the padding too: pad with 0 to the context, as
@@ -627,32 +625,21 @@ impl TextEncoder {
                 .collect();
             &padded
         };
-        let mut out = vec![Vec::new(); ids.len()];
-        let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for (i, seq) in ids.iter().enumerate() {
-            by_len.entry(seq.len()).or_default().push(i);
-        }
-        for (len, members) in by_len {
-            let flat: Vec<u32> = members
-                .iter()
-                .flat_map(|&i| ids[i].iter().copied())
-                .collect();
-            let input = Tensor::from_vec(flat, (members.len(), len), &self.device)?;
-            let hidden = transformer.forward(&input)?;
+        by_length(ids, &self.device, |input, members| {
+            let hidden = transformer.forward(input)?;
+            let len = input.dim(1)?;
             let mut pooled = Vec::with_capacity(members.len());
-            for (row, &i) in members.iter().enumerate() {
-                let end = ids[i]
+            for (row, seq) in members.iter().enumerate() {
+                let end = seq
                     .iter()
                     .position(|&t| t == tokenizer.end_id())
                     .unwrap_or(len - 1);
                 pooled.push(hidden.i((row, end))?.unsqueeze(0)?);
             }
-            let feats = projection.forward(&Tensor::cat(&pooled, 0)?)?;
-            for (row, v) in members.iter().zip(feats.to_vec2::<f32>()?) {
-                out[*row] = v;
-            }
-        }
-        Ok(out)
+            Ok(projection
+                .forward(&Tensor::cat(&pooled, 0)?)?
+                .to_vec2::<f32>()?)
+        })
     }
 
     /// L2-normalised embeddings of `texts`; a text longer than the context is truncated, with

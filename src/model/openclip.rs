@@ -347,6 +347,14 @@ pub fn tensors(
             .map_err(Error::from)
     };
     let mut out = HashMap::new();
+    let keep = |out: &mut HashMap<String, Tensor>, prefix: &str| -> Result<()> {
+        for (key, _) in st.tensors() {
+            if key.starts_with(prefix) {
+                out.insert(key.clone(), load(&key)?);
+            }
+        }
+        Ok(())
+    };
     let blocks = |out: &mut HashMap<String, Tensor>, from: &str, to: &str, layers, h| {
         for i in 0..layers {
             let (f, t) = (
@@ -382,11 +390,7 @@ pub fn tensors(
     };
     if towers.text() && c.hf_text.is_some() {
         // The Hugging Face tower keeps its names (`text.transformer.*`, `text.proj.*`).
-        for (key, _) in st.tensors() {
-            if key.starts_with("text.") {
-                out.insert(key.clone(), load(&key)?);
-            }
-        }
+        keep(&mut out, "text.")?;
     } else if towers.text() {
         // `custom_text` models (MobileCLIP) keep the text tower under `text.`.
         let custom = st.get("text.token_embedding.weight").is_ok();
@@ -427,11 +431,7 @@ pub fn tensors(
     }
     if towers.image() && c.timm_vision.is_some() {
         // The timm tower keeps its names (`visual.trunk.*`).
-        for (key, _) in st.tensors() {
-            if key.starts_with("visual.trunk.") {
-                out.insert(key.clone(), load(&key)?);
-            }
-        }
+        keep(&mut out, "visual.trunk.")?;
     } else if towers.image() {
         let v = "vision_model";
         let e = format!("{v}.embeddings");

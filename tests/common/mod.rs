@@ -1,0 +1,72 @@
+//! What the parity suites share: a reference library's outputs for one fixture
+//! (`tests/fixtures/reference/tiny_NAME_reference.{safetensors,json}`) and the comparisons.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub struct Reference {
+    pub tensors: HashMap<String, Tensor>,
+    pub json: serde_json::Value,
+}
+
+impl Reference {
+    /// The reference outputs of fixture `name` (`clip`, `siglip`, `openclip`, ...).
+    pub fn load(name: &str) -> Self {
+        let dir = fixtures().join("reference");
+        let stem = format!("tiny_{name}_reference");
+        let tensors =
+            candle_core::safetensors::load(dir.join(format!("{stem}.safetensors")), &Device::Cpu)
+                .unwrap();
+        let json = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{stem}.json"))).unwrap(),
+        )
+        .unwrap();
+        Reference { tensors, json }
+    }
+
+    pub fn t(&self, key: &str) -> &Tensor {
+        self.tensors
+            .get(key)
+            .unwrap_or_else(|| panic!("reference has no {key}"))
+    }
+
+    pub fn rows(&self, key: &str) -> Vec<Vec<f32>> {
+        self.t(key).to_dtype(DType::F32).unwrap().to_vec2().unwrap()
+    }
+
+    /// A list of strings in the JSON (`texts`, `images`).
+    pub fn strings(&self, key: &str) -> Vec<String> {
+        serde_json::from_value(self.json[key].clone()).unwrap()
+    }
+
+    /// Row `i` of `[N,3,H,W]` pixels as a flat CHW vector.
+    pub fn pixels(&self, key: &str, i: usize) -> Vec<f32> {
+        self.t(key)
+            .i(i)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// All of `[N,3,H,W]` pixels, laid end to end.
+    pub fn all_pixels(&self, key: &str) -> Vec<f32> {
+        self.t(key).flatten_all().unwrap().to_vec1().unwrap()
+    }
+}
+
+pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
