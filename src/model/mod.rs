@@ -25,6 +25,7 @@ pub mod family;
 pub mod fingerprint;
 pub mod hf_text;
 pub mod hub;
+pub mod layout;
 pub mod openclip;
 pub mod synthetic;
 pub mod vision;
@@ -291,13 +292,16 @@ fn load_tensors(
     if openclip::is_openclip(st) {
         let tensors = openclip::tensors(st, config, towers, device)?;
         weights::check_loaded(path, &tensors, config, towers)?;
-        return Ok(tensors);
+        return tensors
+            .into_par_iter()
+            .map(|(key, t)| Ok((key.clone(), layout::for_matmul(&key, t)?)))
+            .collect();
     }
     weights::expected_tensors(config, towers)
         .into_par_iter()
         .map(|(key, _)| {
             let t = st.load(&key, device)?.to_dtype(DType::F32)?;
-            Ok((key, t))
+            Ok((key.clone(), layout::for_matmul(&key, t)?))
         })
         .collect()
 }
