@@ -35,6 +35,8 @@ fn vit_b32(dir: &Path) -> ClipModel {
 }
 
 fn benches(c: &mut Criterion) {
+    // As the binary does, before any candle operation (see its doc).
+    clipsearch::device::tune_cpu_pools();
     let tmp = tempfile::tempdir().unwrap();
     let jpeg = large_jpeg(tmp.path());
     let pre = Preprocessor::new(PreprocessConfig::clip_default(224));

@@ -18,6 +18,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 const BATCH: usize = 8;
 
 fn benches(c: &mut Criterion) {
+    // As the binary does, before any candle operation (see its doc).
+    clipsearch::device::tune_cpu_pools();
     let tmp = tempfile::tempdir().unwrap();
     let b32 = tmp.path().join("clip-vit-b32");
     let tokenizer =

@@ -20,11 +20,9 @@ use clap::Parser;
 use commands::Cli;
 
 fn main() {
+    clipsearch::device::tune_cpu_pools();
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
-    if matches!(cli.command, commands::Command::Index(_)) {
-        short_spin_for_indexing();
-    }
     let code = match commands::run(cli) {
         Ok(code) => code,
         // A reader that stopped early (`| head`) is not an error: exit quietly, as grep does.
@@ -36,19 +34,6 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-/// An index run decodes images on the cores the model computes on. Between two operations
-/// candle's worker threads spin 25,000 times before they sleep, time the decoding threads then
-/// wait for: on 2 vCPUs an exact-mode run of 69 photos took 5.0 s with that default and 4.5 s
-/// with a spin of 200-2,000 (`cargo bench -p clipsearch-cli --bench indexing`). candle reads
-/// the setting once, when its pool starts, so it is set here, before any thread exists; a
-/// value the user exported wins.
-fn short_spin_for_indexing() {
-    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
-    if std::env::var_os(VAR).is_none() {
-        std::env::set_var(VAR, "1000");
-    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

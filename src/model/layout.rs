@@ -39,7 +39,15 @@ fn is_linear_weight(key: &str, t: &Tensor) -> bool {
 /// `t` in the layout this process multiplies fastest: unchanged, or for a linear weight on a
 /// CPU with AVX-512 the same `[out, in]` values over `[in, out]`-ordered memory.
 pub(crate) fn for_matmul(key: &str, t: Tensor) -> candle_core::Result<Tensor> {
-    if !t.device().is_cpu() || !avx512_matmul() || !is_linear_weight(key, &t) {
+    if !is_linear_weight(key, &t) {
+        return Ok(t);
+    }
+    linear_weight(t)
+}
+
+/// A `[out, in]` weight, whatever it was called, in the layout this process multiplies fastest.
+pub(crate) fn linear_weight(t: Tensor) -> candle_core::Result<Tensor> {
+    if !t.device().is_cpu() || !avx512_matmul() || t.rank() != 2 {
         return Ok(t);
     }
     t.t()?.contiguous()?.t()

@@ -20,7 +20,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::clip_tower::ClipActivation;
+use super::clip_tower::{ClipActivation, PatchEmbedding};
 use super::config::VisionConfig;
 use super::family::ClipParams;
 use crate::error::Result;
@@ -143,8 +143,7 @@ impl Layer {
 
 /// The vision tower and its projection, with int8 linear layers.
 pub struct Int8VisionTower {
-    patch_embedding: Tensor,
-    patch: usize,
+    patch_embedding: PatchEmbedding,
     class_embedding: Tensor,
     position_embedding: Tensor,
     pre_norm: LayerNorm,
@@ -170,11 +169,10 @@ impl Int8VisionTower {
             .map(|i| Layer::load(vm.pp("encoder.layers").pp(i.to_string()), c, p))
             .collect::<Result<_>>()?;
         Ok(Int8VisionTower {
-            patch_embedding: emb.get(
+            patch_embedding: PatchEmbedding::new(emb.get(
                 (h, c.num_channels, c.patch_size, c.patch_size),
                 "patch_embedding.weight",
-            )?,
-            patch: c.patch_size,
+            )?)?,
             class_embedding: emb.get(h, "class_embedding")?,
             position_embedding: emb.get((positions, h), "position_embedding.weight")?,
             pre_norm: layer_norm(vm.pp("pre_layrnorm"), h, p.vision_eps)?,
@@ -191,11 +189,9 @@ impl Int8VisionTower {
     /// Unnormalised image features of a (batch, channels, height, width) tensor.
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let b = pixels.dim(0)?;
-        let patches = pixels
-            .to_dtype(DType::F32)?
-            .conv2d(&self.patch_embedding, 0, self.patch, 1, 1)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
+        let patches = self
+            .patch_embedding
+            .forward(&pixels.to_dtype(DType::F32)?)?;
         let h = patches.dim(D::Minus1)?;
         let class = self.class_embedding.reshape((1, 1, h))?.repeat((b, 1, 1))?;
         let x = Tensor::cat(&[&class, &patches], 1)?.broadcast_add(&self.position_embedding)?;
