@@ -1,7 +1,7 @@
 """PyTorch's side of the model-alone comparison (issue 13): transformers' CLIPModel at
 ViT-B/32's shape (random weights: speed does not depend on their values), f32, on the CPU with
 as many threads as cores, the same measurements as `cargo bench -p clipsearch --bench families`:
-the image tower at batch 8 (and 1 and 32), one text query's latency (7 tokens, unpadded, as
+the image tower at batch 8 (and 1 and 32), one text query's latency (10 tokens, unpadded, as
 clipsearch encodes a query; and padded to 77, as transformers' pipelines and rclip do).
 
     /tmp/refenv/bin/python tools/bench/pytorch_towers.py [--gelu]
@@ -51,12 +51,13 @@ def main():
             s = median_seconds(lambda: model.get_image_features(pixel_values=pixels),
                                repeats=5 if batch == 32 else 10)
             print(f"image tower f32, batch {batch}: {batch / s:.2f} images/s ({s * 1000:.1f} ms)")
-        ids = torch.tensor([[49406, 320, 1125, 539, 320, 1929, 49407]])
+        # "a photo of a dog on the beach": 10 tokens with start and end, the engine bench's query.
+        ids = torch.tensor([[49406, 320, 1125, 539, 320, 1929, 525, 518, 2117, 49407]])
         s = median_seconds(lambda: model.get_text_features(input_ids=ids), repeats=30)
-        print(f"one text query (7 tokens): {s * 1000:.2f} ms")
-        padded = torch.cat([ids, torch.zeros(1, 70, dtype=torch.long)], dim=1)
+        print(f"one text query (10 tokens): {s * 1000:.2f} ms")
+        padded = torch.cat([ids, torch.zeros(1, 67, dtype=torch.long)], dim=1)
         mask = (padded != 0).long()
-        mask[0, :7] = 1
+        mask[0, :10] = 1
         s = median_seconds(lambda: model.get_text_features(input_ids=padded, attention_mask=mask),
                            repeats=30)
         print(f"one text query (padded to 77): {s * 1000:.2f} ms")
