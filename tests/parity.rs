@@ -15,9 +15,9 @@
 mod common;
 
 use clipsearch::embedding::dot;
-use clipsearch::model::{ClipModel, ModelFiles, Towers};
+use clipsearch::model::ClipModel;
 use clipsearch::preprocess::decode::decode_file;
-use common::{fixtures, max_abs, Reference};
+use common::{assert_rows_within, fixtures, max_abs, Reference};
 
 /// The images in row order (the CLIP reference lists them as objects with a `file`).
 fn images(r: &Reference) -> Vec<String> {
@@ -30,8 +30,7 @@ fn images(r: &Reference) -> Vec<String> {
 }
 
 fn model() -> ClipModel {
-    let files = ModelFiles::local(&fixtures().join("tiny-clip")).unwrap();
-    ClipModel::load(&files, Towers::Both).unwrap()
+    common::model("tiny-clip")
 }
 
 #[test]
@@ -68,11 +67,13 @@ fn text_features_match_reference() {
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| text.encode(t).unwrap()).collect();
     // All ten together: mixed lengths are batched without padding.
     let ours = text.features_from_ids(&ids).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("text {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "text {i} ({:?}): max abs {d}", texts[i]);
-    }
+    assert_rows_within(
+        "text",
+        &ours,
+        &r.rows("text_features_raw"),
+        FEATURES,
+        &texts,
+    );
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let normed = text.embed(&refs).unwrap();
     for (i, (o, want)) in normed
@@ -98,11 +99,7 @@ fn image_features_from_reference_pixels_match() {
         .to_vec1()
         .unwrap();
     let ours = image.features_from_pixels(&pixels).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("image {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "image {i}: max abs {d}");
-    }
+    assert_rows_within("image", &ours, &r.rows("image_features_raw"), FEATURES, &[]);
     // Logits use the checkpoint's temperature.
     let texts = r.strings("texts");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -16,13 +16,12 @@ mod common;
 
 use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, ModelFiles, Towers};
-use common::{fixtures, max_abs, Reference};
+use common::{assert_rows_within, fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
 
 fn model() -> ClipModel {
-    let files = ModelFiles::local(&fixtures().join("tiny-mobileclip")).unwrap();
-    ClipModel::load(&files, Towers::Both).unwrap()
+    common::model("tiny-mobileclip")
 }
 
 #[test]
@@ -41,11 +40,13 @@ fn token_ids_and_text_features_match() {
         ids.push(seq);
     }
     let ours = text.features_from_ids(&ids).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("text {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "text {i} ({:?}): max abs {d}", texts[i]);
-    }
+    assert_rows_within(
+        "text",
+        &ours,
+        &r.rows("text_features_raw"),
+        FEATURES,
+        &texts,
+    );
 }
 
 #[test]
@@ -54,11 +55,7 @@ fn image_features_match() {
     let m = model();
     let pixels: Vec<f32> = r.all_pixels("pixel_values");
     let ours = m.image().unwrap().features_from_pixels(&pixels).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("image {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "image {i}: max abs {d}");
-    }
+    assert_rows_within("image", &ours, &r.rows("image_features_raw"), FEATURES, &[]);
 }
 
 #[test]

@@ -16,15 +16,14 @@
 mod common;
 
 use clipsearch::embedding::{dot, normalize};
-use clipsearch::model::{ClipModel, Family, ModelFiles, Towers};
-use common::{fixtures, max_abs, Reference};
+use clipsearch::model::{ClipModel, Family};
+use common::{assert_rows_within, fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
 const PIXELS: f32 = 1e-6;
 
 fn model() -> ClipModel {
-    let files = ModelFiles::local(&fixtures().join("tiny-openclip")).unwrap();
-    ClipModel::load(&files, Towers::Both).unwrap()
+    common::model("tiny-openclip")
 }
 
 /// The reference's target for file `i`: its own row, or the upright / composited variant.
@@ -84,19 +83,11 @@ fn text_and_image_features_match() {
         .map(|t| text.encode(t).unwrap())
         .collect();
     let ours = text.features_from_ids(&ids).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("text {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "text {i}: max abs {d}");
-    }
+    assert_rows_within("text", &ours, &r.rows("text_features_raw"), FEATURES, &[]);
     let image = m.image().unwrap();
     let pixels: Vec<f32> = r.all_pixels("pixel_values");
     let ours = image.features_from_pixels(&pixels).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("image {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "image {i}: max abs {d}");
-    }
+    assert_rows_within("image", &ours, &r.rows("image_features_raw"), FEATURES, &[]);
 }
 
 #[test]

@@ -15,15 +15,14 @@
 mod common;
 
 use clipsearch::embedding::{dot, normalize};
-use clipsearch::model::{ClipModel, Family, ModelFiles, Towers};
-use common::{fixtures, max_abs, Reference};
+use clipsearch::model::{ClipModel, Family};
+use common::{assert_rows_within, fixtures, max_abs, Reference};
 
 const FEATURES: f32 = 1e-4;
 const PIXELS: f32 = 1e-6;
 
 fn model() -> ClipModel {
-    let files = ModelFiles::local(&fixtures().join("tiny-siglip")).unwrap();
-    ClipModel::load(&files, Towers::Both).unwrap()
+    common::model("tiny-siglip")
 }
 
 #[test]
@@ -98,11 +97,7 @@ fn image_features_and_logits_match_the_reference() {
         .to_vec1()
         .unwrap();
     let ours = image.features_from_pixels(&pixels).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("image {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "image {i}: max abs {d}");
-    }
+    assert_rows_within("image", &ours, &r.rows("image_features_raw"), FEATURES, &[]);
     let texts = r.strings("texts");
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let t = m.text().unwrap().embed(&refs).unwrap();

@@ -12,14 +12,13 @@
 mod common;
 
 use clipsearch::embedding::dot;
-use clipsearch::model::{ClipModel, ModelFiles, Towers};
-use common::{fixtures, max_abs, Reference};
+use clipsearch::model::ClipModel;
+use common::{assert_rows_within, Reference};
 
 const FEATURES: f32 = 1e-4;
 
 fn model() -> ClipModel {
-    let files = ModelFiles::local(&fixtures().join("tiny-xlmr-clip")).unwrap();
-    ClipModel::load(&files, Towers::Both).unwrap()
+    common::model("tiny-xlmr-clip")
 }
 
 #[test]
@@ -54,11 +53,13 @@ fn english_and_french_text_features_match() {
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| text.encode(t).unwrap()).collect();
     // All together: texts of different lengths, each length its own batch.
     let ours = text.features_from_ids(&ids).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("text_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("text {i} ({:?}): max abs {d:e}", texts[i]);
-        assert!(d <= FEATURES, "text {i} ({:?}): max abs {d}", texts[i]);
-    }
+    assert_rows_within(
+        "text",
+        &ours,
+        &r.rows("text_features_raw"),
+        FEATURES,
+        &texts,
+    );
     // The same through the public, normalised path.
     let en_fr = text.embed(&[&texts[0], &texts[1]]).unwrap();
     let want = r.rows("text_features_raw");
@@ -75,9 +76,5 @@ fn image_features_match() {
     let m = model();
     let pixels: Vec<f32> = r.all_pixels("pixel_values");
     let ours = m.image().unwrap().features_from_pixels(&pixels).unwrap();
-    for (i, (o, want)) in ours.iter().zip(r.rows("image_features_raw")).enumerate() {
-        let d = max_abs(o, &want);
-        eprintln!("image {i}: max abs {d:e}");
-        assert!(d <= FEATURES, "image {i}: max abs {d}");
-    }
+    assert_rows_within("image", &ours, &r.rows("image_features_raw"), FEATURES, &[]);
 }

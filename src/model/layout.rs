@@ -30,16 +30,16 @@ pub fn avx512_matmul() -> bool {
     }
 }
 
-/// Whether the tensor named `key` is a linear layer's weight: 2-D, named `*.weight`, and not an
+/// Whether a 2-D tensor named `key` is a linear layer's weight: named `*.weight`, and not an
 /// embedding table (those are indexed by row, not multiplied).
-fn is_linear_weight(key: &str, t: &Tensor) -> bool {
-    t.rank() == 2 && key.ends_with(".weight") && !key.contains("embed")
+fn is_linear_weight(key: &str) -> bool {
+    key.ends_with(".weight") && !key.contains("embed")
 }
 
 /// `t` in the layout this process multiplies fastest: unchanged, or for a linear weight on a
 /// CPU with AVX-512 the same `[out, in]` values over `[in, out]`-ordered memory.
 pub(crate) fn for_matmul(key: &str, t: Tensor) -> candle_core::Result<Tensor> {
-    if !is_linear_weight(key, &t) {
+    if !is_linear_weight(key) {
         return Ok(t);
     }
     linear_weight(t)

@@ -294,14 +294,17 @@ fn load_tensors(
         weights::check_loaded(path, &tensors, config, towers)?;
         return tensors
             .into_par_iter()
-            .map(|(key, t)| Ok((key.clone(), layout::for_matmul(&key, t)?)))
+            .map(|(key, t)| {
+                let t = layout::for_matmul(&key, t)?;
+                Ok((key, t))
+            })
             .collect();
     }
     weights::expected_tensors(config, towers)
         .into_par_iter()
         .map(|(key, _)| {
-            let t = st.load(&key, device)?.to_dtype(DType::F32)?;
-            Ok((key.clone(), layout::for_matmul(&key, t)?))
+            let t = layout::for_matmul(&key, st.load(&key, device)?.to_dtype(DType::F32)?)?;
+            Ok((key, t))
         })
         .collect()
 }

@@ -505,8 +505,8 @@ fn composite_over_white(rgba: &image::RgbaImage) -> RgbImage {
 
 const BLEND_BITS: u32 = 7;
 
-/// For each alpha: AlphaComposite.c's `coef1` and the white background's share
-/// `255 * coef2` (0 for alpha 0 is unused: its pixels come out white through `coef1 = 0`).
+/// For each alpha: AlphaComposite.c's `coef1` and the white background's share `255 * coef2`
+/// (alpha 0: `coef1 = 0` and all of the background, so its pixels come out white).
 fn alpha_coefficients() -> &'static [(u32, u32); 256] {
     static TABLE: std::sync::OnceLock<[(u32, u32); 256]> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {

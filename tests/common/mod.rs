@@ -63,6 +63,34 @@ impl Reference {
     }
 }
 
+/// Both towers of the fixture checkpoint `tests/fixtures/NAME`.
+pub fn model(name: &str) -> clipsearch::model::ClipModel {
+    use clipsearch::model::{ClipModel, ModelFiles, Towers};
+    let files = ModelFiles::local(&fixtures().join(name)).unwrap();
+    ClipModel::load(&files, Towers::Both).unwrap()
+}
+
+/// Asserts that each of `ours` is within `tol` (max abs) of the same row of `want`, printing
+/// each row's deviation (`--nocapture`); `names[i]`, when given, is named in a failure.
+pub fn assert_rows_within(
+    what: &str,
+    ours: &[Vec<f32>],
+    want: &[Vec<f32>],
+    tol: f32,
+    names: &[String],
+) {
+    assert_eq!(ours.len(), want.len(), "{what}: row count");
+    for (i, (o, w)) in ours.iter().zip(want).enumerate() {
+        let d = max_abs(o, w);
+        eprintln!("{what} {i}: max abs {d:e}");
+        let name = names
+            .get(i)
+            .map(|n| format!(" ({n:?})"))
+            .unwrap_or_default();
+        assert!(d <= tol, "{what} {i}{name}: max abs {d}");
+    }
+}
+
 pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()
