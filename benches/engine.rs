@@ -1,6 +1,8 @@
 //! Engine benchmarks: preprocessing a large JPEG (exact and fast mode), image-tower throughput
 //! by batch size (f32 and int8), and the latency of one text query, with a ViT-B/32-shaped model
-//! (random weights: speed does not depend on their values). Run: `cargo bench -p clipsearch --bench engine`.
+//! (random weights: speed does not depend on their values). The int8 tower runs twice: with our
+//! AVX-512 VNNI kernel where the CPU has it, and with candle's product, as before it.
+//! Run: `cargo bench -p clipsearch --bench engine`.
 
 use std::path::Path;
 
@@ -62,10 +64,24 @@ fn benches(c: &mut Criterion) {
         Precision::Int8,
     )
     .unwrap();
+    // The int8 tower as it ran before our AVX-512 VNNI kernel (candle's Q8_0 product), for the
+    // ratio side by side; on CPUs without the kernel both are candle's.
+    std::env::set_var("CLIPSEARCH_INT8_KERNEL", "candle");
+    let int8_candle = ClipModel::load_with(
+        &ModelFiles::local(&tmp.path().join("vit-b32")).unwrap(),
+        Towers::Image,
+        Precision::Int8,
+    )
+    .unwrap();
+    std::env::remove_var("CLIPSEARCH_INT8_KERNEL");
     let one = pre.pixels_to_tensor_data(rgb.as_raw(), 4000, 3000);
     for (name, tower) in [
         ("image tower ViT-B/32", model.image().unwrap()),
         ("image tower ViT-B/32 int8", int8.image().unwrap()),
+        (
+            "image tower ViT-B/32 int8 (candle's Q8_0 product)",
+            int8_candle.image().unwrap(),
+        ),
     ] {
         let mut g = c.benchmark_group(name);
         g.sample_size(10);

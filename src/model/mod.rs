@@ -25,6 +25,7 @@ pub mod family;
 pub mod fingerprint;
 pub mod hf_text;
 pub mod hub;
+pub mod int8;
 pub mod layout;
 pub mod openclip;
 pub mod synthetic;
@@ -286,16 +287,28 @@ fn load_tensors(
     st: &MmapedSafetensors,
     config: &ClipConfig,
     towers: Towers,
+    precision: Precision,
     device: &Device,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
     use rayon::prelude::*;
+    // The int8 tower quantizes the image tower's weights from the checkpoint's layout: laying
+    // them out for f32 products first would be a copy of every weight for nothing.
+    let for_matmul = |key: &str, t: Tensor| -> candle_core::Result<Tensor> {
+        let quantized = precision == Precision::Int8
+            && (key.starts_with("vision_model.") || key.starts_with("visual_projection."));
+        if quantized {
+            Ok(t)
+        } else {
+            layout::for_matmul(key, t)
+        }
+    };
     if openclip::is_openclip(st) {
         let tensors = openclip::tensors(st, config, towers, device)?;
         weights::check_loaded(path, &tensors, config, towers)?;
         return tensors
             .into_par_iter()
             .map(|(key, t)| {
-                let t = layout::for_matmul(&key, t)?;
+                let t = for_matmul(&key, t)?;
                 Ok((key, t))
             })
             .collect();
@@ -303,7 +316,7 @@ fn load_tensors(
     weights::expected_tensors(config, towers)
         .into_par_iter()
         .map(|(key, _)| {
-            let t = layout::for_matmul(&key, st.load(&key, device)?.to_dtype(DType::F32)?)?;
+            let t = for_matmul(&key, st.load(&key, device)?.to_dtype(DType::F32)?)?;
             Ok((key, t))
         })
         .collect()
@@ -394,7 +407,7 @@ impl ClipModel {
                     })
                 })
             });
-            let tensors = load_tensors(&weights, &st, &config, towers, &device);
+            let tensors = load_tensors(&weights, &st, &config, towers, precision, &device);
             let tokenizer = tokenizer.map(|h| h.join().expect("tokenizer thread panicked"));
             (tokenizer.transpose(), tensors)
         });
