@@ -27,9 +27,21 @@ pub fn select() -> Device {
 /// (`cargo bench -p clipsearch --bench engine`, alternating `CANDLE_BARRIER_POOL_SPIN_LIMIT`),
 /// and an index run, whose decoders compete for the cores too, 1.1x. A value already in the
 /// environment wins.
+///
+/// candle also asks how many threads to use on every matrix product, and unless
+/// `RAYON_NUM_THREADS` is set it counts the physical cores by reading `/proc/cpuinfo` each time:
+/// about 100 reads per text query, 4 of its 14.6 ms here. So rayon's global pool is built first
+/// at its own default size, and then the variable is set to candle's answer, computed once:
+/// the same thread counts as before, without the reads.
 pub fn tune_cpu_pools() {
     const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
     if std::env::var_os(VAR).is_none() {
         std::env::set_var(VAR, "1000");
+    }
+    const THREADS: &str = "RAYON_NUM_THREADS";
+    if std::env::var_os(THREADS).is_none() {
+        // An error means the pool exists already, sized before this variable: as wanted.
+        let _ = rayon::ThreadPoolBuilder::new().build_global();
+        std::env::set_var(THREADS, candle_core::utils::get_num_threads().to_string());
     }
 }
