@@ -75,12 +75,7 @@ impl candle_core::CustomOp1 for ClipActivation {
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
-        let (candle_core::CpuStorage::F32(data), Some((start, end))) =
-            (storage, layout.contiguous_offsets())
-        else {
-            candle_core::bail!("clip-mlp-activation: contiguous f32 input expected")
-        };
-        let src = &data[start..end];
+        let src = contiguous_f32(self.name(), storage, layout)?;
         let mut out = vec![0f32; src.len()];
         // Chunks of 16 Ki values: enough work per task to amortise rayon's scheduling.
         out.par_chunks_mut(1 << 14)
@@ -91,6 +86,18 @@ impl candle_core::CustomOp1 for ClipActivation {
                 }
             });
         Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// A custom operation's input as a slice: contiguous f32 on the CPU, or an error naming `op`.
+pub(crate) fn contiguous_f32<'a>(
+    op: &str,
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => candle_core::bail!("{op}: contiguous f32 input expected"),
     }
 }
 

@@ -3,10 +3,10 @@
 //!
 //! The linear layers hold about 97% of the tower's arithmetic. Here their weights are quantized
 //! to 8 bits and multiplied by activations quantized the same way, with integer dot products:
-//! on CPUs with AVX-512 VNNI by our kernel ([`super::int8`]: blocks of 256 inputs, quick-GELU
-//! fused into `fc1`), 2.7x the f32 tower's speed and 2.3x candle's product here; elsewhere by candle's `Q8_0` product
-//! (blocks of 32 weights sharing one f16 scale), about twice f32 on AVX2 (`cargo bench --bench
-//! engine`, "image tower"). Everything else stays
+//! on CPUs with AVX-512 VNNI by our kernel ([`super::int8`]: blocks of 256 inputs, the
+//! activation fused into `fc1`), 2.7x the f32 tower's speed and 2.3x candle's product here;
+//! elsewhere by candle's `Q8_0` product (blocks of 32 weights sharing one f16 scale), about
+//! twice f32 on AVX2 (`cargo bench --bench engine`, "image tower"). Everything else stays
 //! f32 (patch embedding, layer norms, attention scores, softmax, residuals), so the error is the
 //! rounding of weights and activations to 8 bits: a cosine to the f32 embedding above 0.99
 //! (bounded in `tests/int8.rs`). Query and key/value projections are fused into one matrix, so
@@ -64,13 +64,14 @@ impl QLinear {
         Ok(QLinear::Candle { weight, bias })
     }
 
-    /// Fuses quick-GELU into the product where our kernel runs; whether it did.
-    fn fuse_quick_gelu(self) -> (Self, bool) {
+    /// Fuses the MLP's activation into the product where our kernel runs; whether it did.
+    fn fuse_activation(self, act: ClipActivation) -> (Self, bool) {
+        let epilogue = match act {
+            ClipActivation::QuickGelu => int8::Epilogue::QuickGelu,
+            ClipActivation::Gelu => int8::Epilogue::Gelu,
+        };
         match self {
-            QLinear::Vnni(m) => (
-                QLinear::Vnni(m.with_epilogue(int8::Epilogue::QuickGelu)),
-                true,
-            ),
+            QLinear::Vnni(m) => (QLinear::Vnni(m.with_epilogue(epilogue)), true),
             other => (other, false),
         }
     }
@@ -114,7 +115,7 @@ struct Layer {
     fc2: QLinear,
     heads: usize,
     act: ClipActivation,
-    /// Whether `fc1` applies the activation itself (quick-GELU on our kernel).
+    /// Whether `fc1` applies the activation itself (on our kernel).
     fused_act: bool,
 }
 
@@ -143,10 +144,7 @@ impl Layer {
         )?;
         let mlp = vb.pp("mlp");
         let fc1 = QLinear::load(&mlp.pp("fc1"), h, c.intermediate_size)?;
-        let (fc1, fused_act) = match p.vision_act {
-            ClipActivation::QuickGelu => fc1.fuse_quick_gelu(),
-            ClipActivation::Gelu => (fc1, false),
-        };
+        let (fc1, fused_act) = fc1.fuse_activation(p.vision_act);
         Ok(Layer {
             norm1: layer_norm(vb.pp("layer_norm1"), h, p.vision_eps)?,
             qkv: QLinear::new(weight, Some(bias))?,
