@@ -1,6 +1,6 @@
 //! Image-tower throughput (f32, batch 8) and one text query's latency for each model family,
 //! side by side in one run: a ViT-B/32 CLIP with random weights (always, with OpenAI's
-//! quick-GELU and with OpenCLIP's GELU), and every checkpoint
+//! quick-GELU and with OpenCLIP's GELU, both also with fast mode's int8 tower), and every checkpoint
 //! directory listed in `CLIPSEARCH_BENCH_MODELS` (colon-separated), e.g. the random-weight
 //! SigLIP 2 checkpoints of real size that `tools/bench/random_checkpoints.py` writes:
 //!
@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clipsearch::model::{synthetic, ClipConfig, ClipModel, ModelFiles, Towers};
+use clipsearch::model::{synthetic, ClipConfig, ClipModel, ModelFiles, Precision, Towers};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const BATCH: usize = 8;
@@ -37,6 +37,7 @@ fn benches(c: &mut Criterion) {
         json[tower]["hidden_act"] = "gelu".into();
     }
     std::fs::write(gelu.join("config.json"), json.to_string()).unwrap();
+    let clips = [b32.clone(), gelu.clone()];
     let mut dirs = vec![b32, gelu];
     if let Ok(list) = std::env::var("CLIPSEARCH_BENCH_MODELS") {
         dirs.extend(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
@@ -61,6 +62,17 @@ fn benches(c: &mut Criterion) {
             b.iter(|| image.features_from_pixels(&pixels).unwrap())
         });
         g.finish();
+        if clips.contains(&dir) {
+            let int8 = ClipModel::load_with(&files, Towers::Image, Precision::Int8).unwrap();
+            let image = int8.image().unwrap();
+            let mut g = c.benchmark_group(format!("image tower int8, batch {BATCH}"));
+            g.sample_size(10);
+            g.throughput(Throughput::Elements(BATCH as u64));
+            g.bench_function(&name, |b| {
+                b.iter(|| image.features_from_pixels(&pixels).unwrap())
+            });
+            g.finish();
+        }
         let text = model.text().unwrap();
         let mut g = c.benchmark_group("one text query");
         g.sample_size(20);
