@@ -12,7 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clipsearch::model::{synthetic, ClipConfig, ClipModel, ModelFiles, Precision, Towers};
+use clipsearch::model::{
+    synthetic, ClipConfig, ClipModel, ImageEncoder, ModelFiles, Precision, Towers,
+};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const BATCH: usize = 8;
@@ -55,23 +57,10 @@ fn benches(c: &mut Criterion) {
         let pixels: Vec<f32> = (0..BATCH * image.preprocessor().len())
             .map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0)
             .collect();
-        let mut g = c.benchmark_group(format!("image tower f32, batch {BATCH}"));
-        g.sample_size(10);
-        g.throughput(Throughput::Elements(BATCH as u64));
-        g.bench_function(&name, |b| {
-            b.iter(|| image.features_from_pixels(&pixels).unwrap())
-        });
-        g.finish();
+        bench_image(c, "f32", &name, image, &pixels);
         if clips.contains(&dir) {
             let int8 = ClipModel::load_with(&files, Towers::Image, Precision::Int8).unwrap();
-            let image = int8.image().unwrap();
-            let mut g = c.benchmark_group(format!("image tower int8, batch {BATCH}"));
-            g.sample_size(10);
-            g.throughput(Throughput::Elements(BATCH as u64));
-            g.bench_function(&name, |b| {
-                b.iter(|| image.features_from_pixels(&pixels).unwrap())
-            });
-            g.finish();
+            bench_image(c, "int8", &name, int8.image().unwrap(), &pixels);
         }
         let text = model.text().unwrap();
         let mut g = c.benchmark_group("one text query");
@@ -81,6 +70,23 @@ fn benches(c: &mut Criterion) {
         });
         g.finish();
     }
+}
+
+/// One batch of `pixels` through `image`, in the group of its precision.
+fn bench_image(
+    c: &mut Criterion,
+    precision: &str,
+    name: &str,
+    image: &ImageEncoder,
+    pixels: &[f32],
+) {
+    let mut g = c.benchmark_group(format!("image tower {precision}, batch {BATCH}"));
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(name, |b| {
+        b.iter(|| image.features_from_pixels(pixels).unwrap())
+    });
+    g.finish();
 }
 
 criterion_group!(families, benches);

@@ -232,7 +232,8 @@ impl Int8Matrix {
 
     /// The same product computed one value at a time from the same quantized operands (for
     /// tests: the kernel must agree with it up to the order of the f32 additions).
-    pub fn matmul_reference(&self, x: &[f32], m: usize) -> Vec<f32> {
+    #[cfg(test)]
+    fn matmul_reference(&self, x: &[f32], m: usize) -> Vec<f32> {
         let acts = Activations::quantize_scalar(x, m, self.k, self.block);
         let (width, blocks) = (self.panels * PANEL, self.k / self.block);
         let weight = |j: usize, kk: usize| -> i32 {
@@ -290,6 +291,13 @@ impl candle_core::CustomOp1 for Int8Matrix {
     }
 }
 
+/// A block's scale (`max |x| / 127`) and the factor that maps it onto -127..=127 (0 for a block
+/// of zeros), as the vector code computes them.
+fn block_scale(x: &[f32]) -> (f32, f32) {
+    let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+    (scale, if scale > 0.0 { 1.0 / scale } else { 0.0 })
+}
+
 /// One block of weights to i8: its scale, and the sum of its quantized values.
 fn quantize_weights(w: &[f32], q: &mut [i8]) -> (f32, i32) {
     #[cfg(target_arch = "x86_64")]
@@ -297,9 +305,7 @@ fn quantize_weights(w: &[f32], q: &mut [i8]) -> (f32, i32) {
         // SAFETY: the features were just checked; blocks are multiples of 32 values.
         return unsafe { kernel::quantize_weight_block(w, q) };
     }
-    let max = w.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let scale = max / 127.0;
-    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let (scale, inv) = block_scale(w);
     let mut sum = 0;
     for (q, &v) in q.iter_mut().zip(w) {
         *q = (v * inv).round_ties_even().clamp(-127.0, 127.0) as i8;
@@ -337,13 +343,13 @@ impl Activations {
     }
 
     /// The same rounding, one value at a time (ties to even, as the vector conversion).
+    #[cfg(test)]
     fn quantize_scalar(x: &[f32], m: usize, k: usize, block: usize) -> Self {
         let mut data = vec![0u8; m * k];
         let mut scales = vec![0f32; m * (k / block)];
         for ((q, s), x) in data.chunks_mut(block).zip(&mut scales).zip(x.chunks(block)) {
-            let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-            *s = max / 127.0;
-            let inv = if *s > 0.0 { 1.0 / *s } else { 0.0 };
+            let inv;
+            (*s, inv) = block_scale(x);
             for (q, &v) in q.iter_mut().zip(x) {
                 *q = ((v * inv).round_ties_even() as i32 + 128) as u8;
             }

@@ -51,10 +51,9 @@ impl QLinear {
         if vnni_kernel() && int8::block_for(in_dim).is_some() {
             let w = weight.flatten_all()?.to_vec1::<f32>()?;
             let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
-            if let Some(m) = int8::Int8Matrix::quantize(&w, out_dim, in_dim, bias) {
-                return Ok(QLinear::Vnni(m));
-            }
-            unreachable!("block_for said the width is quantizable");
+            let m = int8::Int8Matrix::quantize(&w, out_dim, in_dim, bias)
+                .expect("block_for said the width is quantizable");
+            return Ok(QLinear::Vnni(m));
         }
         let weight = if in_dim % GgmlDType::Q8_0.block_size() == 0 {
             QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?
