@@ -107,6 +107,8 @@ impl Browser {
             "/session",
             Some(json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
+                // The console, to find what the page's CSP refused (or any other error).
+                "goog:loggingPrefs": {"browser": "ALL"},
                 "goog:chromeOptions": {
                     "binary": chromium,
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
@@ -142,6 +144,19 @@ impl Browser {
             "/execute/sync",
             Some(json!({"script": js, "args": []})),
         )
+    }
+
+    /// The console's errors since the last call (a CSP refusal is one): chromedriver's log.
+    fn console_errors(&self) -> Vec<String> {
+        let entries = self.call("POST", "/se/log", Some(json!({"type": "browser"})));
+        let entries = entries
+            .as_array()
+            .unwrap_or_else(|| panic!("no browser log: {entries}"));
+        entries
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Polls `js` until it returns something truthy.
@@ -225,6 +240,9 @@ fn search_open_and_more_like_this_in_chromium() {
     assert_eq!(ids.len(), 7);
     assert!(!ids.contains(&first_id), "the photo itself is left out");
     browser.wait_for(&loaded(7), "similar thumbnails");
+    // All of it under the server's Content-Security-Policy, with nothing refused.
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
 
     let png = browser.call("GET", "/screenshot", None);
     let png = base64::Engine::decode(
@@ -337,4 +355,119 @@ fn filtered_date_sorted_search_and_the_info_panel_in_chromium() {
     // The URL keeps the filters, so the search can be shared and reloaded.
     let url = browser.call("GET", "/url", None);
     assert!(url.as_str().unwrap().contains("place=portugal"), "{url}");
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+#[test]
+fn a_token_in_the_address_moves_into_a_cookie_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    for i in 0..3 {
+        write_jpeg(&photos.join(format!("p{i}.jpg")), &photo(320, 240, i));
+    }
+    let index_dir = tmp.path().join("index");
+    index(&photos, &index_dir, &[]);
+    let server = serve(&index_dir, &["--token", "s3cret"]);
+    let (browser, _) = Browser::start();
+    // As a user opens the link they were given: the first search comes with it.
+    let base = format!("http://{}/", server.addr);
+    browser.call(
+        "POST",
+        "/url",
+        Some(json!({ "url": format!("{base}?token=s3cret&q=a%20photo") })),
+    );
+    browser.wait_for(
+        "const imgs = [...document.querySelectorAll('.hit img')];\
+         return imgs.length === 3 && imgs.every(i => i.complete && i.naturalWidth > 0)",
+        "3 thumbnails, with the token only in the cookie",
+    );
+    let url = browser.call("GET", "/url", None);
+    let url = url.as_str().unwrap();
+    assert!(
+        !url.contains("token"),
+        "the token left the address bar: {url}"
+    );
+    assert!(url.contains("q=a+photo"), "{url}");
+    let cookie = browser.script("return document.cookie");
+    assert_eq!(
+        cookie,
+        json!(""),
+        "HttpOnly: the page's scripts cannot read the token"
+    );
+    let errors = browser.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    // A new visit without the token still works: the cookie carries it.
+    browser.call(
+        "POST",
+        "/url",
+        Some(json!({ "url": format!("{base}?q=a%20photo") })),
+    );
+    browser.wait_for(
+        "return document.querySelectorAll('.hit img').length === 3",
+        "3 results on a second visit",
+    );
+}
+
+/// Serves, on a port of its own, a page that frames `url`; returns the page's address.
+fn framing_page(url: &str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = format!("<!doctype html><iframe id=f src='{url}' width=800 height=600></iframe>");
+    std::thread::spawn(move || {
+        // A few requests at most (the page, a favicon); the thread ends with the test process.
+        for stream in listener.incoming().take(8).flatten() {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[test]
+fn another_page_cannot_frame_the_search_page_in_chromium() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    write_jpeg(&photos.join("p0.jpg"), &photo(320, 240, 0));
+    let index_dir = tmp.path().join("index");
+    index(&photos, &index_dir, &[]);
+    let server = serve(&index_dir, &[]);
+    let (browser, _) = Browser::start();
+    // A page of another origin (another port: a loopback page, since Chromium keeps public
+    // pages from loopback altogether) that frames the search page, as a clickjacking page would.
+    let framing = framing_page(&format!("http://{}/", server.addr));
+    browser.call("POST", "/url", Some(json!({ "url": framing })));
+    // Inside the frame: the search page's own elements, had it been displayed.
+    let frame = browser.element("#f");
+    browser.call(
+        "POST",
+        "/frame",
+        Some(json!({"id": {"element-6066-11e4-a52e-4f735466cecf": frame}})),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Value::Null;
+    while Instant::now() < deadline {
+        seen = browser.script(
+            "return {ready: document.readyState, search: !!document.getElementById('q'), at: location.href}",
+        );
+        if seen["ready"] == "complete" && seen["at"] != "about:blank" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(seen["ready"], "complete", "{seen}");
+    assert_eq!(
+        seen["search"], false,
+        "the search page was shown inside another page: {seen}"
+    );
 }

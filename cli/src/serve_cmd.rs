@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use clipsearch_query::serve::{serve, ServeOptions, Target};
+use clipsearch_query::serve::{serve, AllowedHosts, ServeOptions, Target, TlsFiles};
 
 use crate::commands::{IndexArg, ModelArg, SharedArgs};
 use crate::exit;
@@ -38,10 +38,24 @@ pub struct ServeArgs {
     /// Address to listen on. Anything but loopback requires --token.
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub bind: SocketAddr,
-    /// Bearer token clients must send (`Authorization: Bearer TOKEN`, or `?token=` in the
-    /// page's URL).
+    /// Token every API, thumbnail and image request must carry: scripts send
+    /// `Authorization: Bearer TOKEN`; in a browser, open the page once as `/?token=TOKEN` (the
+    /// token then moves into an HttpOnly cookie and out of the address bar).
     #[arg(long, env = "CLIPSEARCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Also answer requests that name the server NAME (its `Host` header), e.g. a LAN name
+    /// like `nas.local`; `.home.arpa` admits every subdomain, `*` turns the check off (behind
+    /// a reverse proxy that checks). By default a loopback server answers only localhost,
+    /// 127.0.0.1 and [::1], and any other only its addresses: other names are refused so that
+    /// a web page cannot reach the server through DNS rebinding (repeatable).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_host: Vec<String>,
+    /// Serve HTTPS with this PEM certificate (chain) instead of HTTP; needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Largest upload, in MiB.
     #[arg(long, default_value_t = 32)]
     pub max_upload_mb: usize,
@@ -61,9 +75,19 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> Result<i32> {
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    if let Some(files) = &tls {
+        // A bad certificate is said before the model and index are loaded.
+        files.config()?;
+    }
     let options = ServeOptions {
         bind: args.bind,
         token: args.token.filter(|t| !t.is_empty()),
+        allowed_hosts: AllowedHosts::new(args.bind.ip(), &args.allow_host),
+        tls,
         max_upload: args.max_upload_mb << 20,
         timeout: Duration::from_secs(args.timeout.max(1)),
         watch: args.watch,
@@ -81,8 +105,18 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         }
         None => Target::Index(args.index.path()?),
     };
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let login = if options.token.is_some() {
+        " (open it once as /?token=YOUR_TOKEN)"
+    } else {
+        ""
+    };
     serve(target, args.model.model.as_deref(), options, |addr| {
-        println!("serving http://{addr}/ (Ctrl-C to stop)");
+        println!("serving {scheme}://{addr}/{login} (Ctrl-C to stop)");
         let _ = std::io::stdout().flush();
     })?;
     Ok(exit::OK)

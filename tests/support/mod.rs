@@ -83,7 +83,7 @@ pub fn write_jpeg(path: &Path, img: &image::RgbImage) {
 /// A `clipsearch serve` process on a free loopback port, killed when dropped.
 pub struct Server {
     pub child: std::process::Child,
-    /// `127.0.0.1:PORT`
+    /// `127.0.0.1:PORT` (after `http://` or, with `--tls-cert`, `https://`)
     pub addr: String,
 }
 
@@ -112,7 +112,7 @@ pub fn serve(index: &Path, extra: &[&str]) -> Server {
         .read_line(&mut line)
         .unwrap();
     let addr = line
-        .split("http://")
+        .split("://")
         .nth(1)
         .and_then(|r| r.split('/').next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))

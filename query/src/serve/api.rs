@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -410,11 +409,37 @@ pub(crate) async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Val
     with_searcher(state, move |_, searcher| Ok(Json(searcher.stats()?))).await
 }
 
-/// `GET /`: the search page (one self-contained file: no build step, no network).
-pub(crate) async fn page() -> impl IntoResponse {
+/// `GET /`: the search page (three files built in: no build step, no network; script and
+/// style are files of their own so that the CSP needs no `'unsafe-inline'`). `/?token=T`
+/// first moves the token into a cookie.
+pub(crate) async fn page(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if let Some(login) = super::token::login(&state, &req) {
+        return login;
+    }
     (
         [(header::CACHE_CONTROL, "no-cache")],
         Html(include_str!("page.html")),
+    )
+        .into_response()
+}
+
+/// `GET /page.js`
+pub(crate) async fn page_script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", include_str!("page.js"))
+}
+
+/// `GET /page.css`
+pub(crate) async fn page_style() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", include_str!("page.css"))
+}
+
+fn asset(kind: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
     )
 }
 
@@ -424,38 +449,4 @@ pub(crate) async fn not_found() -> ApiError {
 
 pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-/// Constant-time comparison, so that response times do not leak the token.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// With `--token`, every API, thumbnail and image request must carry it, as
-/// `Authorization: Bearer TOKEN` or (for `<img src>`, which cannot set headers) `?token=TOKEN`.
-pub(crate) async fn require_token(
-    State(state): State<Arc<AppState>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = state.options.token.as_deref() {
-        let header_ok = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| same(t.as_bytes(), token.as_bytes()));
-        let query_ok = req.uri().query().is_some_and(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .any(|(k, v)| k == "token" && same(v.as_bytes(), token.as_bytes()))
-        });
-        if !header_ok && !query_ok {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this server needs its token: `Authorization: Bearer TOKEN`",
-            )
-            .into_response();
-        }
-    }
-    next.run(req).await
 }

@@ -5,7 +5,10 @@
 //! nothing to name, and an indexed file later replaced (say, by a symlink to a secret) is
 //! refused. Bodies are capped, requests time-limited, and every handler turns failures into a
 //! JSON error with a fitting status instead of panicking. The server binds to loopback unless
-//! told otherwise, and anywhere else only with a bearer token.
+//! told otherwise, and anywhere else only with a bearer token. Loopback alone does not keep
+//! other web sites out (DNS rebinding, cross-site forms): every request passes the [`guard`]
+//! (host check, cross-site refusal, security headers) first, the token stays out of URLs
+//! ([`token`]), and `--tls-cert`/`--tls-key` serve HTTPS on a LAN without a proxy ([`tls`]).
 //!
 //! Model work runs on tokio's blocking pool; the searcher (with its lazily loaded towers and
 //! caches) sits behind one mutex, so concurrent queries queue for the CPU rather than race.
@@ -16,6 +19,9 @@
 mod api;
 mod backend;
 mod files;
+mod guard;
+mod tls;
+mod token;
 mod watch;
 
 use std::net::SocketAddr;
@@ -32,13 +38,20 @@ use clipsearch::store::Store;
 use crate::remote::RemoteSearcher;
 use crate::{Error, Searcher};
 use backend::{Backend, Shared};
+pub use guard::AllowedHosts;
+pub use tls::TlsFiles;
 
 /// How the server runs.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     pub bind: SocketAddr,
-    /// Required (as `Authorization: Bearer T` or `?token=T`) on every request but the page.
+    /// Required on every request but the page: `Authorization: Bearer T`, or the cookie that
+    /// opening `/?token=T` sets.
     pub token: Option<String>,
+    /// The `Host` names the server answers (see [`guard`]).
+    pub allowed_hosts: AllowedHosts,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsFiles>,
     /// Largest request body (uploaded images), bytes.
     pub max_upload: usize,
     /// Longest a request may take.
@@ -54,6 +67,8 @@ impl Default for ServeOptions {
         ServeOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
             token: None,
+            allowed_hosts: AllowedHosts::new([127, 0, 0, 1].into(), &[]),
+            tls: None,
             max_upload: 32 << 20,
             timeout: Duration::from_secs(60),
             thumbnail_size: 320,
@@ -99,10 +114,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/image/{id}", get(files::original))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            api::require_token,
+            token::require_token,
         ));
     Router::new()
         .route("/", get(api::page))
+        .route("/page.js", get(api::page_script))
+        .route("/page.css", get(api::page_style))
         .merge(protected)
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(limit))
@@ -112,6 +129,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             api::panic_response,
+        ))
+        // Outermost: refusals come before any work, and every response (errors, timeouts and
+        // caught panics included) carries the security headers.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
         ))
         .with_state(state)
 }
@@ -184,32 +207,47 @@ pub fn serve(
         .build()
         .map_err(|e| clipsearch::Error::Index(format!("cannot start the server: {e}")))?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(options.bind)
-            .await
-            .map_err(|e| {
-                clipsearch::Error::Index(format!(
-                    "cannot listen on {}: {e} (is another server running there? pick one with --bind)",
-                    options.bind
-                ))
-            })?;
+        let listener = std::net::TcpListener::bind(options.bind).map_err(|e| {
+            clipsearch::Error::Index(format!(
+                "cannot listen on {}: {e} (is another server running there? pick one with --bind)",
+                options.bind
+            ))
+        })?;
         let addr = listener
             .local_addr()
             .map_err(|e| clipsearch::Error::Index(e.to_string()))?;
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         // For other commands that find the index busy: where to ask instead.
         let _ = std::fs::create_dir_all(&dir);
         let _ = std::fs::write(
             dir.join("server.json"),
-            serde_json::json!({ "pid": std::process::id(), "url": format!("http://{addr}/") })
+            serde_json::json!({ "pid": std::process::id(), "url": format!("{scheme}://{addr}/") })
                 .to_string(),
         );
-        ready(addr);
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .map_err(|e| clipsearch::Error::Index(format!("server failed: {e}")))?;
+        let app = router(state);
+        let served = match &options.tls {
+            Some(files) => tls::serve(listener, files, app, || ready(addr)).await,
+            None => {
+                let listener = listener
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpListener::from_std(listener))
+                    .map_err(|e| clipsearch::Error::Index(format!("cannot listen: {e}")))?;
+                ready(addr);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+                    .map_err(|e| {
+                        Error::from(clipsearch::Error::Index(format!("server failed: {e}")))
+                    })
+            }
+        };
         let _ = std::fs::remove_file(dir.join("server.json"));
-        Ok(())
+        served
     })
 }
