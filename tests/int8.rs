@@ -20,6 +20,38 @@ fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The product the int8 tower runs: ours where the CPU has AVX-512 VNNI (the fast-mode figures
+/// are its), candle's elsewhere or when asked for it. With `CLIPSEARCH_REQUIRE_VNNI=1` (CI on a
+/// CPU with VNNI) ours must run, so a dispatch that stopped choosing it fails.
+#[test]
+fn the_fast_tower_runs_the_kernel_the_cpu_has() {
+    use clipsearch::model::vision::Int8Product;
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
+    let files = resolve(demo.to_str().unwrap()).unwrap();
+    let model = ClipModel::load_with(&files, Towers::Image, Precision::Int8).unwrap();
+    let product = model.image().unwrap().int8_product();
+    let asked_for_candle = std::env::var("CLIPSEARCH_INT8_KERNEL").as_deref() == Ok("candle");
+    let want = if clipsearch::model::int8::available() && !asked_for_candle {
+        Int8Product::Vnni
+    } else {
+        Int8Product::Candle
+    };
+    assert_eq!(product, Some(want));
+    if std::env::var("CLIPSEARCH_REQUIRE_VNNI").as_deref() == Ok("1") {
+        assert!(
+            !asked_for_candle,
+            "CLIPSEARCH_REQUIRE_VNNI=1 with CLIPSEARCH_INT8_KERNEL=candle"
+        );
+        assert_eq!(
+            product,
+            Some(Int8Product::Vnni),
+            "our kernel is required here"
+        );
+    }
+    let f32_tower = ClipModel::load_with(&files, Towers::Image, Precision::F32).unwrap();
+    assert_eq!(f32_tower.image().unwrap().int8_product(), None);
+}
+
 fn check(files: &ModelFiles) {
     let exact = ClipModel::load_with(files, Towers::Image, Precision::F32).unwrap();
     let int8 = ClipModel::load_with(files, Towers::Image, Precision::Int8).unwrap();

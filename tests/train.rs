@@ -5,6 +5,10 @@
 //! parity tests), vs the engine's inference path <= 2e-5 (same arithmetic, other kernels:
 //! fused vs composed layer norm and softmax).
 
+#[allow(dead_code)]
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -25,12 +29,9 @@ fn tiny() -> ModelFiles {
     ModelFiles::local(&fixtures().join("tiny-clip")).unwrap()
 }
 
+/// The suites' one comparison (NaN, infinities and length mismatches fail).
 fn max_abs(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    common::max_abs_rows(a, b)
 }
 
 #[test]

@@ -568,6 +568,22 @@ mod kernel {
 mod tests {
     use super::*;
 
+    /// Whether the kernel can be tested on this CPU. Where it cannot, the test says so and
+    /// returns, unless `CLIPSEARCH_REQUIRE_VNNI=1` (CI sets it on CPUs with AVX-512 VNNI): then a
+    /// kernel that went missing (a broken feature check, a build without `avx512`) fails.
+    fn testable() -> bool {
+        let required = std::env::var("CLIPSEARCH_REQUIRE_VNNI").as_deref() == Ok("1");
+        assert!(
+            available() || !required,
+            "CLIPSEARCH_REQUIRE_VNNI=1, but the int8 kernel is not available (a CPU without \
+             AVX-512 VNNI, or a build without the avx512 feature)"
+        );
+        if !available() {
+            eprintln!("skipped: no AVX-512 VNNI here (the fast tower uses candle's product)");
+        }
+        available()
+    }
+
     /// Deterministic values with a spread of magnitudes, some large (as activations' outliers).
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
@@ -615,8 +631,7 @@ mod tests {
     /// f32 rounding of the block sums' accumulation), and both are near the f32 product.
     #[test]
     fn kernel_equals_scalar_product_and_is_near_f32() {
-        if !available() {
-            eprintln!("no AVX-512 VNNI on this CPU: the fast tower uses candle's product here");
+        if !testable() {
             return;
         }
         for &(m, n, k) in &[
@@ -682,7 +697,7 @@ mod tests {
 
     #[test]
     fn vector_exp_is_within_a_few_ulp_of_expf() {
-        if !available() {
+        if !testable() {
             return;
         }
         let worst = worst_lane_error(-87.0..88.0, kernel::exp, |g, x| {
@@ -693,7 +708,7 @@ mod tests {
 
     #[test]
     fn vector_gelu_is_within_3e7_of_the_erf_gelu() {
-        if !available() {
+        if !testable() {
             return;
         }
         let worst = worst_lane_error(-12.0..12.0, kernel::gelu, |g, x| {
@@ -706,7 +721,7 @@ mod tests {
 
     #[test]
     fn activations_are_fused_as_computed_after_the_product() {
-        if !available() {
+        if !testable() {
             return;
         }
         let (m, n, k) = (11, 100, 256);
@@ -752,7 +767,7 @@ mod tests {
 
     #[test]
     fn weights_round_as_the_scalar_code() {
-        if !available() {
+        if !testable() {
             return;
         }
         let w = values(4 * 256, 5);
@@ -773,7 +788,7 @@ mod tests {
 
     #[test]
     fn activations_round_as_the_scalar_code_and_keep_zero_rows() {
-        if !available() {
+        if !testable() {
             return;
         }
         let (m, k) = (9, 256);

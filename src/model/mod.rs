@@ -698,6 +698,15 @@ impl ImageEncoder {
         }
     }
 
+    /// The integer product an int8 tower runs (`None` for the others): ours where the CPU
+    /// has AVX-512 VNNI, candle's elsewhere.
+    pub fn int8_product(&self) -> Option<vision::Int8Product> {
+        match &self.tower {
+            VisionTower::Int8(t) => Some(t.product()),
+            _ => None,
+        }
+    }
+
     /// Unnormalised image features (`get_image_features`) of preprocessed images laid end to end.
     pub fn features_from_pixels(&self, pixels: &[f32]) -> Result<Vec<Vec<f32>>> {
         let c = &self.preprocessor.config;

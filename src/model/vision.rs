@@ -45,7 +45,24 @@ fn vnni_kernel() -> bool {
     int8::available() && std::env::var("CLIPSEARCH_INT8_KERNEL").as_deref() != Ok("candle")
 }
 
+/// Which integer product an int8 tower's linear layers run: what the fast-mode figures depend
+/// on, so tests can hold the dispatch to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Product {
+    /// Our AVX-512 VNNI kernel ([`int8`]).
+    Vnni,
+    /// candle's `Q8_0` product.
+    Candle,
+}
+
 impl QLinear {
+    fn product(&self) -> Int8Product {
+        match self {
+            QLinear::Vnni(_) => Int8Product::Vnni,
+            QLinear::Candle { .. } => Int8Product::Candle,
+        }
+    }
+
     fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
         if vnni_kernel() && int8::block_for(in_dim).is_some() {
@@ -230,6 +247,14 @@ impl Int8VisionTower {
                 None,
             )?,
         })
+    }
+
+    /// The product the encoder's layers run (the projection may differ: its width need not
+    /// fit our kernel's blocks).
+    pub fn product(&self) -> Int8Product {
+        self.layers
+            .first()
+            .map_or(self.projection.product(), |l| l.fc2.product())
     }
 
     /// Unnormalised image features of a (batch, channels, height, width) tensor.

@@ -91,10 +91,58 @@ pub fn assert_rows_within(
     }
 }
 
+/// The largest absolute difference of two equally long, non-empty vectors; NaN if either holds
+/// a NaN or an infinity, so that `max_abs(..) <= tol` fails for them (`f32::max` would drop a
+/// NaN and let an all-NaN output measure 0). Every comparison of the suites goes through it.
 pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
+    assert!(!a.is_empty(), "nothing to compare");
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+        .map(|(x, y)| {
+            if x.is_finite() && y.is_finite() {
+                (x - y).abs()
+            } else {
+                f32::NAN
+            }
+        })
+        .fold(0.0, |m, d| {
+            if m.is_nan() || d.is_nan() {
+                f32::NAN
+            } else {
+                m.max(d)
+            }
+        })
+}
+
+/// [`max_abs`] over rows: as many rows on both sides, each as long as its partner.
+pub fn max_abs_rows(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len(), "row count mismatch");
+    assert!(!a.is_empty(), "no rows to compare");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| max_abs(x, y))
+        .fold(0.0, |m, d| {
+            if m.is_nan() || d.is_nan() {
+                f32::NAN
+            } else {
+                m.max(d)
+            }
+        })
+}
+
+#[test]
+fn comparisons_fail_on_nan_infinity_and_nothing() {
+    assert_eq!(max_abs(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+    assert!(max_abs(&[f32::NAN, 2.0], &[1.0, 2.0]).is_nan());
+    assert!(max_abs(&[1.0, 2.0], &[1.0, f32::NAN]).is_nan());
+    assert!(max_abs(&[f32::INFINITY], &[f32::INFINITY]).is_nan());
+    assert!(
+        !(max_abs(&[f32::NAN; 4], &[0.0; 4]) <= 1.0),
+        "an all-NaN output must fail"
+    );
+    assert!(std::panic::catch_unwind(|| max_abs(&[1.0], &[1.0, 2.0])).is_err());
+    assert!(std::panic::catch_unwind(|| max_abs(&[], &[])).is_err());
+    assert!(max_abs_rows(&[vec![1.0], vec![f32::NAN]], &[vec![1.0], vec![1.0]]).is_nan());
+    assert!(std::panic::catch_unwind(|| max_abs_rows(&[vec![1.0]], &[])).is_err());
 }
