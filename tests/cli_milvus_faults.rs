@@ -262,7 +262,9 @@ fn restart_release_drop_and_restore_of_the_collection() {
     let out = run(clipsearch().args(["search", "a photo", "--index", &url]));
     assert_eq!(out.status.code(), Some(5));
     assert!(
-        stderr(&out).contains(&format!("the collection {url} is empty: index into it first")),
+        stderr(&out).contains(&format!(
+            "the collection {url} is empty: index into it first"
+        )),
         "{}",
         stderr(&out)
     );

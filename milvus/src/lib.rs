@@ -553,7 +553,9 @@ impl MilvusCollection {
         let e = |e| sdk_err(l, "search", e);
         let req = req.build().map_err(e)?;
         let response = self.read("search", || {
-            self.runtime.block_on(self.client.search(req.clone()))
+            self.runtime
+                .block_on(self.client.search(req.clone()))
+                .map_err(Box::new)
         })?;
         let mut out = Vec::new();
         for result in response.results().iter() {
@@ -631,7 +633,9 @@ impl MilvusCollection {
                 .build()
                 .map_err(e)?;
             let response = self.read("query", || {
-                self.runtime.block_on(self.client.query(req.clone()))
+                self.runtime
+                    .block_on(self.client.query(req.clone()))
+                    .map_err(Box::new)
             })?;
             let results = response.results();
             let rows = results.rows().map_err(e)?;
@@ -665,7 +669,9 @@ impl MilvusCollection {
             .build()
             .map_err(|e| self.fail("count", e))?;
         let response = self.read("count", || {
-            self.runtime.block_on(self.client.query(req.clone()))
+            self.runtime
+                .block_on(self.client.query(req.clone()))
+                .map_err(Box::new)
         })?;
         let results = response.results();
         let mut rows = results.rows().map_err(|e| self.fail("count", e))?;
@@ -900,7 +906,9 @@ impl Collection for MilvusCollection {
                 .build()
                 .map_err(e)?;
             let response = self.read("get", || {
-                self.runtime.block_on(self.client.query(req.clone()))
+                self.runtime
+                    .block_on(self.client.query(req.clone()))
+                    .map_err(Box::new)
             })?;
             for row in response.results().rows().map_err(e)? {
                 out.push(item_of(&row, with_meta, true).map_err(|x| e(*x))?);

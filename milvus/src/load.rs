@@ -37,18 +37,18 @@ impl MilvusCollection {
     }
 
     /// Runs a read (search, query, get), loading the collection first if the server has
-    /// released it.
+    /// released it. (The SDK's error is boxed: it is large.)
     pub(crate) fn read<T>(
         &self,
         what: &str,
-        call: impl Fn() -> sdk::error::Result<T>,
+        call: impl Fn() -> std::result::Result<T, Box<sdk::error::Error>>,
     ) -> Result<T> {
         match call() {
             Err(e) if fault::classify(&e) == Fault::Released => {
                 self.load(what)?;
-                call().map_err(|e| self.fail(what, e))
+                call().map_err(|e| self.fail(what, *e))
             }
-            r => r.map_err(|e| self.fail(what, e)),
+            r => r.map_err(|e| self.fail(what, *e)),
         }
     }
 
