@@ -55,16 +55,28 @@ fn pause_between_batches() {
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
-/// Waits before the retries of a request that failed because the server did not answer
-/// (then the push stops), within [`RETRY_FOR`] in all.
-const BACKOFF: [Duration; 3] = [
+/// Waits before the retries of a request that failed because the server did not answer;
+/// the last one repeats until [`retry_window`] has passed (then the push stops).
+const BACKOFF: [Duration; 5] = [
     Duration::from_millis(500),
+    Duration::from_secs(1),
     Duration::from_secs(2),
+    Duration::from_secs(4),
     Duration::from_secs(5),
 ];
-/// How long one request is retried in all (each attempt is retried by the backend's client
-/// too, within its own window: 30 s for Milvus).
-const RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// How long a request to a server that does not answer is retried: long enough for a
+/// restart (milvus-lite: seconds) or a cluster's failover, bounded in time whatever the
+/// number of attempts. `CLIPSEARCH_MILVUS_RETRY_SECONDS` (30 s by default), the variable that
+/// bounds the Milvus client's own retries of each attempt.
+fn retry_window() -> Duration {
+    let secs = std::env::var("CLIPSEARCH_MILVUS_RETRY_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(30.0);
+    Duration::from_secs_f64(secs)
+}
 
 /// What a push did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -89,36 +101,49 @@ pub struct PushSummary {
 }
 
 /// Runs `f`, retrying with back-off while it fails because the server does not answer,
-/// for at most [`RETRY_FOR`]; any other failure (a dropped collection, a server out of
-/// quota) is returned at once, as retrying cannot mend it.
+/// for at most [`retry_window`] (the error then says for how long); any other failure (a
+/// dropped collection, a server out of quota) is returned at once, as retrying cannot mend it.
 fn with_retries<T>(
     what: &str,
     retries: &mut usize,
     mut f: impl FnMut() -> Result<T, Error>,
 ) -> Result<T, Error> {
     let started = Instant::now();
-    let mut waits = BACKOFF.iter();
-    loop {
+    let window = retry_window();
+    for attempt in 0.. {
         let e = match f() {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        let transient = matches!(
-            e,
+        // The last attempt comes at the end of the window.
+        let left = window.saturating_sub(started.elapsed());
+        let wait = BACKOFF[attempt.min(BACKOFF.len() - 1)].min(left);
+        match e {
             Error::Remote {
+                message,
                 transient: true,
-                ..
-            }
-        );
-        match waits.next() {
-            Some(&wait) if transient && started.elapsed() + wait < RETRY_FOR => {
+            } if !left.is_zero() => {
                 *retries += 1;
-                tracing::warn!("{what} failed ({e}); retrying in {wait:?}");
+                tracing::warn!("{what}: the server does not answer; retrying in {wait:?}");
+                tracing::debug!("{what} failed: {message}");
                 std::thread::sleep(wait);
             }
-            _ => return Err(e),
+            Error::Remote {
+                message,
+                transient: true,
+            } => {
+                return Err(Error::Remote {
+                    message: format!(
+                        "{message} (retried for {:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    transient: true,
+                })
+            }
+            e => return Err(e),
         }
     }
+    unreachable!("the loop returns")
 }
 
 /// Brings `collection` up to date with `store`'s catalog, as files of `source`.

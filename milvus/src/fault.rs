@@ -96,16 +96,15 @@ fn transport(message: &str) -> bool {
         .any(|w| m.contains(w))
 }
 
-/// The error for `e`, met while doing `what` on the collection at `location`. `retry_secs` is
-/// how long transient failures were retried.
-pub fn error(location: &Location, what: &str, e: &SdkError, retry_secs: u64) -> Error {
+/// The error for `e`, met while doing `what` on the collection at `location`.
+pub fn error(location: &Location, what: &str, e: &SdkError) -> Error {
     let url = location.url();
     let fault = classify(e);
     let message = match fault {
         Fault::Lost => format!(
-            "lost Milvus at {url} during {what}: the server stopped answering (retried for \
-             {retry_secs} s; {e}). Is it still running? Once it answers, run the same command \
-             again: nothing done so far is lost"
+            "lost Milvus at {url} during {what}: the server stopped answering ({e}). Is it \
+             still running? Once it answers, run the same command again: nothing done so far \
+             is lost"
         ),
         Fault::Released => return load_failed(location, what, e),
         Fault::Dropped => format!(
@@ -164,7 +163,7 @@ mod tests {
 
     fn message(e: &SdkError) -> String {
         let l = Location::parse("milvus://db.example:19530/photos").unwrap();
-        error(&l, "upsert", e, 30).to_string()
+        error(&l, "upsert", e).to_string()
     }
 
     #[test]
@@ -212,14 +211,14 @@ mod tests {
         // Only a lost server is worth retrying.
         let l = Location::parse("milvus://h:1/c").unwrap();
         assert!(matches!(
-            error(&l, "x", &unavailable, 1),
+            error(&l, "x", &unavailable),
             Error::Remote {
                 transient: true,
                 ..
             }
         ));
         assert!(matches!(
-            error(&l, "x", &dropped, 1),
+            error(&l, "x", &dropped),
             Error::Remote {
                 transient: false,
                 ..

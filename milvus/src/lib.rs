@@ -146,7 +146,7 @@ pub struct MilvusCollection {
 }
 
 fn sdk_err(location: &Location, what: &str, e: sdk::error::Error) -> Error {
-    fault::error(location, what, &e, retry_window().as_secs())
+    fault::error(location, what, &e)
 }
 
 /// How long a request is retried while the server does not answer (a restart takes a few

@@ -13,7 +13,7 @@ use milvus::v2 as sdk;
 use milvus::v2::prelude::LoadCollectionRequest;
 
 use crate::fault::{self, Fault};
-use crate::{retry_window, MilvusCollection};
+use crate::MilvusCollection;
 
 /// How long a load may take: `CLIPSEARCH_MILVUS_LOAD_SECONDS`, 10 minutes by default (a
 /// cluster loads 100 million vectors in minutes; milvus-lite 100k in seconds).
@@ -33,7 +33,7 @@ impl MilvusCollection {
             self.seen.store(false, Ordering::Relaxed);
             self.with_meta.store(0, Ordering::Relaxed);
         }
-        fault::error(&self.location, what, &e, retry_window().as_secs())
+        fault::error(&self.location, what, &e)
     }
 
     /// Runs a read (search, query, get), loading the collection first if the server has
