@@ -90,8 +90,9 @@ pub struct PushSummary {
     /// The files the collection holds from this source, by this machine's record.
     pub held: usize,
     /// Why files this machine had pushed were pushed again: "new collection" (dropped and
-    /// created again: another incarnation) or "missing rows" (fewer rows than recorded, e.g.
-    /// a restore from an older backup); null when the record held.
+    /// created again: another incarnation), "unrecorded" (a catalog of an earlier release,
+    /// which kept no incarnation) or "missing rows" (fewer rows than recorded, e.g. a restore
+    /// from an older backup); null when the record held.
     pub reason: Option<&'static str>,
     /// Files pushed again for that reason (counted in `pushed` too).
     pub resent: usize,

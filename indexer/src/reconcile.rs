@@ -21,7 +21,8 @@ use clipsearch::Error;
 /// What the check found.
 #[derive(Debug, Default)]
 pub(crate) struct Reconciled {
-    /// Why files marked as pushed are pushed again ("new collection", "missing rows").
+    /// Why files marked as pushed are pushed again ("new collection", "unrecorded": a
+    /// catalog of an earlier release, "missing rows").
     pub reason: Option<&'static str>,
     /// Files marked as pushed that the collection lacks (or all, for a new collection).
     pub resent: usize,
@@ -44,15 +45,27 @@ pub(crate) fn reconcile(
     let url = collection.location();
     let say = |line: String| progress.suspend(|| eprintln!("clipsearch: {line}"));
     if let Some(incarnation) = collection.incarnation()? {
-        if store.pushed_to()?.as_deref() != Some(incarnation.as_str()) {
+        let recorded = store.pushed_to()?;
+        if recorded.as_deref() != Some(incarnation.as_str()) {
             let marked = store.pushed_count();
             if marked > 0 {
-                say(format!(
-                    "the collection {url} is not the one this machine pushed its {marked} files \
-                     to (it was dropped and created again, or the server's data was lost or \
-                     replaced): pushing every file again"
-                ));
-                found.reason = Some("new collection");
+                say(match recorded {
+                    Some(_) => format!(
+                        "the collection {url} is not the one this machine pushed its {marked} \
+                         files to (it was dropped and created again, or the server's data was \
+                         lost or replaced): pushing every file again"
+                    ),
+                    None => format!(
+                        "this machine's catalog does not record which collection its {marked} \
+                         files were pushed to (catalogs of earlier releases did not): pushing \
+                         every file to {url} again, once"
+                    ),
+                });
+                found.reason = Some(if recorded.is_some() {
+                    "new collection"
+                } else {
+                    "unrecorded"
+                });
                 found.resent = marked;
             }
             store.start_pushing_to(&incarnation)?;
