@@ -51,6 +51,11 @@ pub enum Error {
     Store(String),
     #[error("{0}")]
     Index(String),
+    /// A shared collection's server failed a request. `transient`: the server stopped
+    /// answering, so trying again later may succeed; otherwise (collection dropped, out of
+    /// quota, refused credentials) retrying cannot help and callers should stop at once.
+    #[error("{message}")]
+    Remote { message: String, transient: bool },
     /// The index has no published view yet: its first run has not got that far, or it was
     /// written by a version that did not publish views.
     #[error("the index at {} has no published view to search yet", .0.display())]

@@ -44,7 +44,7 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
             | Error::Tokenizer { .. },
         ) => MODEL,
         Some(Error::Image { .. } | Error::UnsupportedFormat { .. }) => BAD_INPUT,
-        Some(Error::Store(_) | Error::Index(_) | Error::NoView(_)) => INDEX,
+        Some(Error::Store(_) | Error::Index(_) | Error::Remote { .. } | Error::NoView(_)) => INDEX,
         _ => FAILURE,
     }
 }

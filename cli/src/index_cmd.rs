@@ -48,6 +48,11 @@ pub struct IndexArgs {
     /// is also kept under about 5% of the run's time, whatever this says.
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
     pub publish_interval: f64,
+    /// With a Milvus --index: compare the collection with this machine's record file by file
+    /// (not only by count, as every run does), pushing again what it lacks and removing what
+    /// this machine no longer has.
+    #[arg(long)]
+    pub verify: bool,
     #[command(flatten)]
     pub shared: crate::commands::SharedArgs,
     /// Print the summary as one JSON object.
@@ -129,8 +134,13 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     let pushed = match &remote {
         Some(c) if !summary.interrupted => {
             let source = args.shared.source();
-            Some(clipsearch_indexer::push::push(
-                &store, c, &source, &progress, &stop,
+            Some(clipsearch_indexer::push::push_checked(
+                &store,
+                c,
+                &source,
+                args.verify,
+                &progress,
+                &stop,
             )?)
         }
         _ => None,
@@ -147,8 +157,12 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
         if let (Some(p), Some(c)) = (&pushed, &remote) {
             use clipsearch::store::collection::Collection;
             println!(
-                "pushed {} and removed {} in {} ({} files from this machine there{})",
+                "pushed {}{} and removed {} in {} ({} files from this machine there{})",
                 p.pushed,
+                match p.reason {
+                    Some(why) if p.resent > 0 => format!(" ({} again: {why})", p.resent),
+                    _ => String::new(),
+                },
                 p.removed,
                 c.location(),
                 p.held,

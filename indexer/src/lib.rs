@@ -31,6 +31,7 @@
 pub mod pipeline;
 pub mod publisher;
 pub mod push;
+mod reconcile;
 mod upgrade;
 pub mod walk;
 

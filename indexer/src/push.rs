@@ -8,11 +8,13 @@
 //! has, marking each batch only after the collection acknowledged it. Upserts are keyed by
 //! (source, path), so a batch repeated after a crash (acknowledged but not yet marked) changes
 //! nothing: a crash at any point is repaired by the next push, with nothing lost and nothing
-//! duplicated.
+//! duplicated. Before each push the record is checked against the collection
+//! ([`crate::reconcile`]): a collection dropped, recreated or restored from a backup gets back
+//! what it lost.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clipsearch::metadata::PhotoMeta;
 use clipsearch::store::collection::{Collection, Item};
@@ -42,12 +44,39 @@ fn abort_after(upserts: usize) {
         std::process::abort();
     }
 }
-/// Waits before the retries of a failed request (then the push stops).
-const BACKOFF: [Duration; 3] = [
+/// Fault injection for the tests that kill the server mid-push: with
+/// `CLIPSEARCH_TEST_PUSH_PAUSE_MS=N`, each batch is followed by a pause of N ms, so that a
+/// push of a few dozen files lasts long enough to be interrupted.
+fn pause_between_batches() {
+    if let Some(ms) = std::env::var("CLIPSEARCH_TEST_PUSH_PAUSE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+/// Waits before the retries of a request that failed because the server did not answer;
+/// the last one repeats until [`retry_window`] has passed (then the push stops).
+const BACKOFF: [Duration; 5] = [
     Duration::from_millis(500),
+    Duration::from_secs(1),
     Duration::from_secs(2),
+    Duration::from_secs(4),
     Duration::from_secs(5),
 ];
+
+/// How long a request to a server that does not answer is retried: long enough for a
+/// restart (milvus-lite: seconds) or a cluster's failover, bounded in time whatever the
+/// number of attempts. `CLIPSEARCH_MILVUS_RETRY_SECONDS` (30 s by default), the variable that
+/// bounds the Milvus client's own retries of each attempt.
+fn retry_window() -> Duration {
+    let secs = std::env::var("CLIPSEARCH_MILVUS_RETRY_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(30.0);
+    Duration::from_secs_f64(secs)
+}
 
 /// What a push did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -60,30 +89,62 @@ pub struct PushSummary {
     pub retries: usize,
     /// The files the collection holds from this source, by this machine's record.
     pub held: usize,
+    /// Why files this machine had pushed were pushed again: "new collection" (dropped and
+    /// created again: another incarnation), "unrecorded" (a catalog of an earlier release,
+    /// which kept no incarnation) or "missing rows" (fewer rows than recorded, e.g. a restore
+    /// from an older backup); null when the record held.
+    pub reason: Option<&'static str>,
+    /// Files pushed again for that reason (counted in `pushed` too).
+    pub resent: usize,
+    /// Whether the collection was compared with the record key by key (`--verify`, or the
+    /// counts differed).
+    pub verified: bool,
 }
 
-/// Runs `f`, retrying with back-off; the last error if every attempt failed.
+/// Runs `f`, retrying with back-off while it fails because the server does not answer,
+/// for at most [`retry_window`] (the error then says for how long); any other failure (a
+/// dropped collection, a server out of quota) is returned at once, as retrying cannot mend it.
 fn with_retries<T>(
     what: &str,
     retries: &mut usize,
     mut f: impl FnMut() -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let mut last = None;
-    for wait in std::iter::once(Duration::ZERO).chain(BACKOFF) {
-        if !wait.is_zero() {
-            *retries += 1;
-            tracing::warn!(
-                "{what} failed ({}); retrying in {wait:?}",
-                last.as_ref().map(ToString::to_string).unwrap_or_default()
-            );
-            std::thread::sleep(wait);
-        }
-        match f() {
+    let started = Instant::now();
+    let window = retry_window();
+    for attempt in 0.. {
+        let e = match f() {
             Ok(v) => return Ok(v),
-            Err(e) => last = Some(e),
+            Err(e) => e,
+        };
+        // The last attempt comes at the end of the window.
+        let left = window.saturating_sub(started.elapsed());
+        let wait = BACKOFF[attempt.min(BACKOFF.len() - 1)].min(left);
+        match e {
+            Error::Remote {
+                message,
+                transient: true,
+            } if !left.is_zero() => {
+                *retries += 1;
+                tracing::warn!("{what}: the server does not answer; retrying in {wait:?}");
+                tracing::debug!("{what} failed: {message}");
+                std::thread::sleep(wait);
+            }
+            Error::Remote {
+                message,
+                transient: true,
+            } => {
+                return Err(Error::Remote {
+                    message: format!(
+                        "{message} (retried for {:.0} s)",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    transient: true,
+                })
+            }
+            e => return Err(e),
         }
     }
-    Err(last.expect("at least one attempt"))
+    unreachable!("the loop returns")
 }
 
 /// Brings `collection` up to date with `store`'s catalog, as files of `source`.
@@ -94,10 +155,27 @@ pub fn push(
     progress: &indicatif::ProgressBar,
     stop: &AtomicBool,
 ) -> Result<PushSummary, Error> {
+    push_checked(store, collection, source, false, progress, stop)
+}
+
+/// [`push`], comparing the collection with this machine's record key by key first when
+/// `verify` (`clipsearch index --verify`); otherwise only when the row counts differ.
+pub fn push_checked(
+    store: &Store,
+    collection: &dyn Collection,
+    source: &str,
+    verify: bool,
+    progress: &indicatif::ProgressBar,
+    stop: &AtomicBool,
+) -> Result<PushSummary, Error> {
     let mut summary = PushSummary::default();
     if let Some(model) = store.model()? {
         collection.claim(&model)?;
     }
+    let found = crate::reconcile::reconcile(store, collection, source, verify, progress)?;
+    summary.reason = found.reason;
+    summary.resent = found.resent;
+    summary.verified = found.verified;
     let mut upserts: Vec<(PathBuf, ContentHash, Option<PhotoMeta>)> = Vec::new();
     let mut held = 0;
     for item in store.files() {
@@ -108,7 +186,7 @@ pub fn push(
             upserts.push((path, rec.hash, rec.meta));
         }
     }
-    let mut removals: Vec<PathBuf> = Vec::new();
+    let mut removals: Vec<PathBuf> = found.stale;
     for p in store.pushed_paths() {
         let p = p?;
         if store.file(&p)?.is_none() {
@@ -119,12 +197,16 @@ pub fn push(
     progress.set_length(total as u64);
     progress.set_position(0);
     progress.set_message("pushing");
-    let lost = |done: usize, e: Error| {
-        Error::Index(format!(
+    let lost = |done: usize, e: Error| match e {
+        Error::Remote { message, transient } => Error::Remote {
+            message: format!("{message} ({done} of {total} changes were pushed before that)"),
+            transient,
+        },
+        e => Error::Index(format!(
             "lost the collection {} after pushing {done} of {total} changes ({e}); what was \
              pushed is kept: run the same command again to push the rest",
             collection.location()
-        ))
+        )),
     };
     let name = |p: &PathBuf| p.to_string_lossy().into_owned();
     let (size, mut requests) = (batch_size(), 0);
@@ -148,6 +230,7 @@ pub fn push(
             .map_err(|e| lost(summary.pushed + summary.removed, e))?;
         requests += 1;
         abort_after(requests);
+        pause_between_batches();
         let marks: Vec<(PathBuf, Option<ContentHash>)> = batch
             .iter()
             .map(|(p, h, _)| (p.clone(), Some(*h)))

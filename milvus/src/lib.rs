@@ -25,7 +25,11 @@
 //! # Ok::<(), clipsearch::Error>(())
 //! ```
 
+mod fault;
+mod load;
 mod meta;
+
+pub use fault::Fault;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -42,7 +46,13 @@ pub const TOKEN_ENV: &str = "CLIPSEARCH_MILVUS_TOKEN";
 /// The collection property that holds the model identity (JSON). Properties, not the
 /// description: milvus-lite keeps the former only.
 const MODEL_PROPERTY: &str = "clipsearch.model";
+/// The collection property that names this life of the collection: a random id set when it
+/// is created. Each machine's catalog records the one it pushed to; a collection dropped and
+/// created again has another, so every machine knows to push all its files again.
+const INCARNATION_PROPERTY: &str = "clipsearch.incarnation";
 const MAX_PATH: u32 = 4096;
+/// How long the first call may take to reach the server.
+const CONNECT_WINDOW: Duration = Duration::from_secs(5);
 
 /// Whether `--index` names a Milvus collection rather than a local directory.
 pub fn is_url(s: &str) -> bool {
@@ -135,8 +145,48 @@ pub struct MilvusCollection {
     with_meta: AtomicU8,
 }
 
-fn sdk_err(location: &Location, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Index(format!("Milvus at {}: {what} failed: {e}", location.url()))
+fn sdk_err(location: &Location, what: &str, e: sdk::error::Error) -> Error {
+    fault::error(location, what, &e)
+}
+
+/// How long a request is retried while the server does not answer (a restart takes a few
+/// seconds; a cluster's failover up to a minute): `CLIPSEARCH_MILVUS_RETRY_SECONDS`, 30 s by
+/// default. Bounded in time, not in attempts, so that a vanished server is reported within
+/// it whatever the back-off.
+pub fn retry_window() -> Duration {
+    let secs = std::env::var("CLIPSEARCH_MILVUS_RETRY_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(30.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// The SDK's retry policy: transient failures retried with back-off for `window`.
+fn retry_policy(window: Duration) -> RetryConfig {
+    RetryConfig::new()
+        .max_attempts(u32::MAX)
+        .max_retry_timeout(window.max(Duration::from_millis(1)))
+        .max_backoff(Duration::from_secs(2))
+}
+
+/// A fresh random id for a new collection (no dependency for 128 random bits: the standard
+/// library's hasher keys are random per process, mixed with the clock and the process id).
+fn new_incarnation() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.finish()
+    };
+    format!("{:016x}{:016x}", word(1), word(2))
 }
 
 impl MilvusCollection {
@@ -153,17 +203,20 @@ impl MilvusCollection {
         let mut config = ConnectConfig::new()
             .uri(format!("{scheme}://{}:{}", location.host, location.port))
             .connect_timeout(Duration::from_secs(5))
-            .rpc_timeout(Duration::from_secs(60));
+            .rpc_timeout(Duration::from_secs(60))
+            // At start, a server that does not answer is said within seconds.
+            .retry(retry_policy(CONNECT_WINDOW));
         if let Ok(token) = std::env::var(TOKEN_ENV) {
             config = config.token(token);
         }
         let url = location.url();
-        let unreachable = |e: &dyn std::fmt::Display| {
-            Error::Index(format!(
+        let unreachable = |e: &dyn std::fmt::Display| Error::Remote {
+            transient: true,
+            message: format!(
                 "cannot reach Milvus at {url} ({e}): is the server running and the address right? \
                  (a test server: `milvus-lite server --data-dir DIR --host 127.0.0.1 --port PORT`; \
                  a token goes in {TOKEN_ENV})"
-            ))
+            ),
         };
         let client = runtime
             .block_on(ClientV2::new(&config))
@@ -175,8 +228,18 @@ impl MilvusCollection {
             seen: AtomicBool::new(false),
             with_meta: AtomicU8::new(0),
         };
-        // The client connects lazily: one call proves the server answers.
-        c.exists().map_err(|e| unreachable(&e))?;
+        // The client connects lazily: one call proves the server answers. Only a server that
+        // does not answer is "unreachable"; one that answers and refuses says why.
+        let req = HasCollectionRequest::builder()
+            .collection_name(c.name())
+            .build()
+            .map_err(|e| c.fail("has_collection", e))?;
+        match c.runtime.block_on(c.client.has_collection(req)) {
+            Ok(r) => c.seen.store(r.exists(), Ordering::Relaxed),
+            Err(e) if fault::classify(&e) == Fault::Lost => return Err(unreachable(&e)),
+            Err(e) => return Err(c.fail("has_collection", e)),
+        }
+        c.client.set_retry_param(retry_policy(retry_window()));
         Ok(c)
     }
 
@@ -195,18 +258,18 @@ impl MilvusCollection {
         let req = HasCollectionRequest::builder()
             .collection_name(self.name())
             .build()
-            .map_err(|e| sdk_err(&self.location, "has_collection", e))?;
+            .map_err(|e| self.fail("has_collection", e))?;
         let exists = self
             .runtime
             .block_on(self.client.has_collection(req))
             .map(|r| r.exists())
-            .map_err(|e| sdk_err(&self.location, "has_collection", e))?;
+            .map_err(|e| self.fail("has_collection", e))?;
         self.seen.store(exists, Ordering::Relaxed);
         Ok(exists)
     }
 
     /// Creates the collection as clipsearch did before it kept photo metadata (no scalar
-    /// metadata fields), to test that such collections keep working.
+    /// metadata fields, no incarnation), to test that such collections keep working.
     #[doc(hidden)]
     pub fn create_without_metadata(&self, model: &ModelIdentity) -> Result<()> {
         self.create_with(model, false)
@@ -218,7 +281,7 @@ impl MilvusCollection {
 
     fn create_with(&self, model: &ModelIdentity, with_meta: bool) -> Result<()> {
         let l = &self.location;
-        let err = |what: &'static str| move |e: milvus::v2::error::Error| sdk_err(l, what, e);
+        let err = |what: &'static str| move |e: sdk::error::Error| sdk_err(l, what, e);
         let schema = sdk::CollectionSchema::new()
             .add_field(
                 sdk::FieldSchema::new()
@@ -250,10 +313,14 @@ impl MilvusCollection {
             schema
         };
         let identity = serde_json::to_string(model).map_err(|e| Error::Index(e.to_string()))?;
+        let mut properties = HashMap::from([(MODEL_PROPERTY.to_string(), identity)]);
+        if with_meta {
+            properties.insert(INCARNATION_PROPERTY.to_string(), new_incarnation());
+        }
         let req = sdk::request::collection::CreateCollectionRequest::builder()
             .collection_name(self.name())
             .description("clipsearch: file embeddings")
-            .properties(HashMap::from([(MODEL_PROPERTY.to_string(), identity)]))
+            .properties(properties)
             .num_shards(1)
             .schema(schema)
             .consistency_level(sdk::ConsistencyLevel::Strong)
@@ -305,7 +372,7 @@ impl MilvusCollection {
                 return Err(sdk_err(
                     l,
                     "create_index",
-                    "the index did not appear in 60 s",
+                    sdk::error::Error::Unexpected("the index did not appear in 60 s".into()),
                 ));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -328,23 +395,23 @@ impl MilvusCollection {
         let req = DropCollectionRequest::builder()
             .collection_name(self.name())
             .build()
-            .map_err(|e| sdk_err(&self.location, "drop_collection", e))?;
+            .map_err(|e| self.fail("drop_collection", e))?;
         self.seen.store(false, Ordering::Relaxed);
         self.with_meta.store(0, Ordering::Relaxed);
         self.runtime
             .block_on(self.client.drop_collection(req))
-            .map_err(|e| sdk_err(&self.location, "drop_collection", e))
+            .map_err(|e| self.fail("drop_collection", e))
     }
 
     fn describe(&self) -> Result<DescribeCollectionResponse> {
         let req = sdk::request::collection::DescribeCollectionRequest::builder()
             .collection_name(self.name())
             .build()
-            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+            .map_err(|e| self.fail("describe_collection", e))?;
         let desc = self
             .runtime
             .block_on(self.client.describe_collection(req))
-            .map_err(|e| sdk_err(&self.location, "describe_collection", e))?;
+            .map_err(|e| self.fail("describe_collection", e))?;
         let has = desc
             .description()
             .get_schema()
@@ -485,7 +552,11 @@ impl MilvusCollection {
         let l = &self.location;
         let e = |e| sdk_err(l, "search", e);
         let req = req.build().map_err(e)?;
-        let response = self.runtime.block_on(self.client.search(req)).map_err(e)?;
+        let response = self.read("search", || {
+            self.runtime
+                .block_on(self.client.search(req.clone()))
+                .map_err(Box::new)
+        })?;
         let mut out = Vec::new();
         for result in response.results().iter() {
             for row in result.rows().map_err(e)? {
@@ -561,7 +632,11 @@ impl MilvusCollection {
                 .consistency_level(sdk::ConsistencyLevel::Strong)
                 .build()
                 .map_err(e)?;
-            let response = self.runtime.block_on(self.client.query(req)).map_err(e)?;
+            let response = self.read("query", || {
+                self.runtime
+                    .block_on(self.client.query(req.clone()))
+                    .map_err(Box::new)
+            })?;
             let results = response.results();
             let rows = results.rows().map_err(e)?;
             let mut page = Vec::new();
@@ -577,6 +652,69 @@ impl MilvusCollection {
             }
         }
         Ok(out)
+    }
+}
+
+impl MilvusCollection {
+    /// Rows passing `filter` ("" for all).
+    fn count_where(&self, filter: &str) -> Result<usize> {
+        if !self.exists()? {
+            return Ok(0);
+        }
+        let req = QueryRequest::builder()
+            .collection_name(self.name())
+            .filter(filter)
+            .output_fields(["count(*)"])
+            .consistency_level(sdk::ConsistencyLevel::Strong)
+            .build()
+            .map_err(|e| self.fail("count", e))?;
+        let response = self.read("count", || {
+            self.runtime
+                .block_on(self.client.query(req.clone()))
+                .map_err(Box::new)
+        })?;
+        let results = response.results();
+        let mut rows = results.rows().map_err(|e| self.fail("count", e))?;
+        let row = rows
+            .next()
+            .ok_or_else(|| self.fail("count", sdk::error::Error::Unexpected("no row".into())))?;
+        row.get_i64("count(*)")
+            .map(|n| n.max(0) as usize)
+            .map_err(|e| self.fail("count", e))
+    }
+
+    /// The collection's incarnation ([`INCARNATION_PROPERTY`]); one made by an older
+    /// clipsearch gets one now. Two machines doing so at once may each record their own
+    /// before one overwrites the other: the loser pushes its files again once, which is
+    /// idempotent.
+    fn incarnation_of(&self) -> Result<Option<String>> {
+        if !self.exists()? {
+            return Ok(None);
+        }
+        let read = |desc: &DescribeCollectionResponse| {
+            desc.description()
+                .get_properties()
+                .get(INCARNATION_PROPERTY)
+                .cloned()
+        };
+        if let Some(id) = read(&self.describe()?) {
+            return Ok(Some(id));
+        }
+        let req = AlterCollectionPropertiesRequest::builder()
+            .collection_name(self.name())
+            .property(INCARNATION_PROPERTY, new_incarnation())
+            .build()
+            .map_err(|e| self.fail("alter_collection_properties", e))?;
+        self.runtime
+            .block_on(self.client.alter_collection_properties(req))
+            .map_err(|e| self.fail("alter_collection_properties", e))?;
+        read(&self.describe()?).map(Some).ok_or_else(|| {
+            Error::Index(format!(
+                "the server of {} does not keep collection properties, which clipsearch needs \
+                 to know the collection is the one each machine pushed to",
+                self.location.url()
+            ))
+        })
     }
 }
 
@@ -642,15 +780,15 @@ impl Collection for MilvusCollection {
             .collection_name(self.name())
             .rows(rows)
             .build()
-            .map_err(|e| sdk_err(&self.location, "upsert", e))?;
+            .map_err(|e| self.fail("upsert", e))?;
         let req = UpsertRequest::builder()
             .insert(rows)
             .build()
-            .map_err(|e| sdk_err(&self.location, "upsert", e))?;
+            .map_err(|e| self.fail("upsert", e))?;
         self.runtime
             .block_on(self.client.upsert(req))
             .map(|_| ())
-            .map_err(|e| sdk_err(&self.location, "upsert", e))
+            .map_err(|e| self.fail("upsert", e))
     }
 
     fn remove(&self, files: &[(String, String)]) -> Result<()> {
@@ -665,11 +803,11 @@ impl Collection for MilvusCollection {
             .collection_name(self.name())
             .filter(format!("pk in [{}]", keys.join(", ")))
             .build()
-            .map_err(|e| sdk_err(&self.location, "delete", e))?;
+            .map_err(|e| self.fail("delete", e))?;
         self.runtime
             .block_on(self.client.delete(req))
             .map(|_| ())
-            .map_err(|e| sdk_err(&self.location, "delete", e))
+            .map_err(|e| self.fail("delete", e))
     }
 
     fn search(&self, query: &[f32], k: usize, scope: &Scope) -> Result<Vec<Found>> {
@@ -709,31 +847,16 @@ impl Collection for MilvusCollection {
     }
 
     fn count(&self) -> Result<usize> {
-        if !self.exists()? {
-            return Ok(0);
-        }
-        let req = QueryRequest::builder()
-            .collection_name(self.name())
-            // No filter: milvus-lite counts a filtered query row by row (seconds at 100k).
-            .filter("")
-            .output_fields(["count(*)"])
-            .consistency_level(sdk::ConsistencyLevel::Strong)
-            .build()
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let response = self
-            .runtime
-            .block_on(self.client.query(req))
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let results = response.results();
-        let mut rows = results
-            .rows()
-            .map_err(|e| sdk_err(&self.location, "count", e))?;
-        let row = rows
-            .next()
-            .ok_or_else(|| sdk_err(&self.location, "count", "no row"))?;
-        row.get_i64("count(*)")
-            .map(|n| n.max(0) as usize)
-            .map_err(|e| sdk_err(&self.location, "count", e))
+        // No filter: milvus-lite counts a filtered query row by row (seconds at 100k).
+        self.count_where("")
+    }
+
+    fn count_source(&self, source: &str) -> Result<usize> {
+        self.count_where(&format!("source == {}", quote(source)))
+    }
+
+    fn incarnation(&self) -> Result<Option<String>> {
+        self.incarnation_of()
     }
 
     fn files(&self) -> Result<Vec<(String, String)>> {
@@ -782,7 +905,11 @@ impl Collection for MilvusCollection {
                 .consistency_level(sdk::ConsistencyLevel::Strong)
                 .build()
                 .map_err(e)?;
-            let response = self.runtime.block_on(self.client.query(req)).map_err(e)?;
+            let response = self.read("get", || {
+                self.runtime
+                    .block_on(self.client.query(req.clone()))
+                    .map_err(Box::new)
+            })?;
             for row in response.results().rows().map_err(e)? {
                 out.push(item_of(&row, with_meta, true).map_err(|x| e(*x))?);
             }
@@ -797,11 +924,11 @@ impl Collection for MilvusCollection {
         let req = FlushRequest::builder()
             .collection_names([self.name()])
             .build()
-            .map_err(|e| sdk_err(&self.location, "flush", e))?;
+            .map_err(|e| self.fail("flush", e))?;
         self.runtime
             .block_on(self.client.flush(req))
             .map(|_| ())
-            .map_err(|e| sdk_err(&self.location, "flush", e))
+            .map_err(|e| self.fail("flush", e))
     }
 }
 

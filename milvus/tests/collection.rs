@@ -497,6 +497,43 @@ fn a_collection_made_before_metadata_keeps_working() {
     );
 }
 
+#[test]
+fn incarnations_and_counts_by_source() {
+    let Some((c, _drop)) = milvus("") else {
+        return;
+    };
+    assert_eq!(c.incarnation().unwrap(), None, "no collection yet");
+    c.claim(&identity("m", DIM)).unwrap();
+    let first = c.incarnation().unwrap().expect("set when created");
+    let other = MilvusCollection::connect(&c.location()).unwrap();
+    assert_eq!(
+        other.incarnation().unwrap().as_ref(),
+        Some(&first),
+        "stable"
+    );
+    c.upsert(&items(&vectors(5), 101)).unwrap();
+    c.flush().unwrap();
+    assert_eq!(
+        (
+            c.count_source("alpha").unwrap(),
+            c.count_source("beta").unwrap()
+        ),
+        (51, 50)
+    );
+    assert_eq!(c.count_source("gamma").unwrap(), 0);
+    // Dropped and made again: another life.
+    c.drop_collection().unwrap();
+    c.claim(&identity("m", DIM)).unwrap();
+    let second = c.incarnation().unwrap().expect("set when created");
+    assert_ne!(second, first);
+    assert_eq!(other.incarnation().unwrap(), Some(second));
+    // One made by an older clipsearch, without one, gets one once.
+    c.drop_collection().unwrap();
+    c.create_without_metadata(&identity("m", DIM)).unwrap();
+    let given = c.incarnation().unwrap().expect("given one");
+    assert_eq!(other.incarnation().unwrap(), Some(given));
+}
+
 /// The collection a crash-test child writes to: a local directory or a Milvus URL.
 fn open_any(location: &str) -> Box<dyn Collection> {
     if clipsearch_milvus::is_url(location) {

@@ -98,6 +98,21 @@ pub trait Collection: Send + Sync {
     fn get(&self, keys: &[i64]) -> Result<Vec<Item>>;
     /// Makes everything written so far durable and visible to every reader.
     fn flush(&self) -> Result<()>;
+    /// An id of this life of the collection, new each time it is created, so that a
+    /// machine's record of what it pushed is known to describe this collection and not one
+    /// dropped since (None: a backend whose data cannot vanish behind its one writer, as the
+    /// local store's).
+    fn incarnation(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Files held from `source`: the cheap check of a machine's record on every push.
+    fn count_source(&self, source: &str) -> Result<usize> {
+        let scope = Scope {
+            source: Some(source.to_string()),
+            ..Scope::default()
+        };
+        Ok(self.select(&scope)?.len())
+    }
 }
 
 /// Refuses `model` when the collection was claimed by another (the words a local index uses).

@@ -640,6 +640,31 @@ impl Store {
         self.flush()
     }
 
+    /// The incarnation of the shared collection that the `pushed` tree describes (see
+    /// `Collection::incarnation`), if recorded.
+    pub fn pushed_to(&self) -> Result<Option<String>> {
+        Ok(self
+            .meta_get("pushed_to")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Starts a new record of what is pushed, to the collection of `incarnation`: forgets
+    /// every mark first, then records the incarnation (a crash in between leaves marks
+    /// forgotten under the old or no incarnation: the next push forgets them again).
+    pub fn start_pushing_to(&self, incarnation: &str) -> Result<()> {
+        self.pushed.clear().map_err(store_err)?;
+        self.flush()?;
+        self.meta
+            .insert("pushed_to", incarnation.as_bytes())
+            .map_err(store_err)?;
+        self.flush()
+    }
+
+    /// How many files the remote collection holds from this machine, by its record.
+    pub fn pushed_count(&self) -> usize {
+        self.pushed.len()
+    }
+
     /// Every path the remote collection holds, by this machine's record.
     pub fn pushed_paths(&self) -> impl Iterator<Item = Result<PathBuf>> + '_ {
         self.pushed
