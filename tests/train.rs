@@ -5,7 +5,6 @@
 //! parity tests), vs the engine's inference path <= 2e-5 (same arithmetic, other kernels:
 //! fused vs composed layer norm and softmax).
 
-#[allow(dead_code)]
 #[path = "common/mod.rs"]
 mod common;
 
