@@ -95,6 +95,15 @@ fn search_similar_and_dupes_answer_during_an_index_run_and_never_lose_results() 
             "similar during the run: {}",
             stderr(&out)
         );
+        // Answers, not just an exit status: a published view holds files to be near.
+        let similar = json_lines(&out);
+        assert!(!similar.is_empty(), "similar found nothing during the run");
+        assert!(
+            similar
+                .iter()
+                .all(|r| r["path"].is_string() && r["score"].as_f64().is_some_and(f64::is_finite)),
+            "{similar:?}"
+        );
         let out = run(clipsearch()
             .args(["dupes", "--json", "--threshold", "0.9999", "--index"])
             .arg(&idx));
@@ -103,6 +112,11 @@ fn search_similar_and_dupes_answer_during_an_index_run_and_never_lose_results() 
             "dupes during the run: {}",
             stderr(&out)
         );
+        // Every line a group of two or more files (the photos are distinct: usually none).
+        for group in json_lines(&out) {
+            let n = group["files"].as_array().map_or(0, Vec::len);
+            assert!(n >= 2, "a duplicate group of {n}: {group}");
+        }
         rounds += 1;
     }
     let out = child.wait_with_output().unwrap();

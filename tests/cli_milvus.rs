@@ -508,10 +508,17 @@ fn filters_and_date_order_on_a_shared_collection_equal_the_local_index() {
         &["a photo after:2019 camera:apple"],
         &["photo", "--sort", "-date"],
         &["photo", "--format", "jpg", "--sort", "date"],
-        // Filters alone: listed by date.
+        // Filters alone: listed by date (all of them, and some of them).
         &["after:2015"],
+        &["after:2021"],
         &["--place", "portugal", "--sort", "-date"],
     ];
+    let everything = ask(local, &["after:2015"]).1.len();
+    let fewer = ask(local, &["after:2021"]).1.len();
+    assert!(
+        fewer > 0 && fewer < everything,
+        "a filter that removes files is among the queries: {fewer} of {everything}"
+    );
     for q in queries {
         let (code_l, want, err_l) = ask(local, q);
         let (code_r, got, err_r) = ask(&url, q);
