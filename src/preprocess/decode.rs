@@ -631,6 +631,28 @@ mod tests {
         assert!(worst <= 4 && mean <= 1.0, "max {worst}, mean {mean}");
     }
 
+    /// Fast mode takes the DC-scan path for a progressive JPEG at 1/8: its pixels are those of
+    /// the DC scans alone, not libjpeg's decode of the whole file (which differ by the refined
+    /// DC bits and by libjpeg's own 1/8 arithmetic), so a bypassed path fails here.
+    #[test]
+    fn fast_mode_decodes_a_large_progressive_jpeg_from_its_dc_scans() {
+        let bytes = fixture("progressive.jpg");
+        let header = jpeg_header(&bytes).unwrap();
+        let path = Path::new("progressive.jpg");
+        let fast = decode_bytes_with(path, &bytes, DecodeMode::Scaled { min_short: 64 }).unwrap();
+        let dc_only = jd_scaled(&progressive_dc_prefix(&bytes).unwrap(), 64, header).unwrap();
+        let libjpeg = libjpeg_decode(&bytes, 8, header).unwrap().unwrap();
+        assert_eq!(fast.dimensions(), (64, 64));
+        assert_ne!(
+            dc_only, libjpeg,
+            "the two paths must be told apart for this test to hold"
+        );
+        assert_eq!(fast, dc_only, "the DC-scan path was not taken");
+        // Below 8x the target the scans are not enough: libjpeg's scaled IDCT runs instead.
+        let half = decode_bytes_with(path, &bytes, DecodeMode::Scaled { min_short: 128 }).unwrap();
+        assert_eq!(half, libjpeg_decode(&bytes, 4, header).unwrap().unwrap());
+    }
+
     #[test]
     fn opaque_and_transparent_alpha() {
         let img =
