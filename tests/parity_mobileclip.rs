@@ -6,11 +6,11 @@
 //! Tolerances (observed values printed with `--nocapture`):
 //! - token ids: identical to open_clip's (CLIP's BPE, padded with 0 to 77 there);
 //! - text features (the text transformer without a causal mask, over the padded sequence):
-//!   max abs <= 1e-4;
+//!   max abs <= 2e-5;
 //! - image features (FastViT with its batch norms, reparameterisable branches, large-kernel
-//!   patch embeddings, attention stage and head): max abs <= 1e-4;
+//!   patch embeddings, attention stage and head): max abs <= 2e-5;
 //! - preprocessing from files (bilinear, rounded crop, mean 0 and std 1): max abs <= 1e-6;
-//! - end-to-end file embeddings: cosine >= 0.999.
+//! - end-to-end file embeddings: cosine >= 0.99999 (observed >= 0.99999976).
 
 mod common;
 
@@ -18,7 +18,9 @@ use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, ModelFiles, Towers};
 use common::{assert_rows_within, fixtures, max_abs, Reference};
 
-const FEATURES: f32 = 1e-4;
+/// About 10x the largest deviation observed (AMD EPYC Zen 2, AVX2, and earlier on Zen 5 with
+/// AVX-512: 1.4e-6 at most): a real departure from the reference shows, rounding does not.
+const FEATURES: f32 = 2e-5;
 
 fn model() -> ClipModel {
     common::model("tiny-mobileclip")
@@ -76,7 +78,7 @@ fn preprocessing_and_file_embeddings_match() {
         normalize(&mut target);
         let cos = dot(&ours, &target);
         eprintln!("{file}: cosine {cos}");
-        assert!(cos >= 0.999, "{file}: cosine {cos}");
+        assert!(cos >= 0.99999, "{file}: cosine {cos}");
     }
 }
 

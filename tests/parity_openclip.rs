@@ -6,8 +6,8 @@
 //! - token ids: identical to open_clip's tokenizer (CLIP's BPE), which pads with 0 to 77;
 //! - preprocessing from files (torchvision's resize through Pillow, centre crop with rounded
 //!   offsets, `ToTensor`, normalise): max abs <= 1e-6;
-//! - text and image features: max abs <= 1e-4 (observed below 3e-6);
-//! - end-to-end file embeddings: cosine >= 0.999 (observed >= 0.9999998).
+//! - text and image features: max abs <= 2e-5 (observed below 3e-6);
+//! - end-to-end file embeddings: cosine >= 0.99999 (observed >= 0.9999998).
 //!
 //! open_clip ignores EXIF orientation and drops alpha after resizing; clipsearch honours the
 //! orientation and composites alpha over white first, as it does for every family, so those two
@@ -19,7 +19,9 @@ use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, Family};
 use common::{assert_rows_within, fixtures, max_abs, Reference};
 
-const FEATURES: f32 = 1e-4;
+/// About 10x the largest deviation observed (AMD EPYC Zen 2, AVX2, and earlier on Zen 5 with
+/// AVX-512: 1.7e-6 at most): a real departure from the reference shows, rounding does not.
+const FEATURES: f32 = 2e-5;
 const PIXELS: f32 = 1e-6;
 
 fn model() -> ClipModel {
@@ -127,6 +129,6 @@ fn end_to_end_file_embeddings() {
         normalize(&mut want);
         let cos = dot(&ours, &want);
         eprintln!("{file}: cosine {cos}");
-        assert!(cos >= 0.999, "{file}: cosine {cos}");
+        assert!(cos >= 0.99999, "{file}: cosine {cos}");
     }
 }

@@ -8,9 +8,9 @@
 //! - token ids: identical, padded to the model's 64 positions as SigLIP was trained;
 //! - preprocessing (bilinear resize to the square, no crop, mean/std 0.5) from PNG and JPEG
 //!   files: max abs <= 1e-6 (bit-exact resize and libjpeg decoding);
-//! - text and image features: max abs <= 1e-4 (observed below 2e-6);
+//! - text and image features: max abs <= 2e-5 (observed below 2e-6);
 //! - logits (`exp(scale) * cos + bias`) <= 1e-4, sigmoid probabilities <= 1e-5;
-//! - end-to-end file embeddings: cosine >= 0.999 (observed >= 0.9999999).
+//! - end-to-end file embeddings: cosine >= 0.99999 (observed >= 0.99999976).
 
 mod common;
 
@@ -18,8 +18,12 @@ use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, Family};
 use common::{assert_rows_within, fixtures, max_abs, Reference};
 
-const FEATURES: f32 = 1e-4;
+/// About 10x the largest deviation observed (AMD EPYC Zen 2, AVX2, and earlier on Zen 5 with
+/// AVX-512: 1.4e-6 at most): a real departure from the reference shows, rounding does not.
+const FEATURES: f32 = 2e-5;
 const PIXELS: f32 = 1e-6;
+/// Logits are features scaled by exp(scale) (about 10 here), so their bound stays 1e-4.
+const LOGITS: f32 = 1e-4;
 
 fn model() -> ClipModel {
     common::model("tiny-siglip")
@@ -77,10 +81,7 @@ fn text_features_match_the_reference() {
         // function, and this comparison tells them apart (the long text has no padding).
         if i != 9 {
             let m = max_abs(o, &masked[i]);
-            assert!(
-                m > 100.0 * FEATURES,
-                "text {i}: masked and unmasked agree ({m})"
-            );
+            assert!(m > 1e-2, "text {i}: masked and unmasked agree ({m})");
         }
     }
 }
@@ -109,7 +110,7 @@ fn image_features_and_logits_match_the_reference() {
         let cos: Vec<f32> = t.iter().map(|txt| dot(img, txt)).collect();
         let (l, p) = (scoring.logits(&cos), scoring.probabilities(&cos));
         for j in 0..t.len() {
-            assert!((l[j] - logits[i][j]).abs() <= FEATURES, "logit [{i},{j}]");
+            assert!((l[j] - logits[i][j]).abs() <= LOGITS, "logit [{i},{j}]");
             assert!((p[j] - probs[i][j]).abs() <= 1e-5, "probability [{i},{j}]");
         }
     }
@@ -155,6 +156,6 @@ fn end_to_end_file_embeddings() {
         normalize(&mut target);
         let cos = dot(&ours, &target);
         eprintln!("{file}: cosine {cos}");
-        assert!(cos >= 0.999, "{file}: cosine {cos}");
+        assert!(cos >= 0.99999, "{file}: cosine {cos}");
     }
 }

@@ -6,7 +6,7 @@
 //! Tolerances (observed values printed with `--nocapture`):
 //! - token ids: identical to open_clip's (`<s> ... </s>`, padded with `<pad>` = 1 to 77 there,
 //!   unpadded here);
-//! - text features of English and French texts, and image features: max abs <= 1e-4 (observed
+//! - text features of English and French texts, and image features: max abs <= 2e-5 (observed
 //!   below 2e-6).
 
 mod common;
@@ -15,7 +15,9 @@ use clipsearch::embedding::dot;
 use clipsearch::model::ClipModel;
 use common::{assert_rows_within, Reference};
 
-const FEATURES: f32 = 1e-4;
+/// About 10x the largest deviation observed (AMD EPYC Zen 2, AVX2, and earlier on Zen 5 with
+/// AVX-512: 1.6e-6 at most): a real departure from the reference shows, rounding does not.
+const FEATURES: f32 = 2e-5;
 
 fn model() -> ClipModel {
     common::model("tiny-xlmr-clip")
