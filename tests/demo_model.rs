@@ -3,7 +3,8 @@
 //! generated freshly here (seeds unlike the training set's).
 //!
 //! Bounds (issue #5): colour accuracy >= 90%, shape accuracy >= 85% (single-object images,
-//! held-out combinations included); recall@5 >= 0.8 for held-out colour-shape queries over a
+//! held-out combinations included), and on the held-out combinations alone colour >= 90% and
+//! shape >= 25% (chance is 1 in 6; observed 13/40); recall@5 >= 0.8 for held-out colour-shape queries over a
 //! gallery of 500 images, where a query counts as recalled when at least one of its top 5
 //! images shows that shape in that colour. Precision@5 is printed too.
 //!
@@ -113,5 +114,20 @@ fn demo_model_classifies_and_retrieves_unseen_combinations() {
 
     assert!(colour_acc >= 0.90, "colour accuracy {colour_acc:.3} < 0.90");
     assert!(shape_acc >= 0.85, "shape accuracy {shape_acc:.3} < 0.85");
+    // The overall figure hides the held-out combinations (40 of 409 images): they get a bound
+    // of their own, above chance (1 in 6 shapes). Observed: colour 40/40, shape 13/40.
+    let (held_colour, held_shape) = (
+        held_colour_ok as f64 / held as f64,
+        held_shape_ok as f64 / held as f64,
+    );
+    assert!(held >= 30, "too few held-out images to judge: {held}");
+    assert!(
+        held_colour >= 0.9,
+        "held-out colour accuracy {held_colour:.3} < 0.9"
+    );
+    assert!(
+        held_shape >= 0.25 && held_shape > 1.0 / SHAPES.len() as f64,
+        "held-out shape accuracy {held_shape:.3}: not above chance"
+    );
     assert!(recall >= 0.8, "recall@5 {recall:.3} < 0.8");
 }
