@@ -56,7 +56,7 @@ fn pause_between_batches() {
     }
 }
 /// Waits before the retries of a request that failed because the server did not answer;
-/// the last one repeats until [`retry_window`] has passed (then the push stops).
+/// the last one repeats until [`clipsearch::store::collection::retry_window`] has passed (then the push stops).
 const BACKOFF: [Duration; 5] = [
     Duration::from_millis(500),
     Duration::from_secs(1),
@@ -64,19 +64,6 @@ const BACKOFF: [Duration; 5] = [
     Duration::from_secs(4),
     Duration::from_secs(5),
 ];
-
-/// How long a request to a server that does not answer is retried: long enough for a
-/// restart (milvus-lite: seconds) or a cluster's failover, bounded in time whatever the
-/// number of attempts. `CLIPSEARCH_MILVUS_RETRY_SECONDS` (30 s by default), the variable that
-/// bounds the Milvus client's own retries of each attempt.
-fn retry_window() -> Duration {
-    let secs = std::env::var("CLIPSEARCH_MILVUS_RETRY_SECONDS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(30.0);
-    Duration::from_secs_f64(secs)
-}
 
 /// What a push did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -102,7 +89,7 @@ pub struct PushSummary {
 }
 
 /// Runs `f`, retrying with back-off while it fails because the server does not answer,
-/// for at most [`retry_window`] (the error then says for how long); any other failure (a
+/// for at most [`clipsearch::store::collection::retry_window`] (the error then says for how long); any other failure (a
 /// dropped collection, a server out of quota) is returned at once, as retrying cannot mend it.
 fn with_retries<T>(
     what: &str,
@@ -110,7 +97,7 @@ fn with_retries<T>(
     mut f: impl FnMut() -> Result<T, Error>,
 ) -> Result<T, Error> {
     let started = Instant::now();
-    let window = retry_window();
+    let window = clipsearch::store::collection::retry_window();
     for attempt in 0.. {
         let e = match f() {
             Ok(v) => return Ok(v),

@@ -149,19 +149,6 @@ fn sdk_err(location: &Location, what: &str, e: sdk::error::Error) -> Error {
     fault::error(location, what, &e)
 }
 
-/// How long a request is retried while the server does not answer (a restart takes a few
-/// seconds; a cluster's failover up to a minute): `CLIPSEARCH_MILVUS_RETRY_SECONDS`, 30 s by
-/// default. Bounded in time, not in attempts, so that a vanished server is reported within
-/// it whatever the back-off.
-pub fn retry_window() -> Duration {
-    let secs = std::env::var("CLIPSEARCH_MILVUS_RETRY_SECONDS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .unwrap_or(30.0);
-    Duration::from_secs_f64(secs)
-}
-
 /// The SDK's retry policy: transient failures retried with back-off for `window`.
 fn retry_policy(window: Duration) -> RetryConfig {
     RetryConfig::new()
@@ -239,7 +226,8 @@ impl MilvusCollection {
             Err(e) if fault::classify(&e) == Fault::Lost => return Err(unreachable(&e)),
             Err(e) => return Err(c.fail("has_collection", e)),
         }
-        c.client.set_retry_param(retry_policy(retry_window()));
+        c.client
+            .set_retry_param(retry_policy(clipsearch::store::collection::retry_window()));
         Ok(c)
     }
 

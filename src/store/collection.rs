@@ -393,3 +393,17 @@ impl LocalCollection {
             .collect()
     }
 }
+
+/// How long a remote collection's requests are retried while its server does not answer (a
+/// restart takes a few seconds; a cluster's failover up to a minute):
+/// `CLIPSEARCH_MILVUS_RETRY_SECONDS`, 30 s by default. Bounded in time, not in attempts, so
+/// that a vanished server is reported within it whatever the back-off: the Milvus client's
+/// own retries of each request and the push's retries of each batch share it.
+pub fn retry_window() -> std::time::Duration {
+    let secs = std::env::var("CLIPSEARCH_MILVUS_RETRY_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(30.0);
+    std::time::Duration::from_secs_f64(secs)
+}
