@@ -59,21 +59,6 @@ fn indexer(dir: &Path, url: &str, source: &str, catalog: &Path) -> Command {
     cmd
 }
 
-/// Every (source, path) the collection returns for a broad query, with how often.
-fn held(url: &str) -> HashMap<(String, String), usize> {
-    let out = run(clipsearch().args(["search", "a photo", "-n", "1000", "--json", "--index", url]));
-    assert!(out.status.success(), "search: {}", stderr(&out));
-    let mut seen = HashMap::new();
-    for r in json_lines(&out) {
-        let key = (
-            r["source"].as_str().unwrap().to_string(),
-            r["path"].as_str().unwrap().to_string(),
-        );
-        *seen.entry(key).or_insert(0) += 1;
-    }
-    seen
-}
-
 fn expected(source: &str, dir: &Path) -> Vec<(String, String)> {
     let dir = dir.canonicalize().unwrap();
     std::fs::read_dir(&dir)

@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -147,21 +146,6 @@ fn indexer(dir: &Path, url: &str, catalog: &Path) -> Command {
         .arg("--json")
         .env("CLIPSEARCH_MILVUS_RETRY_SECONDS", "3");
     cmd
-}
-
-/// Every (source, path) a search from another machine finds, with how often.
-fn held(url: &str) -> HashMap<(String, String), usize> {
-    let out = run(clipsearch().args(["search", "a photo", "-n", "1000", "--json", "--index", url]));
-    assert!(out.status.success(), "search: {}", stderr(&out));
-    let mut seen = HashMap::new();
-    for r in json_lines(&out) {
-        let key = (
-            r["source"].as_str().unwrap().to_string(),
-            r["path"].as_str().unwrap().to_string(),
-        );
-        *seen.entry(key).or_insert(0) += 1;
-    }
-    seen
 }
 
 /// Asserts that the collection holds exactly the files of `dir`, once each.

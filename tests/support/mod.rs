@@ -160,3 +160,21 @@ pub fn paths_of(results: &[serde_json::Value]) -> Vec<String> {
         .map(|r| r["path"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Every (source, path) that a search of `index` (a shared collection's URL) finds for a broad
+/// query, with how often: what another machine sees, once each when nothing is lost or doubled.
+pub fn held(index: &str) -> std::collections::HashMap<(String, String), usize> {
+    let out = run(clipsearch().args([
+        "search", "a photo", "-n", "1000", "--json", "--index", index,
+    ]));
+    assert!(out.status.success(), "search: {}", stderr(&out));
+    let mut seen = std::collections::HashMap::new();
+    for r in json_lines(&out) {
+        let key = (
+            r["source"].as_str().unwrap().to_string(),
+            r["path"].as_str().unwrap().to_string(),
+        );
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
