@@ -45,3 +45,21 @@ pub fn tune_cpu_pools() {
         std::env::set_var(THREADS, candle_core::utils::get_num_threads().to_string());
     }
 }
+
+/// Whether a test of a CPU kernel (`feature`: `vnni`, `avx2`) can run here. Where the CPU lacks
+/// the feature the test says so and returns, unless `CLIPSEARCH_REQUIRE_<FEATURE>=1`: then it
+/// fails, so that a kernel which went missing (a broken feature check, a build without it)
+/// cannot pass. `.ci/run` sets the switch for each feature the CI machine's CPU has.
+#[cfg(test)]
+pub(crate) fn kernel_testable(feature: &str, available: bool) -> bool {
+    let var = format!("CLIPSEARCH_REQUIRE_{}", feature.to_ascii_uppercase());
+    let required = std::env::var(&var).as_deref() == Ok("1");
+    assert!(
+        available || !required,
+        "{var}=1, but the {feature} kernel is not available on this CPU or in this build"
+    );
+    if !available {
+        eprintln!("skipped: no {feature} on this CPU or in this build");
+    }
+    available
+}

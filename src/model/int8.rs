@@ -568,20 +568,9 @@ mod kernel {
 mod tests {
     use super::*;
 
-    /// Whether the kernel can be tested on this CPU. Where it cannot, the test says so and
-    /// returns, unless `CLIPSEARCH_REQUIRE_VNNI=1` (CI sets it on CPUs with AVX-512 VNNI): then a
-    /// kernel that went missing (a broken feature check, a build without `avx512`) fails.
+    /// Whether the kernel can be tested on this CPU (`CLIPSEARCH_REQUIRE_VNNI=1`: it must).
     fn testable() -> bool {
-        let required = std::env::var("CLIPSEARCH_REQUIRE_VNNI").as_deref() == Ok("1");
-        assert!(
-            available() || !required,
-            "CLIPSEARCH_REQUIRE_VNNI=1, but the int8 kernel is not available (a CPU without \
-             AVX-512 VNNI, or a build without the avx512 feature)"
-        );
-        if !available() {
-            eprintln!("skipped: no AVX-512 VNNI here (the fast tower uses candle's product)");
-        }
-        available()
+        crate::device::kernel_testable("vnni", available())
     }
 
     /// Deterministic values with a spread of magnitudes, some large (as activations' outliers).
