@@ -3,70 +3,17 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
+use support::http::{raw_within, send, Reply};
 use support::*;
 
 fn start(index: &Path, extra: &[&str]) -> Server {
     serve(index, extra)
 }
 
-struct Reply {
-    status: u16,
-    headers: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "{} is not JSON ({e}): {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-/// One raw HTTP/1.1 request, written byte for byte (clients would normalise the paths the
-/// traversal corpus needs to send as they are).
-fn raw(addr: &str, request: &[u8]) -> Option<Reply> {
-    raw_within(addr, request, 30)
-}
-
-fn raw_within(addr: &str, request: &[u8], seconds: u64) -> Option<Reply> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(seconds)))
-        .unwrap();
-    s.write_all(request).ok()?;
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Reply {
-        status,
-        headers: head.to_ascii_lowercase(),
-        body: buf[split + 4..].to_vec(),
-    })
-}
-
 fn request(addr: &str, method: &str, target: &str, headers: &[&str], body: &[u8]) -> Reply {
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    raw(addr, &bytes).unwrap_or_else(|| panic!("no reply to {method} {target}"))
+    send(addr, addr, method, target, headers, body)
 }
 
 fn get(addr: &str, target: &str) -> Reply {

@@ -10,80 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::http::{parse, raw_within, send, Reply};
 use support::*;
-
-struct Reply {
-    status: u16,
-    /// Lower-cased.
-    headers: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// Writes `request` as it is and reads the reply; `None` if the server closed without one.
-fn raw(addr: &str, request: &[u8], seconds: u64) -> Option<Reply> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(seconds)))
-        .unwrap();
-    s.write_all(request).ok()?;
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    parse(&buf)
-}
-
-fn parse(buf: &[u8]) -> Option<Reply> {
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    // The original case is kept for the header values (Location, Set-Cookie).
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = head
-        .lines()
-        .map(|l| match l.split_once(':') {
-            Some((k, v)) => format!("{}:{v}", k.to_ascii_lowercase()),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    Some(Reply {
-        status,
-        headers,
-        body: buf[split + 4..].to_vec(),
-    })
-}
-
-/// `method target` with `Host: host` and `headers`.
-fn send(
-    addr: &str,
-    host: &str,
-    method: &str,
-    target: &str,
-    headers: &[&str],
-    body: &[u8],
-) -> Reply {
-    let mut req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    raw(addr, &bytes, 30).unwrap_or_else(|| panic!("no reply to {method} {target}"))
-}
 
 fn get(addr: &str, target: &str, headers: &[&str]) -> Reply {
     send(addr, addr, "GET", target, headers, b"")
@@ -172,7 +100,7 @@ fn a_rebinding_page_gets_nothing() {
         assert_eq!(r.status, 200, "{host}: {}", r.text());
     }
     // HTTP/1.1 without a Host at all.
-    let r = raw(
+    let r = raw_within(
         addr,
         b"GET /api/stats HTTP/1.1\r\nConnection: close\r\n\r\n",
         30,
@@ -450,7 +378,7 @@ fn https_with_a_certificate_and_a_secure_cookie() {
     );
     assert!(r.header("content-security-policy").is_some());
     // Plain HTTP on the TLS port gets no page.
-    let plain = raw(
+    let plain = raw_within(
         &server.addr,
         format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr).as_bytes(),
         15,
@@ -531,7 +459,10 @@ fn malformed_requests_never_bring_the_server_down() {
         let req = format!(
             "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: ;;;==;clipsearch_token\r\n\r\n"
         );
-        assert_eq!(raw(addr, req.as_bytes(), 20).map(|r| r.status), Some(200));
+        assert_eq!(
+            raw_within(addr, req.as_bytes(), 20).map(|r| r.status),
+            Some(200)
+        );
     }
     for (i, req) in requests.iter().enumerate() {
         // Closed after the reply, so that a keep-alive connection does not hold the test.
@@ -540,7 +471,7 @@ fn malformed_requests_never_bring_the_server_down() {
             req.splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
         }
         let started = Instant::now();
-        if let Some(r) = raw(addr, &req, 20) {
+        if let Some(r) = raw_within(addr, &req, 20) {
             assert!(r.status >= 400, "request {i} was answered {}", r.status);
         }
         assert!(
