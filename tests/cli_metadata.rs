@@ -382,16 +382,6 @@ fn an_index_of_the_previous_format_is_completed_without_embedding() {
     assert_eq!(summary["metadata_read"], 0);
 }
 
-/// GET on the test server: status and JSON body.
-fn api(addr: &str, target: &str) -> (u16, Value) {
-    let url = format!("http://{addr}{target}");
-    match ureq::get(&url).call() {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
-        Err(e) => panic!("{target}: {e}"),
-    }
-}
-
 #[test]
 fn the_api_takes_the_same_filters() {
     let tmp = tempfile::tempdir().unwrap();

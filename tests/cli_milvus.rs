@@ -36,16 +36,6 @@ fn collection_url(addr: &str, tag: &str) -> String {
     format!("milvus://{addr}/c_{tag}_{}_{nanos}", std::process::id())
 }
 
-fn photos(dir: &Path, n: usize, seed: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..n {
-        write_jpeg(
-            &dir.join(format!("p{i:03}.jpg")),
-            &photo(96, 72, seed + i as u32),
-        );
-    }
-}
-
 /// `clipsearch index DIR --index URL --source S --catalog C --model tiny --json`.
 fn indexer(dir: &Path, url: &str, source: &str, catalog: &Path) -> Command {
     let mut cmd = clipsearch();

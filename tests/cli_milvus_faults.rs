@@ -124,16 +124,6 @@ impl Drop for Lite {
     }
 }
 
-fn photos(dir: &Path, n: usize, seed: u32) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..n {
-        write_jpeg(
-            &dir.join(format!("p{i:03}.jpg")),
-            &photo(96, 72, seed + i as u32),
-        );
-    }
-}
-
 /// `clipsearch index DIR --index URL --source alpha --catalog C --model tiny --json`.
 fn indexer(dir: &Path, url: &str, catalog: &Path) -> Command {
     let mut cmd = clipsearch();
@@ -169,16 +159,6 @@ fn index_ok(dir: &Path, url: &str, catalog: &Path, extra: &[&str]) -> (serde_jso
     let out = run(indexer(dir, url, catalog).args(extra));
     assert!(out.status.success(), "index: {}", stderr(&out));
     (json_lines(&out).remove(0), stderr(&out))
-}
-
-/// GET on a test server: status and JSON body.
-fn api(addr: &str, target: &str) -> (u16, serde_json::Value) {
-    let url = format!("http://{addr}{target}");
-    match ureq::get(&url).call() {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
-        Err(e) => panic!("{target}: {e}"),
-    }
 }
 
 #[test]

@@ -180,3 +180,24 @@ pub fn held(index: &str) -> std::collections::HashMap<(String, String), usize> {
     }
     seen
 }
+
+/// `n` small distinct JPEGs `p000.jpg`, ... in `dir` (seeds from `seed` on).
+pub fn photos(dir: &Path, n: usize, seed: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        write_jpeg(
+            &dir.join(format!("p{i:03}.jpg")),
+            &photo(96, 72, seed + i as u32),
+        );
+    }
+}
+
+/// GET on a test server: status and JSON body.
+pub fn api(addr: &str, target: &str) -> (u16, serde_json::Value) {
+    let url = format!("http://{addr}{target}");
+    match ureq::get(&url).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("{target}: {e}"),
+    }
+}
