@@ -1,16 +1,16 @@
 //! Vector-index benchmarks at 100k x 512 (ViT-B/32's embedding width): publishing a view (what
-//! an index run pays each time it lets readers see its progress), with and without building the
-//! HNSW graph; opening each kind of view (what every query process pays); exact scan vs HNSW
-//! query latency through the same `SearchIndex` that queries use; and HNSW recall@10 against
-//! the exact scan for held-out queries (near the data, not in it). One-shot costs are timed once
-//! and printed; per-query costs go through criterion.
-//! Run: `cargo bench -p clipsearch --bench index` (the HNSW build takes minutes;
-//! `INDEX_BENCH_GRAPH=0` leaves the graph out: publishing, opening and the exact scan only).
+//! an index run pays each time it lets readers see its progress); opening it (what every query
+//! process pays); the search through the view's binary codes (what queries use) against the
+//! exact f32 scan and, with `INDEX_BENCH_GRAPH=1`, an hnsw_rs graph built in memory (minutes);
+//! and recall@10 against the exact scan for held-out queries (near the data, not in it).
+//! One-shot costs are timed once and printed; per-query costs go through criterion.
+//! Run: `cargo bench -p clipsearch --bench index`. The million-photo figures are
+//! `cargo bench -p clipsearch-cli --bench scale`'s.
 
 use std::time::Instant;
 
 use clipsearch::embedding::normalize;
-use clipsearch::index::{publish, GraphPolicy, SearchIndex};
+use clipsearch::index::{publish, HnswIndex, HnswParams, NearestNeighbours, SearchIndex};
 use clipsearch::metadata::{Filter, Gps, PhotoMeta, Place, Taken, TimeSource};
 use clipsearch::model::ModelIdentity;
 use clipsearch::store::vectors::VectorSet;
@@ -79,9 +79,8 @@ fn meta_of(i: usize) -> PhotoMeta {
     }
 }
 
-/// An index directory holding `set` (catalog + embeddings), and the time to publish its view
-/// (with a graph built if `graph`).
-fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
+/// An index directory holding `set` (catalog + embeddings), and the time to publish its view.
+fn store_with(set: &VectorSet) -> (tempfile::TempDir, f64) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(
         dir.path(),
@@ -116,20 +115,17 @@ fn store_with(set: &VectorSet, graph: bool) -> (tempfile::TempDir, f64) {
     for chunk in entries.chunks(2000) {
         store.commit(chunk).unwrap();
     }
-    let threshold = if graph { 1 } else { usize::MAX };
     let t = Instant::now();
-    publish(&store, GraphPolicy::Update { threshold }).unwrap();
+    publish(&store).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    if !graph {
-        // A periodic publication during a run: the same rewrite, timed again warm.
-        let t = Instant::now();
-        publish(&store, GraphPolicy::Keep).unwrap();
-        println!(
-            "publish (periodic, no graph work), {} files: {:.2} s",
-            set.len(),
-            t.elapsed().as_secs_f64()
-        );
-    }
+    // A periodic publication during a run: the same rewrite, timed again warm.
+    let t = Instant::now();
+    publish(&store).unwrap();
+    println!(
+        "publish (periodic), {} files: {:.2} s",
+        set.len(),
+        t.elapsed().as_secs_f64()
+    );
     (dir, secs)
 }
 
@@ -144,12 +140,12 @@ fn publishing_overhead(set: &VectorSet) {
         for i in 0..n {
             part.push(set.ids[i], set.vector(i));
         }
-        let (dir, _) = store_with(&part, false);
+        let (dir, _) = store_with(&part);
         let store = Store::open(dir.path(), None).unwrap();
         let mut times: Vec<f64> = (0..3)
             .map(|_| {
                 let t = Instant::now();
-                publish(&store, GraphPolicy::Keep).unwrap();
+                publish(&store).unwrap();
                 t.elapsed().as_secs_f64()
             })
             .collect();
@@ -196,34 +192,39 @@ fn publishing_overhead(set: &VectorSet) {
 fn benches(c: &mut Criterion) {
     let set = clustered(N, DIM);
     let queries: Vec<Vec<f32>> = (0..64).map(|i| set.vector(i * 1361 % N).to_vec()).collect();
-    let mut views = Vec::new();
-    let graphs: &[bool] = if std::env::var("INDEX_BENCH_GRAPH").is_ok_and(|v| v == "0") {
-        &[false]
-    } else {
-        &[false, true]
-    };
-    for &graph in graphs {
-        let name = if graph { "hnsw" } else { "exact" };
-        let (dir, write) = store_with(&set, graph);
-        println!("publish ({name}), {N} files: {write:.1} s");
-        let size: u64 = std::fs::read_dir(dir.path())
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_type().unwrap().is_file())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with("db"))
-            .map(|e| e.metadata().unwrap().len())
-            .sum();
-        println!("view ({name}) files: {:.0} MB", size as f64 / 1e6);
-        let mut times = Vec::new();
-        for _ in 0..3 {
-            let t = Instant::now();
-            let index = SearchIndex::open(dir.path()).unwrap();
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(index.len(), N);
-        }
-        println!("view ({name}) open, {N} files: {times:.1?} ms");
-        views.push((name, SearchIndex::open(dir.path()).unwrap(), dir));
+    let (dir, write) = store_with(&set);
+    println!("publish (first), {N} files: {write:.1} s");
+    let size: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    println!("view files: {:.0} MB", size as f64 / 1e6);
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let index = SearchIndex::open(dir.path()).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(index.len(), N);
     }
+    println!("view open, {N} files: {times:.1?} ms");
+    let codes = SearchIndex::open(dir.path()).unwrap();
+    assert!(codes.uses_codes(N));
+    let exact = SearchIndex::open(dir.path())
+        .unwrap()
+        .with_scan(usize::MAX, 0);
+    let graph = std::env::var("INDEX_BENCH_GRAPH")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            let t = Instant::now();
+            let g = HnswIndex::build(codes.view().vectors(), HnswParams::default());
+            println!(
+                "HNSW graph (in memory) built over {N} files in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            g
+        });
 
     publishing_overhead(&set);
 
@@ -245,28 +246,33 @@ fn benches(c: &mut Criterion) {
             v
         })
         .collect();
-    if let [(_, exact, _), (_, hnsw, _)] = &views[..] {
+    let recall = |name: &str, search: &dyn Fn(&[f32]) -> Vec<u64>| {
         let (mut found, mut total) = (0, 0);
         for q in &held_out {
-            let truth: Vec<u64> = exact
-                .search(q, 10, &|_| true)
-                .iter()
-                .map(|h| h.id)
-                .collect();
-            let got = hnsw.search(q, 10, &|_| true);
-            found += got.iter().filter(|h| truth.contains(&h.id)).count();
+            let truth: Vec<u64> = exact.search(q, 10).iter().map(|h| h.id).collect();
+            let got = search(q);
+            found += got.iter().filter(|id| truth.contains(id)).count();
             total += truth.len();
         }
         println!(
-            "HNSW recall@10 vs exact, {N} files, {} held-out queries: {:.3}",
+            "{name} recall@10 vs exact, {N} files, {} held-out queries: {:.3}",
             held_out.len(),
             found as f64 / total as f64
         );
+    };
+    recall("binary codes + rescoring", &|q| {
+        codes.search(q, 10).iter().map(|h| h.id).collect()
+    });
+    if let Some(g) = &graph {
+        recall("HNSW", &|q| {
+            g.search(q, 10, &|_| true).iter().map(|h| h.id).collect()
+        });
     }
+    let views: Vec<(&str, &SearchIndex)> = vec![("codes", &codes), ("exact", &exact)];
 
     // Filtered queries, as a warm `search` runs them: the filter over the view's metadata,
-    // then the top 10 of what it keeps (scanned exactly when it keeps few, through the graph
-    // when it keeps many and the view has one).
+    // then the top 10 of what it keeps (scanned exactly when it keeps few, through the codes
+    // when it keeps many).
     let filters: Vec<(&str, Filter)> = [
         ("1%: one year", vec![("after", "1970"), ("before", "1970")]),
         (
@@ -284,7 +290,7 @@ fn benches(c: &mut Criterion) {
         (name, f)
     })
     .collect();
-    for (name, index, _) in &views {
+    for (name, index) in &views {
         for (fname, f) in &filters {
             let rows = index.view().select(f);
             let t = Instant::now();
@@ -302,38 +308,19 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("query top-10 at {N} x {DIM}"));
     group.sample_size(20);
     let mut i = 0;
-    for (name, index, _) in &views {
+    for (name, index) in &views {
         group.bench_function(format!("{name} (stored vectors)"), |b| {
             b.iter(|| {
                 i += 1;
-                index.search(&queries[i % 64], 10, &|_| true)
+                index.search(&queries[i % 64], 10)
             })
         });
         group.bench_function(format!("{name} (held-out queries)"), |b| {
             b.iter(|| {
                 i += 1;
-                index.search(&held_out[i % held_out.len()], 10, &|_| true)
+                index.search(&held_out[i % held_out.len()], 10)
             })
         });
-    }
-    // Through the graph too (the default scans up to FILTERED_SCAN_ROWS passing files, which is
-    // all of them at this size): the figures that set that limit.
-    let graph_forced: Vec<(String, SearchIndex)> = views
-        .iter()
-        .filter(|(name, _, _)| *name == "hnsw")
-        .map(|(_, _, dir)| {
-            let index = SearchIndex::open(dir.path())
-                .unwrap()
-                .with_filtered_scan_rows(0);
-            ("hnsw, through the graph".to_string(), index)
-        })
-        .collect();
-    let all: Vec<(String, &SearchIndex)> = views
-        .iter()
-        .map(|(n, i, _)| (n.to_string(), i))
-        .chain(graph_forced.iter().map(|(n, i)| (n.clone(), i)))
-        .collect();
-    for (name, index) in &all {
         for (fname, f) in &filters {
             group.bench_function(format!("{name}, filtered {fname} (held-out)"), |b| {
                 b.iter(|| {
@@ -343,6 +330,14 @@ fn benches(c: &mut Criterion) {
                 })
             });
         }
+    }
+    if let Some(g) = &graph {
+        group.bench_function("hnsw (held-out queries)", |b| {
+            b.iter(|| {
+                i += 1;
+                g.search(&held_out[i % held_out.len()], 10, &|_| true)
+            })
+        });
     }
     group.finish();
 }

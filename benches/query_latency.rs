@@ -38,18 +38,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let model = support::vit_b32(tmp.path());
-    // At 100k the index is searched exactly (see HNSW_THRESHOLD); QUERY_BENCH_HNSW=1 also
-    // measures a view with a forced HNSW graph (its build takes minutes).
-    let kinds: &[bool] = if std::env::var_os("QUERY_BENCH_HNSW").is_some() {
-        &[false, true]
-    } else {
-        &[false]
-    };
-    for &hnsw in kinds {
-        let kind = if hnsw { "HNSW view" } else { "exact view" };
-        let index = tmp.path().join(format!("index-{hnsw}"));
+    let kind = "view";
+    {
+        let index = tmp.path().join("index");
         let t = Instant::now();
-        support::build_index(&index, &model, N, hnsw);
+        support::build_index(&index, &model, N);
         println!(
             "{kind}: built a {N}-image index in {:.1} s",
             t.elapsed().as_secs_f64()

@@ -33,7 +33,7 @@ fn main() {
     let model = support::vit_b32(tmp.path());
     let index = tmp.path().join("index");
     let t = Instant::now();
-    support::build_index(&index, &model, N, false);
+    support::build_index(&index, &model, N);
     println!(
         "built a {N}-vector index in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -330,10 +330,15 @@ fn downgrade(idx: &Path) {
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     let file = idx.join(manifest["file"].as_str().unwrap());
     let mut bytes = std::fs::read(&file).unwrap();
-    let meta_len = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
-    bytes.truncate(bytes.len() - meta_len);
+    // Format 1 ends with the path strings: the metadata section and (format 3) the binary
+    // codes after it go.
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
+    let dim = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let (count, strings_len) = (u64_at(16), u64_at(24));
+    let meta_at = 64 + 4 * count * dim + (8 + 64 + 4) * count + strings_len;
+    bytes.truncate(meta_at);
     bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    bytes[32..40].fill(0);
+    bytes[32..64].fill(0);
     std::fs::write(&file, bytes).unwrap();
     manifest["format"] = 1.into();
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();

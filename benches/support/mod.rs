@@ -1,5 +1,5 @@
-//! Shared by the benchmarks: a synthetic index of N random unit vectors under fake paths, as
-//! large as wanted without embedding anything.
+//! Shared by the benchmarks: a synthetic index of N clustered unit vectors under fake paths,
+//! as large as wanted without embedding anything.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -18,25 +18,62 @@ pub fn vit_b32(dir: &Path) -> ModelFiles {
 }
 use clipsearch::store::{content_hash, FileRecord, NewEntry, Store};
 
-/// Fills a new index at `dir` with `n` vectors (paths `/photos/DDD/NNNNNN.jpg`, which do not
-/// exist) for `model`, with an HNSW graph in its published view if `hnsw`.
-pub fn build_index(dir: &Path, model: &ModelFiles, n: usize, hnsw: bool) {
+/// The unit vector of file `i` of a synthetic collection: 1,000 clusters (file `i` in cluster
+/// `i % 1000`), each member its centre plus uniform noise of about the centre's norm, so that
+/// neighbours are members of one cluster whose order is decided by the noise (what makes
+/// recall hard), as in `benches/index.rs`. `salt` other than 0 gives held-out points: near the
+/// data, not in it.
+pub fn clustered(dim: usize, i: usize, salt: u64) -> Vec<f32> {
+    let mut centre = xorshift(0x2545_f491_4f6c_dd1d ^ (i % 1000) as u64);
+    let mut noise = xorshift(0x9e37_79b9_7f4a_7c15 ^ (i as u64) ^ (salt << 40));
+    let mut c: Vec<f32> = (0..dim).map(|_| centre()).collect();
+    normalize(&mut c);
+    let mut v: Vec<f32> = c.iter().map(|x| x + 0.08 * noise()).collect();
+    normalize(&mut v);
+    v
+}
+
+/// Uniform in [-1, 1), from a seed.
+fn xorshift(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// Metadata of file `i`: taken on June 1st of year 1925 + i % 100, so that `after:Y before:Y`
+/// keeps 1% of the files.
+pub fn year_meta(i: usize) -> clipsearch::metadata::PhotoMeta {
+    use clipsearch::metadata::{PhotoMeta, Taken, TimeSource};
+    let local = chrono::NaiveDate::from_ymd_opt(1925 + (i % 100) as i32, 6, 1)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap();
+    PhotoMeta {
+        taken: Some(Taken {
+            local,
+            offset_minutes: None,
+            source: TimeSource::DateTimeOriginal,
+        }),
+        make: Some("Canon".into()),
+        model: Some("Canon EOS R5".into()),
+        format: Some("JPEG".into()),
+        ..Default::default()
+    }
+}
+
+/// Fills a new index at `dir` with `n` vectors ([`clustered`]; paths
+/// `/photos/DDD/NNNNNN.jpg`, which do not exist) for `model`, and publishes it.
+pub fn build_index(dir: &Path, model: &ModelFiles, n: usize) {
     let identity = ModelIdentity::of(model).unwrap();
     let store = Store::open(dir, Some(&identity)).unwrap();
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
     let mut entries = Vec::with_capacity(2000);
     for i in 0..n {
-        let mut v: Vec<f32> = (0..identity.dim)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect();
-        normalize(&mut v);
         entries.push(NewEntry {
-            path: format!("/photos/{:03}/{i:06}.jpg", i % 997).into(),
+            path: format!("/photos/{:03}/{i:07}.jpg", i % 997).into(),
             record: FileRecord {
                 id: store.new_id().unwrap(),
                 size: 1,
@@ -45,16 +82,15 @@ pub fn build_index(dir: &Path, model: &ModelFiles, n: usize, hnsw: bool) {
                 width: 1,
                 height: 1,
                 raw: None,
-                meta: None,
+                meta: Some(year_meta(i)),
             },
-            embedding: Some(v),
+            embedding: Some(clustered(identity.dim, i, 0)),
         });
         if entries.len() == 2000 {
             store.commit(&entries).unwrap();
             entries.clear();
         }
     }
-    let threshold = if hnsw { 1 } else { usize::MAX };
-    clipsearch::index::publish(&store, clipsearch::index::GraphPolicy::Update { threshold })
-        .unwrap();
+    store.commit(&entries).unwrap();
+    clipsearch::index::publish(&store).unwrap();
 }

@@ -13,7 +13,7 @@ use crate::exit;
 #[derive(Args)]
 pub struct StatsArgs {
     /// One JSON object: {index, files, failed, model, dim, decode, precision, generation,
-    /// published_unix_ms, hnsw, bytes, metadata: {dated, dated_by_camera, first_month,
+    /// published_unix_ms, search ("codes" or "exact"), bytes, metadata: {dated, dated_by_camera, first_month,
     /// last_month, with_gps, with_place, with_camera, unread}}.
     #[arg(long)]
     pub json: bool,
@@ -81,7 +81,7 @@ pub fn run(args: StatsArgs) -> Result<i32> {
             "precision": m.model.precision,
             "generation": m.generation,
             "published_unix_ms": m.published_unix_ms,
-            "hnsw": m.graph.is_some(),
+            "search": if index.uses_codes(view.len()) { "codes" } else { "exact" },
             "bytes": bytes,
             "metadata": clipsearch_query::info::coverage(view),
         });
@@ -102,8 +102,8 @@ pub fn run(args: StatsArgs) -> Result<i32> {
         writeln!(
             out,
             "search     {} over {:.1} MB, published {age_s} s ago",
-            if m.graph.is_some() {
-                "HNSW graph + exact scan of newer files"
+            if index.uses_codes(view.len()) {
+                "binary codes, best candidates rescored exactly,"
             } else {
                 "exact scan"
             },

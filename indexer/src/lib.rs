@@ -40,7 +40,6 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use clipsearch::index::GraphPolicy;
 use clipsearch::model::ModelFiles;
 use clipsearch::store::Store;
 use serde::Serialize;
@@ -57,8 +56,6 @@ pub struct Options {
     pub batch_size: usize,
     /// Threads that decode and preprocess while the model runs.
     pub decode_threads: usize,
-    /// Collections at least this large get an HNSW graph.
-    pub hnsw_threshold: usize,
     /// During a run, publish a view for readers at most this long after the last (see
     /// [`publisher`]).
     pub publish_interval: Duration,
@@ -77,7 +74,6 @@ impl Options {
             // a single decoding thread (`cargo bench -p clipsearch-cli --bench indexing`).
             batch_size: 8,
             decode_threads: cores.max(1),
-            hnsw_threshold: clipsearch::index::HNSW_THRESHOLD,
             publish_interval: Duration::from_secs(30),
         }
     }
@@ -99,7 +95,7 @@ pub struct Timings {
     pub model_seconds: f64,
     /// Committing batches to the index (wall time).
     pub store_seconds: f64,
-    /// Publishing views for readers, during the run and at its end (the HNSW graph included).
+    /// Publishing views for readers, during the run and at its end.
     pub publish_seconds: f64,
     /// Views published.
     pub publications: usize,
@@ -256,19 +252,14 @@ pub fn index(
             outcome.committed > 0 || removed > 0 || raws_changed > 0 || summary.metadata_read > 0;
         if changed || view_is_stale(store)? {
             progress.set_message("publishing");
-            publisher.publish(
-                store,
-                GraphPolicy::Update {
-                    threshold: opts.hnsw_threshold,
-                },
-            )?;
+            publisher.publish(store)?;
         }
         store.flush()?;
         summary.indexed = outcome.committed - summary.moved;
     } else {
-        // Stopped: what was committed is published (the graph, if any, is left as it was).
+        // Stopped: what was committed is published.
         if outcome.committed > 0 || summary.metadata_read > 0 {
-            publisher.publish(store, GraphPolicy::Keep)?;
+            publisher.publish(store)?;
         }
         summary.indexed = outcome.committed;
     }

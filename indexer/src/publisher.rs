@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use clipsearch::index::{publish, GraphPolicy};
+use clipsearch::index::publish;
 use clipsearch::store::Store;
 
 use crate::Error;
@@ -57,15 +57,15 @@ impl Publisher {
             }
         };
         if due {
-            self.publish(store, GraphPolicy::Keep)?;
+            self.publish(store)?;
         }
         Ok(())
     }
 
     /// Publishes now.
-    pub fn publish(&mut self, store: &Store, policy: GraphPolicy) -> Result<(), Error> {
+    pub fn publish(&mut self, store: &Store) -> Result<(), Error> {
         let t = Instant::now();
-        publish(store, policy)?;
+        publish(store)?;
         self.last_cost = t.elapsed();
         self.last = Some(Instant::now());
         self.pending = 0;

@@ -249,7 +249,7 @@ impl Searcher {
     pub fn search(&self, query: &[f32], opts: &SearchOptions) -> Result<Vec<Match>, Error> {
         let view = self.index.view();
         let hits = match self.candidate_rows(opts)? {
-            None => self.index.search(query, opts.top, &|_| true),
+            None => self.index.search(query, opts.top),
             Some(rows) => self.index.search_rows(query, opts.top, &rows),
         };
         let mut matches: Vec<Match> = hits
@@ -377,12 +377,7 @@ pub fn open_view(dir: &Path) -> Result<SearchIndex, Error> {
     }
     match Store::open_if_free(dir)? {
         Some(store) => {
-            clipsearch::index::publish(
-                &store,
-                clipsearch::index::GraphPolicy::Update {
-                    threshold: clipsearch::index::HNSW_THRESHOLD,
-                },
-            )?;
+            clipsearch::index::publish(&store)?;
         }
         None => {
             // The writer may have published between our two looks.

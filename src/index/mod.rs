@@ -1,11 +1,12 @@
 //! Nearest-neighbour search over normalised embeddings, where the score is the dot product
 //! (cosine similarity), as qdrant does it.
 //!
-//! Two implementations of one trait, [`NearestNeighbours`]: [`ExactIndex`] scans every vector
-//! (exact, and faster than any graph below a few tens of thousands of vectors, with no build
-//! cost) and [`HnswIndex`] (hnsw_rs) for large collections. [`SearchIndex`] is what queries use:
-//! a published view (see [`crate::store::view`]), through its graph where it has one and
-//! exactly for the files the graph does not cover. [`publish`] is how the writer makes one.
+//! [`SearchIndex`] is what queries use: a published view (see [`crate::store::view`]), scanned
+//! through its binary codes and rescored exactly when it is large, exactly when it is small;
+//! it reads nothing whole on open, so a query process costs the same at any size. [`publish`]
+//! is how the writer makes a view. Two in-memory implementations of one trait,
+//! [`NearestNeighbours`], serve work on vector sets that are not views: [`ExactIndex`] and
+//! [`HnswIndex`] (hnsw_rs's graph, which the scale benchmark races against the codes).
 
 mod exact;
 mod hnsw;
@@ -16,8 +17,8 @@ mod search;
 pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams, UnitCosine};
 pub use pairs::pairs_above;
-pub use publish::{publish, GraphPolicy};
-pub use search::{SearchIndex, FILTERED_SCAN_ROWS, HNSW_THRESHOLD};
+pub use publish::publish;
+pub use search::{SearchIndex, EXACT_SCAN_ROWS, MIN_CODE_BITS, RESCORE_MIN, RESCORE_PER_RESULT};
 
 /// One search result.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -3,32 +3,16 @@
 
 use std::time::Instant;
 
-use super::{HnswIndex, HnswParams};
 use crate::error::Result;
 use crate::store::view::{
-    hnsw_basename, read_manifest, remove_unreferenced, sync_dir, view_file_name, write_manifest,
-    write_view_file, GraphRef, View, ViewManifest, VIEW_FORMAT,
+    read_manifest, remove_unreferenced, view_file_name, write_manifest, write_view_file, View,
+    ViewManifest, VIEW_FORMAT,
 };
 use crate::store::{FileRecord, Store};
 
-/// What a publication does about the HNSW graph.
-#[derive(Clone, Copy, Debug)]
-pub enum GraphPolicy {
-    /// Keep the previous view's graph as it is (new files are scanned exactly): the periodic
-    /// publications during a run, whose cost must stay small.
-    Keep,
-    /// At or above `threshold` files, bring the graph up to date: extend the previous one with
-    /// the files it lacks, or build one when there is none or too many of its points are gone.
-    /// Below it, no graph.
-    Update { threshold: usize },
-}
-
-/// Above this share of removed points still in the graph, it is rebuilt rather than extended.
-const MAX_TOMBSTONE_SHARE: f64 = 0.1;
-
 /// Publishes the catalog as a new view; returns its manifest (None for an index that never
 /// recorded a model, which has nothing to publish).
-pub fn publish(store: &Store, policy: GraphPolicy) -> Result<Option<ViewManifest>> {
+pub fn publish(store: &Store) -> Result<Option<ViewManifest>> {
     let t = Instant::now();
     let Some(model) = store.model()? else {
         return Ok(None);
@@ -55,7 +39,7 @@ pub fn publish(store: &Store, policy: GraphPolicy) -> Result<Option<ViewManifest
     })?;
     drop(earlier);
     drop(rows);
-    let mut manifest = ViewManifest {
+    let manifest = ViewManifest {
         format: VIEW_FORMAT,
         generation,
         file: view_file_name(generation),
@@ -70,29 +54,15 @@ pub fn publish(store: &Store, policy: GraphPolicy) -> Result<Option<ViewManifest
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
     };
-    // The previous graph is reusable only for vectors of the same model.
-    let previous_graph = previous
-        .as_ref()
-        .filter(|p| p.model.fingerprint == model.fingerprint && p.model == model)
-        .and_then(|p| p.graph.clone())
-        .filter(|g| g.files().iter().all(|f| dir.join(f).exists()));
-    manifest.graph = match policy {
-        GraphPolicy::Keep => previous_graph,
-        GraphPolicy::Update { threshold } if count >= threshold.max(1) => {
-            let view = View::open(dir, manifest.clone())?;
-            Some(update_graph(store, &view, previous_graph, generation)?)
-        }
-        GraphPolicy::Update { .. } => None,
-    };
     write_manifest(dir, &manifest)?;
     // Legacy pointer of format 1 (the snapshot in sled): gone once a view exists.
     if store.meta_get("snapshot")?.is_some() {
         store.meta_remove("snapshot")?;
     }
-    let keep: Vec<&ViewManifest> = std::iter::once(&manifest)
-        .chain(previous.as_ref())
-        .collect();
-    remove_unreferenced(dir, &keep);
+    // The previous generation goes at once (and with it any HNSW graph an older clipsearch
+    // published): a reader that holds it open keeps its mapped pages, and one that read the
+    // old manifest but not yet the file finds it gone and reads the manifest again.
+    remove_unreferenced(dir, &[&manifest]);
     tracing::debug!(
         generation,
         count,
@@ -100,65 +70,4 @@ pub fn publish(store: &Store, policy: GraphPolicy) -> Result<Option<ViewManifest
         "view published"
     );
     Ok(Some(manifest))
-}
-
-/// The graph for `view`: the previous one as it is, extended, or a new one.
-fn update_graph(
-    store: &Store,
-    view: &View,
-    previous: Option<GraphRef>,
-    generation: u64,
-) -> Result<GraphRef> {
-    let set = view.vectors();
-    let max_id = set.ids.last().copied().unwrap_or(0);
-    let t = Instant::now();
-    if let Some(g) = previous {
-        let covered = set.ids.partition_point(|&id| id <= g.max_id);
-        let tombstones = g.points.saturating_sub(covered);
-        if tombstones as f64 <= MAX_TOMBSTONE_SHARE * g.points.max(1) as f64 {
-            if covered == set.len() {
-                return Ok(g);
-            }
-            match HnswIndex::load(store.path(), &g.basename, HnswParams::default()) {
-                Ok(index) => {
-                    let new: Vec<usize> = (covered..set.len()).collect();
-                    index.insert(set, &new);
-                    tracing::info!(added = new.len(), tombstones, "HNSW graph extended");
-                    let basename = dump(store, &index, generation)?;
-                    return Ok(GraphRef {
-                        basename,
-                        max_id,
-                        points: g.points + new.len(),
-                    });
-                }
-                Err(e) => tracing::warn!("{e}: building a new graph"),
-            }
-        }
-    }
-    let index = HnswIndex::build(set, HnswParams::default());
-    tracing::info!(
-        points = set.len(),
-        secs = t.elapsed().as_secs_f32(),
-        "HNSW graph built"
-    );
-    let basename = dump(store, &index, generation)?;
-    Ok(GraphRef {
-        basename,
-        max_id,
-        points: set.len(),
-    })
-}
-
-fn dump(store: &Store, index: &HnswIndex, generation: u64) -> Result<String> {
-    let dir = store.path();
-    let basename = index.dump_to(dir, &hnsw_basename(generation))?;
-    // hnsw_rs writes in place without syncing: the files must be durable before a manifest
-    // names them.
-    for suffix in ["hnsw.graph", "hnsw.data"] {
-        if let Ok(f) = std::fs::File::open(dir.join(format!("{basename}.{suffix}"))) {
-            let _ = f.sync_all();
-        }
-    }
-    sync_dir(dir);
-    Ok(basename)
 }

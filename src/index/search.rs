@@ -1,49 +1,47 @@
-//! The index queries use: a published view, searched through its HNSW graph (for the files the
-//! graph covers) plus an exact scan of the rest, with removed files filtered out.
+//! The index queries use: a published view, searched through its binary codes (the best few
+//! hundred by Hamming distance, rescored exactly) when it is large, exactly when it is small.
+//!
+//! Why not a graph: a CLI query is a new process, and hnsw_rs reads a whole graph on open
+//! (2.9-3.2 s and 700 MB at 210,000 files, 20-60x the exact scan's total time), while a scan of
+//! memory-mapped codes costs the same from the first query and reads 1/32 of the f32 vectors.
+//! `cargo bench -p clipsearch --bench scale` measures both (see docs/scale.md).
 
 use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{top_k, ExactIndex, Hit, HnswIndex, HnswParams, NearestNeighbours};
+use super::{top_k, Hit};
 use crate::embedding::dot;
 use crate::error::{Error, Result};
+use crate::store::codes;
 use crate::store::view::{read_manifest, View};
 
-/// Collections at least this large get an HNSW graph; smaller ones are scanned exactly.
-///
-/// Measured on this project's 2-core reference machine at 100k x 512 (`benches/index.rs`): an
-/// exact top-10 scan takes 21 ms, an HNSW search 8 ms; but building that graph takes 250-300 s,
-/// the index's files grow from 206 MB to 490 MB (hnsw_rs keeps its own copy of the vectors), and
-/// loading the graph takes 1.5-2.3 s against under a millisecond for the memory-mapped view. A
-/// CLI query opens the view every time, so the exact scan wins on total latency well past 100k; the
-/// graph pays off only for long-lived processes on larger collections. Exact search scales
-/// linearly (~0.2 µs a vector): ~40 ms at 200k.
-pub const HNSW_THRESHOLD: usize = 200_000;
+/// Below this many candidate rows a search scans the f32 vectors exactly: the scan is cheap
+/// (20k x 512 is 40 MB, a few milliseconds) and the codes would save nothing worth their
+/// approximation.
+pub const EXACT_SCAN_ROWS: usize = 20_000;
 
-/// A filtered search scans the files that pass exactly when they are at most 1/this of the
-/// view (qdrant's rule), or at most [`FILTERED_SCAN_ROWS`], and always without a graph.
-const FILTERED_SCAN_SHARE: usize = 5;
+/// Codes of fewer bits than this say too little about the angle to choose candidates by (the
+/// 64-dimensional demo model's 64 bits): such views are scanned exactly at any size.
+pub const MIN_CODE_BITS: usize = 128;
 
-/// Up to this many passing files, scanning them beats the graph whatever their share. Measured
-/// at 100k x 512 on this project's 2-core machine (`cargo bench -p clipsearch --bench index`):
-/// a filter keeping 50% costs 4.3-4.5 ms scanned exactly against 13-17 ms through hnsw_rs's filtered
-/// search (which must step over the neighbours the filter rejects), and the scan costs about
-/// 0.09 us a row, so the graph wins only past some 150k passing files.
-pub const FILTERED_SCAN_ROWS: usize = 150_000;
+/// Candidates rescored exactly per query: at least this many, and at least
+/// [`RESCORE_PER_RESULT`] per result asked for. Measured at 1,000,000 x 512 on clustered data
+/// (`cargo bench -p clipsearch --bench scale`), recall@10 against the exact scan is 0.99+ with
+/// 1,000; the rescoring reads one vector per candidate.
+pub const RESCORE_MIN: usize = 1_000;
+pub const RESCORE_PER_RESULT: usize = 40;
 
 /// How often a reader reads the manifest again when the view it names vanished under it (a
-/// writer published twice between the reader's read and its open).
+/// writer published between the reader's read and its open).
 const OPEN_ATTEMPTS: usize = 8;
 
 pub struct SearchIndex {
-    /// See [`FILTERED_SCAN_ROWS`]; settable for tests of the graph path on small views.
-    filtered_scan_rows: usize,
     view: View,
-    graph: Option<HnswIndex>,
-    /// The view's files the graph does not cover (all of them without a graph), scanned exactly.
-    tail: ExactIndex,
+    /// See [`EXACT_SCAN_ROWS`]; settable so that tests reach the codes on small views.
+    exact_scan_rows: usize,
+    rescore_min: usize,
 }
 
 fn vanished(e: &Error) -> bool {
@@ -59,7 +57,6 @@ impl SearchIndex {
             let Some(manifest) = read_manifest(dir)? else {
                 return Err(Error::NoView(dir.to_path_buf()));
             };
-            let graph_ref = manifest.graph.clone();
             let view = match View::open(dir, manifest) {
                 Ok(v) => v,
                 Err(e) if vanished(&e) => {
@@ -68,50 +65,35 @@ impl SearchIndex {
                 }
                 Err(e) => return Err(e),
             };
-            let graph = match &graph_ref {
-                None => None,
-                Some(g) if g.files().iter().any(|f| !dir.join(f).exists()) => {
-                    last = Some(Error::Index(format!("graph {} vanished", g.basename)));
-                    continue;
-                }
-                Some(g) => match HnswIndex::load(dir, &g.basename, HnswParams::default()) {
-                    Ok(h) => Some(h),
-                    Err(e) => {
-                        tracing::warn!("{e}; searching exactly until the next index run");
-                        None
-                    }
-                },
-            };
-            let covered = match (&graph, &graph_ref) {
-                (Some(_), Some(g)) => view.vectors().ids.partition_point(|&id| id <= g.max_id),
-                _ => 0,
-            };
-            let tail = ExactIndex::new(view.vectors().rows_from(covered));
             tracing::debug!(
                 generation = view.generation(),
                 files = view.len(),
-                graph = covered,
                 ms = t.elapsed().as_millis() as u64,
                 "view opened"
             );
-            return Ok(SearchIndex {
-                filtered_scan_rows: FILTERED_SCAN_ROWS,
-                view,
-                graph,
-                tail,
-            });
+            return Ok(SearchIndex::new(view));
         }
         Err(last.unwrap_or_else(|| Error::NoView(dir.to_path_buf())))
+    }
+
+    pub fn new(view: View) -> Self {
+        SearchIndex {
+            view,
+            exact_scan_rows: EXACT_SCAN_ROWS,
+            rescore_min: RESCORE_MIN,
+        }
     }
 
     pub fn view(&self) -> &View {
         &self.view
     }
 
-    /// Sets how many passing files a filtered search scans exactly at most, whatever their
-    /// share (default [`FILTERED_SCAN_ROWS`]).
-    pub fn with_filtered_scan_rows(mut self, rows: usize) -> Self {
-        self.filtered_scan_rows = rows;
+    /// Sets below how many candidate rows a search scans exactly (default
+    /// [`EXACT_SCAN_ROWS`]) and how many candidates the codes choose at least (default
+    /// [`RESCORE_MIN`]).
+    pub fn with_scan(mut self, exact_scan_rows: usize, rescore_min: usize) -> Self {
+        self.exact_scan_rows = exact_scan_rows;
+        self.rescore_min = rescore_min;
         self
     }
 
@@ -124,47 +106,62 @@ impl SearchIndex {
         self.len() == 0
     }
 
-    /// The best `k` of the view's `rows` (sorted, as [`View::select`] returns them), best first.
-    /// A filter that keeps few files is answered by scanning just those (qdrant's full-scan
-    /// threshold): exact, and cheaper than walking a graph whose neighbours mostly fail the
-    /// filter; one that keeps very many goes through the graph with the filter applied.
-    pub fn search_rows(&self, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
-        let view = &self.view;
-        if self.graph.is_none()
-            || rows.len() <= self.filtered_scan_rows
-            || rows.len() * FILTERED_SCAN_SHARE <= view.len()
-        {
-            let hits: Vec<Hit> = rows
-                .par_chunks(4096)
-                .flat_map_iter(|chunk| {
-                    let hits = chunk
-                        .iter()
-                        .map(|&r| Hit {
-                            id: view.id(r),
-                            score: dot(query, view.vector(r)),
-                        })
-                        .collect();
-                    top_k(hits, k)
-                })
-                .collect();
-            return top_k(hits, k);
-        }
-        let mut keep = vec![false; view.len()];
-        for &r in rows {
-            keep[r] = true;
-        }
-        self.search(query, k, &|id| view.row_of_id(id).is_some_and(|r| keep[r]))
+    /// Whether a search over `rows` candidates goes through the codes.
+    pub fn uses_codes(&self, rows: usize) -> bool {
+        rows >= self.exact_scan_rows
+            && self
+                .view
+                .codes()
+                .is_some_and(|c| c.mean.len() >= MIN_CODE_BITS)
     }
 
-    /// The best `k` files accepted by `keep`, best first.
-    pub fn search(&self, query: &[f32], k: usize, keep: &(dyn Fn(u64) -> bool + Sync)) -> Vec<Hit> {
-        let mut hits = self.tail.search(query, k, keep);
-        if let Some(g) = &self.graph {
-            // The graph may still hold files removed since it was built: they are not in the
-            // view, and never returned.
-            let live = |id: u64| keep(id) && self.view.row_of_id(id).is_some();
-            hits.extend(g.search(query, k, &live));
+    /// The best `k` files, best first.
+    pub fn search(&self, query: &[f32], k: usize) -> Vec<Hit> {
+        self.search_in(query, k, None)
+    }
+
+    /// The best `k` of the view's `rows` (as [`View::select`] returns them), best first.
+    pub fn search_rows(&self, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
+        self.search_in(query, k, Some(rows))
+    }
+
+    fn search_in(&self, query: &[f32], k: usize, rows: Option<&[usize]>) -> Vec<Hit> {
+        if k == 0 {
+            return Vec::new();
         }
+        let n = rows.map_or(self.view.len(), <[usize]>::len);
+        let codes = self.view.codes().filter(|_| self.uses_codes(n));
+        match codes {
+            Some(c) => {
+                let mut code = vec![0u64; c.words];
+                codes::encode(query, c.mean, &mut code);
+                let want = self.rescore_min.max(RESCORE_PER_RESULT * k);
+                let candidates = codes::nearest(c.codes, &code, rows, want);
+                self.rescore(query, k, &candidates)
+            }
+            None => match rows {
+                Some(rows) => self.rescore(query, k, rows),
+                None => self.rescore(query, k, &(0..n).collect::<Vec<_>>()),
+            },
+        }
+    }
+
+    /// The best `k` of `rows` by exact dot product.
+    fn rescore(&self, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
+        let view = &self.view;
+        let hits: Vec<Hit> = rows
+            .par_chunks(4096)
+            .flat_map_iter(|chunk| {
+                let hits = chunk
+                    .iter()
+                    .map(|&r| Hit {
+                        id: view.id(r),
+                        score: dot(query, view.vector(r)),
+                    })
+                    .collect();
+                top_k(hits, k)
+            })
+            .collect();
         top_k(hits, k)
     }
 }

@@ -160,12 +160,7 @@ impl LocalCollection {
     /// `flush`'s).
     fn publish_if_stale(&self) -> Result<()> {
         if self.dirty.swap(false, std::sync::atomic::Ordering::SeqCst) {
-            crate::index::publish(
-                &self.store,
-                crate::index::GraphPolicy::Update {
-                    threshold: crate::index::HNSW_THRESHOLD,
-                },
-            )?;
+            crate::index::publish(&self.store)?;
         }
         Ok(())
     }
@@ -372,12 +367,9 @@ impl LocalCollection {
     ) -> Vec<Found> {
         let view = index.view();
         let hits = if *scope == Scope::default() {
-            index.search(query, k, &|_| true)
-        } else if !scope.filter.is_empty() {
-            index.search_rows(query, k, &Self::rows_in(view, scope))
+            index.search(query, k)
         } else {
-            let in_place = Self::in_place(view, scope);
-            index.search(query, k, &|id| view.row_of_id(id).is_some_and(&in_place))
+            index.search_rows(query, k, &Self::rows_in(view, scope))
         };
         hits.into_iter()
             .filter_map(|h| {

@@ -19,6 +19,7 @@
 //! entry land together or not at all), followed by `flush()`: sled's durability point. A process
 //! killed at any moment leaves a catalog that is a prefix of the run's work.
 
+pub mod codes;
 pub mod collection;
 pub mod vectors;
 pub mod view;

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::codes;
 use super::vectors::VectorSet;
 use super::view_meta::{self, MetaSection};
 use super::{dir_prefix, path_key, FileRecord};
@@ -43,7 +44,7 @@ use crate::model::ModelIdentity;
 
 /// Version of `view.json` and of the view file layout. A newer one is refused; version 1 (no
 /// metadata section) is still read.
-pub const VIEW_FORMAT: u32 = 2;
+pub const VIEW_FORMAT: u32 = 3;
 /// The manifest: the view in force.
 pub const MANIFEST: &str = "view.json";
 
@@ -81,6 +82,9 @@ pub struct ViewManifest {
     pub dim: usize,
     /// The highest file id in the view (ids only grow: a file committed later has a larger one).
     pub max_id: Option<u64>,
+    /// An HNSW graph that clipsearch before view format 3 published beside large views. It is
+    /// not read (searches scan the codes), and goes with the next publication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphRef>,
     /// The model every vector was embedded with (and queries must be).
     pub model: ModelIdentity,
@@ -157,11 +161,6 @@ pub fn view_file_name(generation: u64) -> String {
     format!("view-{generation:016x}.vec")
 }
 
-/// Basename for an HNSW graph built by a generation (hnsw_rs appends `.hnsw.graph`/`.data`).
-pub fn hnsw_basename(generation: u64) -> String {
-    format!("hnsw-{generation:016x}")
-}
-
 /// Writes the view file of `generation` from catalog rows in id order; `vector` gives each
 /// row's embedding (None drops the row, which the catalog invariants rule out). Returns the
 /// number of rows written and the highest id among them. The file is complete, fsynced and under its final name on return,
@@ -176,15 +175,26 @@ pub(crate) fn write_view_file(
     debug_assert!(rows.windows(2).all(|w| w[0].1.id < w[1].1.id));
     let path = dir.join(view_file_name(generation));
     let tmp = path.with_extension("vec.tmp");
-    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    // Read as well as written: the binary codes are computed from the vectors written first.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
     let e = io(&tmp);
     w.write_all(&[0u8; HEADER]).map_err(&e)?;
     let mut kept: Vec<&(PathBuf, FileRecord)> = Vec::with_capacity(rows.len());
     let mut buf = Vec::with_capacity(4 * dim);
+    let mut sum = vec![0f64; dim];
     for row in rows {
         match vector(&row.1)? {
             Some(v) if v.len() == dim => {
+                for (s, x) in sum.iter_mut().zip(&v) {
+                    *s += *x as f64;
+                }
                 buf.clear();
                 for x in &v {
                     buf.extend_from_slice(&x.to_le_bytes());
@@ -232,10 +242,28 @@ pub(crate) fn write_view_file(
     }
     let meta = view_meta::encode(kept.iter().map(|(_, r)| r));
     w.write_all(&meta).map_err(&e)?;
+    let count = kept.len();
+    let mean: Vec<f32> = sum
+        .iter()
+        .map(|s| (s / count.max(1) as f64) as f32)
+        .collect();
+    let meta_end =
+        HEADER as u64 + (4 * count * dim) as u64 + (8 + RECORD as u64 + 4) * count as u64;
+    let meta_end = meta_end + raw_offset + meta.len() as u64;
+    let mean_at = meta_end.next_multiple_of(8);
+    let codes_at = (mean_at + 4 * dim as u64).next_multiple_of(8);
+    w.write_all(&vec![0u8; (mean_at - meta_end) as usize])
+        .map_err(&e)?;
+    for x in &mean {
+        w.write_all(&x.to_le_bytes()).map_err(&e)?;
+    }
+    w.write_all(&vec![0u8; (codes_at - mean_at - 4 * dim as u64) as usize])
+        .map_err(&e)?;
     w.flush().map_err(&e)?;
     let mut file = w
         .into_inner()
         .map_err(|err| Error::io(&tmp, err.into_error()))?;
+    write_codes(file, &tmp, dim, count, &mean)?;
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&VIEW_FORMAT.to_le_bytes());
@@ -243,11 +271,53 @@ pub(crate) fn write_view_file(
     header[16..24].copy_from_slice(&(kept.len() as u64).to_le_bytes());
     header[24..32].copy_from_slice(&raw_offset.to_le_bytes());
     header[32..40].copy_from_slice(&(meta.len() as u64).to_le_bytes());
+    header[40..48].copy_from_slice(&mean_at.to_le_bytes());
+    header[48..56].copy_from_slice(&codes_at.to_le_bytes());
+    header[56..60].copy_from_slice(&(codes::words(dim) as u32).to_le_bytes());
     file.seek(SeekFrom::Start(0)).map_err(&e)?;
     file.write_all(&header).map_err(&e)?;
     file.sync_all().map_err(&e)?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
     Ok((kept.len(), kept.last().map(|(_, r)| r.id)))
+}
+
+/// Appends the binary codes of the vectors already written at the start of `file` (see
+/// [`super::codes`]), read back through a mapping in blocks so that memory stays small.
+fn write_codes(
+    file: &std::fs::File,
+    tmp: &Path,
+    dim: usize,
+    count: usize,
+    mean: &[f32],
+) -> Result<()> {
+    use rayon::prelude::*;
+    let e = io(tmp);
+    // SAFETY: the temporary file is ours alone until it is renamed, and this part of it is
+    // not written again.
+    let map = unsafe { memmap2::Mmap::map(file) }.map_err(&e)?;
+    let words = codes::words(dim);
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    const BLOCK: usize = 16 * 1024;
+    let mut out = vec![0u64; BLOCK * words];
+    for start in (0..count).step_by(BLOCK) {
+        let n = BLOCK.min(count - start);
+        out[..n * words]
+            .par_chunks_mut(words)
+            .enumerate()
+            .for_each(|(i, code)| {
+                let at = HEADER + 4 * dim * (start + i);
+                let v: Vec<f32> = map[at..at + 4 * dim]
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
+                    .collect();
+                codes::encode(&v, mean, code);
+            });
+        for c in &out[..n * words] {
+            w.write_all(&c.to_le_bytes()).map_err(&e)?;
+        }
+    }
+    w.flush().map_err(&e)?;
+    Ok(())
 }
 
 /// Deletes the view and graph files (and leftovers of interrupted publications, and snapshots
@@ -268,6 +338,14 @@ pub(crate) fn remove_unreferenced(dir: &Path, keep: &[&ViewManifest]) {
     }
 }
 
+/// A view's binary codes: `words` u64s a row, taken against `mean`.
+#[derive(Clone, Copy, Debug)]
+pub struct Codes<'a> {
+    pub mean: &'a [f32],
+    pub codes: &'a [u64],
+    pub words: usize,
+}
+
 /// One catalogued file, as a view holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ViewEntry<'a> {
@@ -285,6 +363,8 @@ pub struct View {
     strings: usize,
     /// None in a view of format 1, published before metadata was recorded.
     meta: Option<MetaSection>,
+    /// Byte offsets of the mean and the codes, and words per code (format 3 on).
+    codes: Option<(usize, usize, usize)>,
 }
 
 impl View {
@@ -318,9 +398,28 @@ impl View {
         let by_path = records + RECORD * count;
         let strings = by_path + 4 * count;
         let meta_at = strings as u64 + strings_len;
-        if map.len() as u64 != meta_at.saturating_add(meta_len) {
-            return Err(damaged("truncated"));
-        }
+        let meta_end = meta_at.saturating_add(meta_len);
+        // Format 3 appends the collection's mean and every row's binary code.
+        let codes = if version >= 3 {
+            let (mean_at, codes_at) = (u64_at(40), u64_at(48));
+            let words = u32_at(56) as usize;
+            let end = codes_at.saturating_add((8 * words * count) as u64);
+            let fits = mean_at >= meta_end
+                && mean_at.is_multiple_of(8)
+                && codes_at >= mean_at + 4 * dim as u64
+                && codes_at.is_multiple_of(8)
+                && words == codes::words(dim)
+                && map.len() as u64 == end;
+            if !fits {
+                return Err(damaged("truncated"));
+            }
+            Some((mean_at as usize, codes_at as usize, words))
+        } else {
+            if map.len() as u64 != meta_end {
+                return Err(damaged("truncated"));
+            }
+            None
+        };
         let meta = if version >= 2 {
             Some(
                 MetaSection::parse(&map, meta_at as usize, meta_len as usize, count)
@@ -338,6 +437,8 @@ impl View {
         }
         let map = Arc::new(map);
         let vectors = VectorSet::mapped(dim, ids, map.clone(), HEADER);
+        // Nothing else is read whole: paths and metadata are checked where they are read (a
+        // damaged one reads as empty), so that opening costs the same at any size.
         let view = View {
             manifest,
             vectors,
@@ -346,18 +447,8 @@ impl View {
             by_path,
             strings,
             meta,
+            codes,
         };
-        // Every path must lie inside the strings section: checked once here, so that lookups
-        // can slice without checks failing later.
-        let end = view.map().len();
-        for row in 0..count {
-            let spans = std::iter::once(view.path_span(row)).chain(view.raw_span(row));
-            for (off, len) in spans {
-                if off.checked_add(len).is_none_or(|e| e > end) {
-                    return Err(damaged("damaged (a path points outside the file)"));
-                }
-            }
-        }
         Ok(view)
     }
 
@@ -420,12 +511,39 @@ impl View {
     /// The camera RAW of the same shot, if the file has one beside it.
     pub fn raw(&self, row: usize) -> Option<&Path> {
         let (off, len) = self.raw_span(row)?;
-        Some(super::key_path_ref(&self.map()[off..off + len]))
+        Some(super::key_path_ref(self.span(off, len)))
+    }
+
+    /// Bytes of the strings section; a span outside the file (a damaged view) reads as empty.
+    fn span(&self, off: usize, len: usize) -> &[u8] {
+        off.checked_add(len)
+            .and_then(|end| self.map().get(off..end))
+            .unwrap_or(&[])
     }
 
     fn path_bytes(&self, row: usize) -> &[u8] {
         let (off, len) = self.path_span(row);
-        &self.map()[off..off + len]
+        self.span(off, len)
+    }
+
+    /// The binary codes of every row and the mean they were taken against (see
+    /// [`super::codes`]); None in views published before format 3.
+    pub fn codes(&self) -> Option<Codes<'_>> {
+        let (mean_at, codes_at, words) = self.codes?;
+        let map = self.map();
+        let dim = self.manifest.dim;
+        // SAFETY: both offsets are multiples of 8 in a page-aligned mapping and their extents
+        // were checked against the file's length on open; any bits are valid f32s and u64s.
+        let (mean, codes) = unsafe {
+            (
+                std::slice::from_raw_parts(map[mean_at..].as_ptr().cast::<f32>(), dim),
+                std::slice::from_raw_parts(
+                    map[codes_at..].as_ptr().cast::<u64>(),
+                    words * self.len(),
+                ),
+            )
+        };
+        Some(Codes { mean, codes, words })
     }
 
     pub fn path(&self, row: usize) -> &Path {

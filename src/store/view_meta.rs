@@ -112,24 +112,20 @@ impl MetaSection {
         if off != len {
             return None;
         }
-        let dict_len = dict.len() as u32;
+        // Row indices are not checked here (that would read every row on open): a lookup
+        // treats an index outside the dictionary as none.
         let section = MetaSection { rows_at: at, dict };
-        // Every index must name a dictionary entry: checked once, so lookups cannot fail.
-        for row in 0..count {
-            let r = section.row(map, row);
-            for k in 0..7 {
-                let i = u32_at(r, 36 + 4 * k);
-                if i != NONE && i >= dict_len {
-                    return None;
-                }
-            }
-        }
         Some(section)
     }
 
     fn row<'m>(&self, map: &'m [u8], row: usize) -> &'m [u8] {
         let at = self.rows_at + row * META_ROW;
         &map[at..at + META_ROW]
+    }
+
+    /// The `k`-th dictionary index of a row, None when absent or out of range (damaged).
+    fn index(&self, row: &[u8], k: usize) -> Option<u32> {
+        Some(u32_at(row, 36 + 4 * k)).filter(|&i| i != NONE && (i as usize) < self.dict.len())
     }
 
     pub(crate) fn is_read(&self, map: &[u8], row: usize) -> bool {
@@ -147,7 +143,7 @@ impl MetaSection {
 
     pub(crate) fn fields(&self, map: &[u8], row: usize) -> RowFields {
         let r = self.row(map, row);
-        let idx = |k: usize| Some(u32_at(r, 36 + 4 * k)).filter(|&i| i != NONE);
+        let idx = |k: usize| self.index(r, k);
         let f64_at = |at: usize| f64::from_le_bytes(r[at..at + 8].try_into().expect("8"));
         RowFields {
             taken_ms: self.taken_ms(map, row),
@@ -169,7 +165,7 @@ impl MetaSection {
         let r = self.row(map, row);
         let f = self.fields(map, row);
         let s = |i: Option<u32>| i.map(|i| self.dict[i as usize].clone());
-        let lens = Some(u32_at(r, 44)).filter(|&i| i != NONE);
+        let lens = self.index(r, 2);
         let taken = f.taken_ms.and_then(|ms| {
             let offset = i16::from_le_bytes(r[8..10].try_into().expect("2"));
             Some(Taken {
