@@ -77,11 +77,13 @@ impl SearchIndex {
     }
 
     pub fn new(view: View) -> Self {
-        SearchIndex {
+        let index = SearchIndex {
             view,
             exact_scan_rows: EXACT_SCAN_ROWS,
             rescore_min: RESCORE_MIN,
-        }
+        };
+        index.view.advise_search(index.uses_codes(index.len()));
+        index
     }
 
     pub fn view(&self) -> &View {
@@ -141,22 +143,51 @@ impl SearchIndex {
             }
             None => match rows {
                 Some(rows) => self.rescore(query, k, rows),
-                None => self.rescore(query, k, &(0..n).collect::<Vec<_>>()),
+                None => self.scan(query, k),
             },
         }
     }
 
-    /// The best `k` of `rows` by exact dot product.
+    /// The best `k` of every row, through the mapping (read front to back).
+    fn scan(&self, query: &[f32], k: usize) -> Vec<Hit> {
+        let view = &self.view;
+        let dim = view.manifest().dim;
+        let ids = &view.vectors().ids;
+        let hits: Vec<Hit> = view
+            .vectors()
+            .vectors()
+            .par_chunks(dim * 4096)
+            .enumerate()
+            .flat_map_iter(|(c, block)| {
+                let hits = block
+                    .chunks_exact(dim)
+                    .enumerate()
+                    .map(|(i, v)| Hit {
+                        id: ids[c * 4096 + i],
+                        score: dot(query, v),
+                    })
+                    .collect();
+                top_k(hits, k)
+            })
+            .collect();
+        top_k(hits, k)
+    }
+
+    /// The best `k` of `rows` (scattered: candidates, or what a filter kept) by exact dot
+    /// product, their vectors read without mapping them (see [`View::read_vectors`]).
     fn rescore(&self, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
         let view = &self.view;
+        let dim = view.manifest().dim;
         let hits: Vec<Hit> = rows
-            .par_chunks(4096)
+            .par_chunks(1024)
             .flat_map_iter(|chunk| {
+                let vectors = view.read_vectors(chunk);
                 let hits = chunk
                     .iter()
-                    .map(|&r| Hit {
+                    .zip(vectors.chunks_exact(dim))
+                    .map(|(&r, v)| Hit {
                         id: view.id(r),
-                        score: dot(query, view.vector(r)),
+                        score: dot(query, v),
                     })
                     .collect();
                 top_k(hits, k)

@@ -34,42 +34,82 @@ fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
-/// Distances from `query` to the codes of `rows` (every row when None), in their order.
-fn distances(codes: &[u64], query: &[u64], rows: Option<&[usize]>) -> Vec<u16> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("popcnt") {
-        // SAFETY: the CPU has POPCNT, checked just above.
-        return unsafe { distances_popcnt(codes, query, rows) };
-    }
-    distances_portable(codes, query, rows)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "popcnt")]
-unsafe fn distances_popcnt(codes: &[u64], query: &[u64], rows: Option<&[usize]>) -> Vec<u16> {
-    distances_portable(codes, query, rows)
-}
-
 /// Rows per parallel task: small enough to split a million rows over every core, large enough
 /// that the task overhead is noise next to the scan.
 const CHUNK: usize = 16 * 1024;
 
-#[inline(always)]
-fn distances_portable(codes: &[u64], query: &[u64], rows: Option<&[usize]>) -> Vec<u16> {
+/// Distances from `query` to the codes of `rows` (every row when None), in their order.
+fn distances(codes: &[u64], query: &[u64], rows: Option<&[usize]>) -> Vec<u16> {
     let w = query.len();
-    match rows {
-        None => codes
-            .par_chunks(w * CHUNK)
-            .flat_map_iter(|block| block.chunks_exact(w).map(|c| hamming(c, query) as u16))
-            .collect(),
-        Some(rows) => rows
-            .par_chunks(CHUNK)
-            .flat_map_iter(|chunk| {
-                chunk
-                    .iter()
-                    .map(|&r| hamming(&codes[r * w..(r + 1) * w], query) as u16)
-            })
-            .collect(),
+    let n = rows.map_or(codes.len() / w.max(1), <[usize]>::len);
+    let mut out = vec![0u16; n];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let start = c * CHUNK;
+        match rows {
+            None => block(&codes[start * w..(start + out.len()) * w], query, out),
+            Some(rows) => gather(codes, query, &rows[start..start + out.len()], out),
+        }
+    });
+    out
+}
+
+/// The distances of a contiguous block of codes, with POPCNT where the CPU has it: the kernel
+/// must be its own function for the instruction to be used (a closure handed to rayon is
+/// compiled without the caller's target features).
+fn block(codes: &[u64], query: &[u64], out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU has POPCNT, checked just above.
+        return unsafe { block_popcnt(codes, query, out) };
+    }
+    block_portable(codes, query, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn block_popcnt(codes: &[u64], query: &[u64], out: &mut [u16]) {
+    block_portable(codes, query, out)
+}
+
+/// The distances of the codes of `rows`, as [`block`] computes them.
+fn gather(codes: &[u64], query: &[u64], rows: &[usize], out: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: the CPU has POPCNT, checked just above.
+        return unsafe { gather_popcnt(codes, query, rows, out) };
+    }
+    gather_portable(codes, query, rows, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn gather_popcnt(codes: &[u64], query: &[u64], rows: &[usize], out: &mut [u16]) {
+    gather_portable(codes, query, rows, out)
+}
+
+#[inline(always)]
+fn gather_portable(codes: &[u64], query: &[u64], rows: &[usize], out: &mut [u16]) {
+    let w = query.len();
+    for (o, &r) in out.iter_mut().zip(rows) {
+        *o = hamming(&codes[r * w..(r + 1) * w], query) as u16;
+    }
+}
+
+#[inline(always)]
+fn block_portable(codes: &[u64], query: &[u64], out: &mut [u16]) {
+    // ViT-B's 512 dimensions are 8 words: a fixed length lets the compiler unroll.
+    if let Ok(q) = <&[u64; 8]>::try_from(query) {
+        for (o, c) in out.iter_mut().zip(codes.chunks_exact(8)) {
+            let mut d = 0;
+            for i in 0..8 {
+                d += (c[i] ^ q[i]).count_ones();
+            }
+            *o = d as u16;
+        }
+        return;
+    }
+    for (o, c) in out.iter_mut().zip(codes.chunks_exact(query.len())) {
+        *o = hamming(c, query) as u16;
     }
 }
 
@@ -127,10 +167,24 @@ mod tests {
         assert_eq!(nearest(&codes, &[0], None, 1), vec![0]);
         assert_eq!(nearest(&codes, &[0], Some(&[3, 4]), 1), vec![3]);
         assert_eq!(nearest(&codes, &[0], Some(&[4, 3]), 5), vec![4, 3]);
-        // Portable and POPCNT paths agree.
-        assert_eq!(
-            distances(&codes, &[5], None),
-            distances_portable(&codes, &[5], None)
-        );
+        // Portable and POPCNT paths agree, on one word and on eight.
+        let mut fast = vec![0u16; 5];
+        let mut slow = vec![0u16; 5];
+        block(&codes, &[5], &mut fast);
+        block_portable(&codes, &[5], &mut slow);
+        assert_eq!(fast, slow);
+        assert_eq!(fast, vec![2, 1, 3, 2, 1]);
+        let wide: Vec<u64> = (0..40u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let q: Vec<u64> = wide[8..16].to_vec();
+        let mut eight = vec![0u16; 5];
+        block(&wide, &q, &mut eight);
+        let expected: Vec<u16> = wide.chunks(8).map(|c| hamming(c, &q) as u16).collect();
+        assert_eq!(eight, expected);
+        assert_eq!(eight[1], 0);
+        let mut picked = vec![0u16; 2];
+        gather(&wide, &q, &[4, 1], &mut picked);
+        assert_eq!(picked, vec![expected[4], 0]);
     }
 }

@@ -365,6 +365,9 @@ pub struct View {
     meta: Option<MetaSection>,
     /// Byte offsets of the mean and the codes, and words per code (format 3 on).
     codes: Option<(usize, usize, usize)>,
+    /// The open file, for reads of scattered vectors that should not map pages (see
+    /// [`View::read_vectors`]).
+    file: Option<std::fs::File>,
 }
 
 impl View {
@@ -448,6 +451,7 @@ impl View {
             strings,
             meta,
             codes,
+            file: Some(file),
         };
         Ok(view)
     }
@@ -524,6 +528,53 @@ impl View {
     fn path_bytes(&self, row: usize) -> &[u8] {
         let (off, len) = self.path_span(row);
         self.span(off, len)
+    }
+
+    /// The vectors of `rows`, row-major, read with `pread` rather than through the mapping: a
+    /// fault on a mapped page maps its cached neighbours too (the kernel's fault-around, 64 KB),
+    /// so rescoring thousands of scattered rows through the map would add hundreds of MB to the
+    /// reader's resident set for 2 KB a row used.
+    pub fn read_vectors(&self, rows: &[usize]) -> Vec<f32> {
+        use std::os::unix::fs::FileExt;
+        let dim = self.manifest.dim;
+        let mut out = vec![0f32; rows.len() * dim];
+        let Some(file) = &self.file else {
+            for (o, &r) in out.chunks_exact_mut(dim).zip(rows) {
+                o.copy_from_slice(self.vector(r));
+            }
+            return out;
+        };
+        let mut buf = vec![0u8; 4 * dim];
+        for (o, &r) in out.chunks_exact_mut(dim).zip(rows) {
+            let at = (HEADER + 4 * dim * r) as u64;
+            if file.read_exact_at(&mut buf, at).is_ok() {
+                for (x, b) in o.iter_mut().zip(buf.chunks_exact(4)) {
+                    *x = f32::from_le_bytes(b.try_into().expect("4"));
+                }
+            } else {
+                o.copy_from_slice(self.vector(r));
+            }
+        }
+        out
+    }
+
+    /// Tells the kernel how a searcher reads the view: its vectors a few scattered rows at a
+    /// time (no readahead: a device's may be megabytes a fault, for 2 KB wanted), its codes
+    /// front to back and soon (`prefetch_codes`: read ahead in the background, so that a cold
+    /// query waits for one sequential read instead of a fault per page). Not for a writer
+    /// copying the vectors in order. Advice only: an error changes nothing but speed.
+    pub fn advise_search(&self, prefetch_codes: bool) {
+        let Some(map) = &self.map else {
+            return;
+        };
+        let (n, dim) = (self.len(), self.manifest.dim);
+        let _ = map.advise_range(memmap2::Advice::Random, HEADER, 4 * n * dim);
+        if let Some((_, codes_at, words)) = self.codes {
+            let _ = map.advise_range(memmap2::Advice::Sequential, codes_at, 8 * words * n);
+            if prefetch_codes {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, codes_at, 8 * words * n);
+            }
+        }
     }
 
     /// The binary codes of every row and the mean they were taken against (see
