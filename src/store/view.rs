@@ -558,21 +558,26 @@ impl View {
         out
     }
 
-    /// Tells the kernel how a searcher reads the view: its vectors a few scattered rows at a
-    /// time (no readahead: a device's may be megabytes a fault, for 2 KB wanted), its codes
-    /// front to back and soon (`prefetch_codes`: read ahead in the background, so that a cold
-    /// query waits for one sequential read instead of a fault per page). Not for a writer
+    /// Tells the kernel how a searcher reads the view. One that scans the codes reads its
+    /// vectors a few scattered rows at a time (no readahead: a device's may be megabytes a
+    /// fault, for 2 KB wanted) and the codes front to back and soon (read ahead in the
+    /// background, so that a cold query waits for one sequential read instead of a fault per
+    /// page); one that scans the vectors exactly reads them front to back. Not for a writer
     /// copying the vectors in order. Advice only: an error changes nothing but speed.
-    pub fn advise_search(&self, prefetch_codes: bool) {
+    pub fn advise_search(&self, uses_codes: bool) {
         let Some(map) = &self.map else {
             return;
         };
         let (n, dim) = (self.len(), self.manifest.dim);
-        let _ = map.advise_range(memmap2::Advice::Random, HEADER, 4 * n * dim);
-        if let Some((_, codes_at, words)) = self.codes {
-            let _ = map.advise_range(memmap2::Advice::Sequential, codes_at, 8 * words * n);
-            if prefetch_codes {
+        let vectors_len = 4 * n * dim;
+        match self.codes {
+            Some((_, codes_at, words)) if uses_codes => {
+                let _ = map.advise_range(memmap2::Advice::Random, HEADER, vectors_len);
+                let _ = map.advise_range(memmap2::Advice::Sequential, codes_at, 8 * words * n);
                 let _ = map.advise_range(memmap2::Advice::WillNeed, codes_at, 8 * words * n);
+            }
+            _ => {
+                let _ = map.advise_range(memmap2::Advice::Sequential, HEADER, vectors_len);
             }
         }
     }
