@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Distance, Hnsw};
 
 use super::{top_k, Hit, NearestNeighbours};
 use crate::embedding::dot;
@@ -66,44 +66,11 @@ impl HnswIndex {
         HnswIndex { graph, params }
     }
 
-    /// Adds points to a (possibly reloaded) graph.
-    pub fn insert(&self, set: &VectorSet, which: &[usize]) {
-        let data: Vec<(&[f32], usize)> = which
-            .iter()
-            .map(|&i| (set.vector(i), set.ids[i] as usize))
-            .collect();
-        self.graph.parallel_insert_slice(&data);
-    }
-
     /// Writes the graph into `dir` as hnsw_rs's two dump files; returns the basename used.
     pub fn dump_to(&self, dir: &Path, basename: &str) -> Result<String> {
         self.graph
             .file_dump(dir, basename)
             .map_err(|e| Error::Index(format!("cannot dump the HNSW graph: {e}")))
-    }
-
-    /// Loads a graph dumped by [`HnswIndex::dump_to`] without re-inserting anything.
-    pub fn load(dir: &Path, basename: &str, params: HnswParams) -> Result<Self> {
-        load_dir(dir, basename, params)
-    }
-}
-
-fn load_dir(dir: &Path, basename: &str, params: HnswParams) -> Result<HnswIndex> {
-    // hnsw_rs asserts (panics) on malformed dumps: contain it and report a damaged graph.
-    let dir = dir.to_path_buf();
-    let basename = basename.to_string();
-    let loaded = std::panic::catch_unwind(move || {
-        // The loaded graph borrows from its loader (for the optional mmap mode, which we do
-        // not use); the loader is small and lives as long as the graph, so leak it.
-        let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &basename)));
-        io.load_hnsw::<f32, UnitCosine>()
-    });
-    match loaded {
-        Ok(Ok(graph)) => Ok(HnswIndex { graph, params }),
-        Ok(Err(e)) => Err(Error::Index(format!(
-            "the HNSW graph cannot be loaded: {e}"
-        ))),
-        Err(_) => Err(Error::Index("the HNSW graph is damaged".into())),
     }
 }
 

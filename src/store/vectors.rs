@@ -100,7 +100,6 @@ impl VectorSet {
     pub fn vector(&self, i: usize) -> &[f32] {
         &self.vectors()[i * self.dim..(i + 1) * self.dim]
     }
-    /// The rows from `start` on, sharing a mapped set's memory (no copy).
     /// A copy of the given rows (for work on a filtered subset).
     pub fn select(&self, rows: &[usize]) -> VectorSet {
         let mut out = VectorSet::new(self.dim);
@@ -108,23 +107,5 @@ impl VectorSet {
             out.push(self.ids[r], self.vector(r));
         }
         out
-    }
-
-    pub fn rows_from(&self, start: usize) -> VectorSet {
-        let start = start.min(self.len());
-        let ids = self.ids[start..].to_vec();
-        let data = match &self.data {
-            Data::Owned(v) => Data::Owned(v[start * self.dim..].to_vec()),
-            Data::Mapped { map, offset, len } => Data::Mapped {
-                map: map.clone(),
-                offset: offset + start * self.dim * 4,
-                len: len - start * self.dim,
-            },
-        };
-        VectorSet {
-            dim: self.dim,
-            ids,
-            data,
-        }
     }
 }
