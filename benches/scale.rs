@@ -22,10 +22,9 @@
 //! page cache needs root (`/proc/sys/vm/drop_caches`); otherwise the index's and the model's
 //! files are evicted one by one (`posix_fadvise`), which the output says.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use clipsearch::index::SearchIndex;
@@ -334,24 +333,7 @@ fn recall(index: &Path, n: usize, dim: usize) {
 /// `clipsearch serve` over the index: latency of new text queries (tower included) and of
 /// repeated ones (the query cache answers the text: what the search itself costs).
 fn serve(index: &Path, stamp: u128) {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_clipsearch"))
-        .arg("serve")
-        .arg("--index")
-        .arg(index)
-        .args(["--bind", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let (mut server, base) = support::serve(index, &[]);
     let get = |q: &str| {
         let t = Instant::now();
         let body = ureq::get(&format!("{base}/api/search"))

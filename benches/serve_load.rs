@@ -5,8 +5,6 @@
 //! depend on their values). Bounded: `SERVE_LOAD_SECONDS` (default 20) of load, loopback only.
 //! Run: `cargo bench -p clipsearch-cli --bench serve_load`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
@@ -41,25 +39,7 @@ fn main() {
 
     let incoming = tmp.path().join("incoming");
     std::fs::create_dir(&incoming).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_clipsearch"))
-        .arg("serve")
-        .arg("--index")
-        .arg(&index)
-        .args(["--bind", "127.0.0.1:0", "--watch"])
-        .arg(&incoming)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches('/')
-        .to_string();
+    let (mut server, base) = support::serve(&index, &["--watch".as_ref(), incoming.as_os_str()]);
     let stats = || -> serde_json::Value {
         let text = ureq::get(&format!("{base}/api/stats"))
             .call()

@@ -94,3 +94,29 @@ pub fn build_index(dir: &Path, model: &ModelFiles, n: usize) {
     store.commit(&entries).unwrap();
     clipsearch::index::publish(&store).unwrap();
 }
+
+/// Starts `clipsearch serve --index INDEX --bind 127.0.0.1:0 EXTRA...`; returns the process and
+/// the base URL it printed (`http://127.0.0.1:PORT`).
+pub fn serve(index: &Path, extra: &[&std::ffi::OsStr]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_clipsearch"))
+        .arg("serve")
+        .arg("--index")
+        .arg(index)
+        .args(["--bind", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    (server, base)
+}
