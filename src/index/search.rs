@@ -150,27 +150,7 @@ impl SearchIndex {
 
     /// The best `k` of every row, through the mapping (read front to back).
     fn scan(&self, query: &[f32], k: usize) -> Vec<Hit> {
-        let view = &self.view;
-        let dim = view.manifest().dim;
-        let ids = &view.vectors().ids;
-        let hits: Vec<Hit> = view
-            .vectors()
-            .vectors()
-            .par_chunks(dim * 4096)
-            .enumerate()
-            .flat_map_iter(|(c, block)| {
-                let hits = block
-                    .chunks_exact(dim)
-                    .enumerate()
-                    .map(|(i, v)| Hit {
-                        id: ids[c * 4096 + i],
-                        score: dot(query, v),
-                    })
-                    .collect();
-                top_k(hits, k)
-            })
-            .collect();
-        top_k(hits, k)
+        super::exact::scan(self.view.vectors(), query, k, &|_| true)
     }
 
     /// The best `k` of `rows` (scattered: candidates, or what a filter kept) by exact dot
