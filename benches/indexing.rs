@@ -149,18 +149,6 @@ fn rclip_run(photos: &Path, (script, dir): &(PathBuf, PathBuf)) -> f64 {
     rate
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -205,7 +193,11 @@ fn main() {
         .output()
         .unwrap();
     assert!(warm.status.success());
-    println!("CPU: {}, {} runs of each, alternating", cpu_model(), runs);
+    println!(
+        "CPU: {}, {} runs of each, alternating",
+        support::cpu_model(),
+        runs
+    );
     let (mut rclip_rates, mut rates) = (Vec::new(), vec![Vec::new(); 2]);
     for round in 0..runs {
         if let Some(p) = &peer {

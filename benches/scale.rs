@@ -232,18 +232,11 @@ fn main() {
 }
 
 fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-        + &format!(
-            ", {} threads",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        )
+    format!(
+        "{}, {} threads",
+        support::cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
 }
 
 /// What publishing costs at this size: again as it is (a periodic publication with nothing

@@ -120,3 +120,16 @@ pub fn serve(index: &Path, extra: &[&std::ffi::OsStr]) -> (std::process::Child, 
         .to_string();
     (server, base)
 }
+
+/// The CPU's model name from /proc/cpuinfo, to print beside every figure.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
