@@ -49,8 +49,30 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("index store: {0}")]
     Store(String),
+    /// No index where one was expected.
+    #[error("no index at {}: build one with `clipsearch index DIR...` (or pass --index)", .0.display())]
+    NoIndex(PathBuf),
+    /// Another process is the index's one writer (an index run, or a server that watches).
     #[error("{0}")]
-    Index(String),
+    Busy(String),
+    /// An index or view written by a newer clipsearch.
+    #[error("{0}")]
+    TooNew(String),
+    /// An index or collection built for another model, mode or preprocessing than asked for:
+    /// their embeddings are not comparable.
+    #[error("{0}")]
+    Incompatible(String),
+    /// A shared collection that cannot be used as it is (missing, not clipsearch's, of an
+    /// older layout), or a collection address that is not one.
+    #[error("{0}")]
+    Collection(String),
+    /// The system refused what a run needs (threads, a runtime, a file written whole).
+    #[error("{0}")]
+    System(String),
+    /// A call the engine's API does not allow (a tower that was not loaded, a buffer of the
+    /// wrong size): a bug in the caller.
+    #[error("{0}")]
+    Misuse(String),
     /// A shared collection's server failed a request. `transient`: the server stopped
     /// answering, so trying again later may succeed; otherwise (collection dropped, out of
     /// quota, refused credentials) retrying cannot help and callers should stop at once.

@@ -8,7 +8,7 @@ use clap::Args;
 use clipsearch::model::{resolve, ClipModel, Towers};
 use clipsearch_query::classify::{model_templates, Classifier, CLIP_TEMPLATES};
 
-use crate::commands::ModelArg;
+use crate::args::ModelArg;
 use crate::exit;
 
 /// Arguments of `clipsearch classify`.

@@ -12,7 +12,7 @@ use clap::Args;
 use clipsearch::model::{bundled, resolve, ClipModel, ModelIdentity, Towers};
 use clipsearch::store::Store;
 use clipsearch_query::classify::{model_templates, Classifier};
-use clipsearch_query::{SearchOptions, Searcher};
+use clipsearch_query::{SearchOptions, Target};
 use clipsearch_train::world::{self, Scene, Split};
 
 use crate::exit;
@@ -85,7 +85,7 @@ pub fn run(args: DemoArgs) -> Result<i32> {
     );
 
     drop(store);
-    let mut searcher = Searcher::open(&index_dir, None)?;
+    let mut searcher = Target::Local(index_dir.clone()).searcher(None)?;
     let by_path: HashMap<PathBuf, &Scene> = scenes.iter().map(|(p, s)| (p.clone(), s)).collect();
     println!("3. Text queries (top 3; ✓ = the image has that shape in that colour; * = never seen in training):");
     for (text, colour, shape) in QUERIES {

@@ -23,8 +23,18 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
         Some(clipsearch_query::Error::Parse(_)) => return USAGE,
         Some(
             clipsearch_query::Error::EmptyIndex(_)
+            | clipsearch_query::Error::NoIndex(_)
+            | clipsearch_query::Error::EmptyCollection(_)
+            | clipsearch_query::Error::WrongModel { .. }
             | clipsearch_query::Error::NotPublishedYet(_)
             | clipsearch_query::Error::NoMetadata(_),
+        ) => return INDEX,
+        // (A server that will not start kept the index's code when these errors were split
+        // out of one catch-all: scripts that test for 5 still work.)
+        Some(
+            clipsearch_query::Error::Refused(_)
+            | clipsearch_query::Error::Server(_)
+            | clipsearch_query::Error::Watch(_),
         ) => return INDEX,
         Some(clipsearch_query::Error::NoMatch(_)) => return NO_MATCH,
         None => match e.downcast_ref::<clipsearch_train::Error>() {
@@ -44,7 +54,19 @@ pub fn code_for(e: &anyhow::Error) -> i32 {
             | Error::Tokenizer { .. },
         ) => MODEL,
         Some(Error::Image { .. } | Error::UnsupportedFormat { .. }) => BAD_INPUT,
-        Some(Error::Store(_) | Error::Index(_) | Error::Remote { .. } | Error::NoView(_)) => INDEX,
+        Some(
+            Error::Store(_)
+            | Error::NoIndex(_)
+            | Error::Busy(_)
+            | Error::TooNew(_)
+            | Error::Incompatible(_)
+            | Error::Collection(_)
+            | Error::Remote { .. }
+            | Error::NoView(_),
+        ) => INDEX,
+        // (These were one catch-all with the index's code before they were told apart;
+        // scripts that test for 5 keep working.)
+        Some(Error::System(_) | Error::Misuse(_)) => INDEX,
         _ => FAILURE,
     }
 }

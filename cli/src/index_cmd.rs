@@ -7,10 +7,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 use clipsearch::model::{resolve, ModelIdentity};
-use clipsearch::store::Store;
-use clipsearch_indexer::{index, Options, Summary};
+use clipsearch_indexer::{Options, Summary};
 
-use crate::commands::{IndexArg, ModelArg};
+use crate::args::{IndexArg, ModelArg};
 use crate::exit;
 
 /// Arguments of `clipsearch index`.
@@ -54,7 +53,7 @@ pub struct IndexArgs {
     #[arg(long)]
     pub verify: bool,
     #[command(flatten)]
-    pub shared: crate::commands::SharedArgs,
+    pub shared: crate::args::SharedArgs,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -73,40 +72,17 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
             eprintln!("\nclipsearch: stopping after the current batch (Ctrl-C again to quit now)");
         });
     }
-    // A shared collection: reached before any work (an unreachable server is said at once),
-    // fed from this machine's local catalog.
-    let remote = match args.index.milvus_url() {
-        Some(url) => Some(clipsearch_milvus::MilvusCollection::connect(&url)?),
-        None => None,
-    };
-    let dir = match &remote {
-        None => args.index.path()?,
-        Some(c) => args.shared.catalog(c)?,
-    };
+    // A shared collection is reached before any work (an unreachable server is said at
+    // once), and fed from this machine's local catalog.
+    let destination = crate::target::open(&args.index, &args.shared)?.destination();
     // Without --model, an existing index (or collection) keeps the model it was built with.
-    let remote_model = || {
-        use clipsearch::store::collection::Collection;
-        remote.as_ref()?.model().ok().flatten().map(|m| m.name)
-    };
-    let spec = match (&args.model.model, args.rebuild) {
-        (Some(m), _) => m.clone(),
-        (None, false) => recorded_model(&dir)
-            .or_else(remote_model)
-            .unwrap_or_else(|| args.model.spec().to_string()),
-        (None, true) => args.model.spec().to_string(),
-    };
+    let spec = destination.model_spec(args.model.model.as_deref(), args.model.spec(), args.rebuild);
     let files = resolve(&spec)?;
     let mut identity = ModelIdentity::of(&files)?;
     if args.fast {
         identity.set_fast_mode();
     }
-    let store = if args.rebuild {
-        let s = Store::open(&dir, None)?;
-        s.clear(&identity)?;
-        s
-    } else {
-        Store::open(&dir, Some(&identity))?
-    };
+    let writer = destination.writer(files, &identity, args.rebuild)?;
     let mut opts = Options::new(args.roots);
     opts.hidden = args.hidden;
     opts.batch_size = args.batch_size.max(1);
@@ -125,26 +101,8 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     if args.json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    if let Some(c) = &remote {
-        // Refuse another model before spending hours embedding for it.
-        use clipsearch::store::collection::Collection;
-        c.claim(&identity)?;
-    }
-    let summary = index(&store, &files, &opts, &progress, &stop)?;
-    let pushed = match &remote {
-        Some(c) if !summary.interrupted => {
-            let source = args.shared.source();
-            Some(clipsearch_indexer::push::push_checked(
-                &store,
-                c,
-                &source,
-                args.verify,
-                &progress,
-                &stop,
-            )?)
-        }
-        _ => None,
-    };
+    let update = writer.update(&opts, args.verify, &progress, &stop)?;
+    let (summary, pushed) = (update.summary, update.pushed.transpose()?);
     progress.finish_and_clear();
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
@@ -153,9 +111,8 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
         }
         println!("{v}");
     } else {
-        print_summary(&summary, verbose, &dir);
-        if let (Some(p), Some(c)) = (&pushed, &remote) {
-            use clipsearch::store::collection::Collection;
+        print_summary(&summary, verbose, &destination.dir);
+        if let (Some(p), Some(c)) = (&pushed, writer.collection()) {
             println!(
                 "pushed {}{} and removed {} in {} ({} files from this machine there{})",
                 p.pushed,
@@ -179,15 +136,6 @@ pub fn run(args: IndexArgs, verbose: bool) -> Result<i32> {
     } else {
         exit::OK
     })
-}
-
-/// The model an existing index was built with, read without taking its lock for long.
-fn recorded_model(dir: &std::path::Path) -> Option<String> {
-    if !dir.join("db").exists() {
-        return None;
-    }
-    let store = Store::open(dir, None).ok()?;
-    store.model().ok().flatten().map(|m| m.name)
 }
 
 fn print_summary(s: &Summary, verbose: bool, dir: &std::path::Path) {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::commands::IndexArg;
+use crate::args::{IndexArg, SharedArgs};
 use crate::exit;
 
 /// Arguments of `clipsearch info`.
@@ -28,71 +28,21 @@ pub struct InfoArgs {
     pub source: Option<String>,
 }
 
-/// Where the records come from.
-enum Records {
-    Local(std::path::PathBuf, Box<clipsearch::index::SearchIndex>),
-    Shared(Box<clipsearch_milvus::MilvusCollection>, String),
-}
-
-impl Records {
-    /// The record of `path` (canonical), or a message saying where it is not.
-    fn describe(&self, path: &std::path::Path) -> Result<Option<serde_json::Value>> {
-        use clipsearch::store::collection::{key_of, Collection};
-        match self {
-            Records::Local(_, index) => {
-                let view = index.view();
-                Ok(view
-                    .row_of_path(path)
-                    .map(|row| clipsearch_query::info::describe(view, row)))
-            }
-            Records::Shared(c, source) => {
-                let name = path.to_string_lossy();
-                Ok(c.get(&[key_of(source, &name)])?
-                    .into_iter()
-                    .next()
-                    .map(|it| {
-                        clipsearch_query::info::describe_shared(
-                            &it.source,
-                            &it.path,
-                            it.meta.as_ref(),
-                        )
-                    }))
-            }
-        }
-    }
-
-    fn location(&self) -> String {
-        use clipsearch::store::collection::Collection;
-        match self {
-            Records::Local(dir, _) => dir.display().to_string(),
-            Records::Shared(c, source) => format!("{} (as a file of {source})", c.location()),
-        }
-    }
-}
-
 pub fn run(args: InfoArgs) -> Result<i32> {
-    let records = match args.index.milvus_url() {
-        Some(url) => Records::Shared(
-            Box::new(clipsearch_milvus::MilvusCollection::connect(&url)?),
-            args.source
-                .clone()
-                .unwrap_or_else(crate::commands::host_name),
-        ),
-        None => {
-            let dir = args.index.path()?;
-            let index = clipsearch_query::open_view(&dir)?;
-            Records::Local(dir, Box::new(index))
-        }
+    let shared = SharedArgs {
+        source: args.source.clone(),
+        catalog: None,
     };
+    let mut records = crate::target::open(&args.index, &shared)?.reader()?;
     let mut out = std::io::stdout().lock();
     let mut missing = 0;
     for path in &args.paths {
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        let Some(info) = records.describe(&canonical)? else {
+        let Some(info) = records.describe_path(&canonical)? else {
             eprintln!(
                 "clipsearch: {} is not in the index at {} (run `clipsearch index` on its folder)",
                 path.display(),
-                records.location()
+                records.files_location()
             );
             missing += 1;
             continue;

@@ -2,9 +2,11 @@
 //! parses arguments, sets up logging and turns typed errors into messages and exit codes; the
 //! work happens in the library crates.
 
+mod args;
 mod classify_cmd;
 mod commands;
 mod demo_cmd;
+mod embed_cmd;
 mod exit;
 mod index_cmd;
 mod info_cmd;
@@ -13,6 +15,7 @@ mod progress;
 mod search_cmd;
 mod serve_cmd;
 mod stats_cmd;
+mod target;
 mod train_cmd;
 
 use clap::Parser;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use clipsearch::metadata::{Filter, SortOrder};
-use clipsearch_query::{dupes, expr, Match, SearchOptions, Searcher};
+use clipsearch_query::{dupes, expr, Match, SearchOptions};
 
-use crate::commands::{IndexArg, ModelArg};
+use crate::args::{IndexArg, ModelArg, SharedArgs};
 use crate::exit;
 
 /// Metadata filters, shared by `search`, `similar` and `dupes`.
@@ -234,21 +234,6 @@ fn options(r: &ResultArgs, inline: &expr::ParsedQuery) -> Result<SearchOptions, 
     })
 }
 
-/// A searcher on the shared collection --index names, if it names one.
-fn remote(
-    index: &IndexArg,
-    model: Option<&str>,
-) -> Result<Option<clipsearch_query::remote::RemoteSearcher>> {
-    let Some(url) = index.milvus_url() else {
-        return Ok(None);
-    };
-    let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
-    Ok(Some(clipsearch_query::remote::RemoteSearcher::open(
-        std::sync::Arc::new(collection),
-        model,
-    )?))
-}
-
 /// Where a result lives: its path, after its machine for a shared collection's.
 fn location(m: &Match) -> String {
     match &m.source {
@@ -278,20 +263,8 @@ pub fn search(args: SearchArgs) -> Result<i32> {
         Err(e) => return usage(e, "search"),
     };
     let dated = parsed.terms.is_empty() || opts.sort != SortOrder::Score;
-    if let Some(mut remote) = remote(&args.results.index, args.results.model.model.as_deref())? {
-        let matches = if parsed.terms.is_empty() {
-            remote.list(&opts)?
-        } else {
-            let query = remote.embed_terms(&parsed.terms)?;
-            remote.search(&query, &opts)?
-        };
-        print_matches(&matches, &args.results, dated)?;
-        return Ok(exit::OK);
-    }
-    let mut searcher = Searcher::open(
-        &args.results.index.path()?,
-        args.results.model.model.as_deref(),
-    )?;
+    let target = crate::target::open(&args.results.index, &SharedArgs::default())?;
+    let mut searcher = target.searcher(args.results.model.model.as_deref())?;
     let matches = if parsed.terms.is_empty() {
         searcher.list(&opts)?
     } else {
@@ -310,16 +283,8 @@ pub fn similar(args: SimilarArgs) -> Result<i32> {
         Ok(o) => o,
         Err(e) => return usage(e, "similar"),
     };
-    if let Some(mut remote) = remote(&args.results.index, args.results.model.model.as_deref())? {
-        let query = remote.embed_image(&args.path)?;
-        let matches = remote.search(&query, &opts)?;
-        print_matches(&matches, &args.results, opts.sort != SortOrder::Score)?;
-        return Ok(exit::OK);
-    }
-    let mut searcher = Searcher::open(
-        &args.results.index.path()?,
-        args.results.model.model.as_deref(),
-    )?;
+    let target = crate::target::open(&args.results.index, &SharedArgs::default())?;
+    let mut searcher = target.searcher(args.results.model.model.as_deref())?;
     let query = searcher.embed_image(&args.path)?;
     let matches = searcher.search(&query, &opts)?;
     print_matches(&matches, &args.results, opts.sort != SortOrder::Score)?;
@@ -336,13 +301,8 @@ pub fn dupes(args: DupesArgs) -> Result<i32> {
         under: args.under.clone(),
         ..Default::default()
     };
-    let groups = match remote(&args.index, None)? {
-        Some(remote) => remote.groups(args.threshold, &opts)?,
-        None => {
-            let searcher = Searcher::open(&args.index.path()?, None)?;
-            dupes::groups(&searcher, args.threshold, &opts)?
-        }
-    };
+    let target = crate::target::open(&args.index, &SharedArgs::default())?;
+    let groups = target.searcher(None)?.groups(args.threshold, &opts)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for g in &groups {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use clipsearch_query::serve::{serve, AllowedHosts, ServeOptions, Target, TlsFiles};
+use clipsearch_query::serve::{serve, AllowedHosts, ServeOptions, TlsFiles};
 
-use crate::commands::{IndexArg, ModelArg, SharedArgs};
+use crate::args::{IndexArg, ModelArg, SharedArgs};
 use crate::exit;
 
 /// Arguments of `clipsearch serve`.
@@ -94,17 +94,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
         ..Default::default()
     };
     clipsearch_query::serve::check_exposure(&options)?;
-    let target = match args.index.milvus_url() {
-        Some(url) => {
-            let collection = clipsearch_milvus::MilvusCollection::connect(&url)?;
-            Target::Collection {
-                catalog: args.shared.catalog(&collection)?,
-                source: args.shared.source(),
-                collection: std::sync::Arc::new(collection),
-            }
-        }
-        None => Target::Index(args.index.path()?),
-    };
+    let target = crate::target::open(&args.index, &args.shared)?;
     let scheme = if options.tls.is_some() {
         "https"
     } else {
@@ -115,7 +105,7 @@ pub fn run(args: ServeArgs) -> Result<i32> {
     } else {
         ""
     };
-    serve(target, args.model.model.as_deref(), options, |addr| {
+    serve(&target, args.model.model.as_deref(), options, |addr| {
         println!("serving {scheme}://{addr}/{login} (Ctrl-C to stop)");
         let _ = std::io::stdout().flush();
     })?;

@@ -34,6 +34,7 @@ pub mod push;
 mod reconcile;
 mod upgrade;
 pub mod walk;
+pub mod writer;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -41,8 +42,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clipsearch::model::ModelFiles;
-use clipsearch::store::Store;
+use clipsearch::store::{ContentHash, Store};
 use serde::Serialize;
+
+use publisher::Publisher;
+use walk::Found;
 
 pub use clipsearch::Error;
 
@@ -138,8 +142,107 @@ pub fn index(
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let roots: Vec<PathBuf> = opts
-        .roots
+    let mut plan = scan(store, opts, progress, &mut summary)?;
+
+    if !plan.no_metadata.is_empty() {
+        let files = std::mem::take(&mut plan.no_metadata);
+        let (read, warnings) = upgrade::read_metadata(store, opts, files, progress, stop)?;
+        summary.metadata_read = read;
+        summary.warnings.extend(warnings);
+    }
+
+    let mut publisher = Publisher::new(opts.publish_interval);
+    let work = std::mem::take(&mut plan.work);
+    let outcome = pipeline::run(store, model, opts, work, progress, stop, &mut publisher)?;
+    summary.warnings.extend(outcome.warnings.iter().cloned());
+    summary.embedded = outcome.embedded;
+    summary.failures.extend(outcome.failures.iter().cloned());
+    summary.interrupted = outcome.interrupted;
+    summary.timings = outcome.timings.clone();
+
+    if !summary.interrupted {
+        finish(
+            store,
+            &plan,
+            &outcome,
+            &mut summary,
+            &mut publisher,
+            progress,
+        )?;
+    } else {
+        finish_stopped(store, &outcome, &mut summary, &mut publisher)?;
+    }
+    summary.timings.publish_seconds = publisher.seconds;
+    summary.timings.publications = publisher.count;
+    summary.failed = summary.failures.len();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The end of a run that went through all its work: drops what is gone, tells moved files from
+/// added ones, and publishes whenever readers' view differs from the catalog.
+fn finish(
+    store: &Store,
+    plan: &Plan,
+    outcome: &pipeline::Outcome,
+    summary: &mut Summary,
+    publisher: &mut Publisher,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let gone = remove_gone(store, plan)?;
+    summary.moved = count_moved(&outcome.reused_hashes, gone.hashes);
+    summary.removed = gone.files - summary.moved;
+    if gone.files > 0 {
+        store.collect_garbage()?;
+    }
+    let changed = outcome.committed > 0
+        || gone.files > 0
+        || plan.raws_changed > 0
+        || summary.metadata_read > 0;
+    if changed || view_is_stale(store)? {
+        progress.set_message("publishing");
+        publisher.publish(store)?;
+    }
+    store.flush()?;
+    summary.indexed = outcome.committed - summary.moved;
+    Ok(())
+}
+
+/// The end of a stopped run: what was committed is published. Nothing is dropped, and no file
+/// counts as moved: the files the run did not reach may be the new paths of gone ones, which
+/// would reuse their stored embeddings.
+fn finish_stopped(
+    store: &Store,
+    outcome: &pipeline::Outcome,
+    summary: &mut Summary,
+    publisher: &mut Publisher,
+) -> Result<(), Error> {
+    if outcome.committed > 0 || summary.metadata_read > 0 {
+        publisher.publish(store)?;
+    }
+    summary.indexed = outcome.committed;
+    Ok(())
+}
+
+/// Walks the roots and sorts what the walk found against the catalog.
+fn scan(
+    store: &Store,
+    opts: &Options,
+    progress: &indicatif::ProgressBar,
+    summary: &mut Summary,
+) -> Result<Plan, Error> {
+    let roots = canonical_roots(&opts.roots)?;
+    progress.set_message("scanning");
+    let walked = walk::walk(
+        &roots,
+        opts.hidden,
+        &|f| matches!(store.file(&f.path), Ok(Some(r)) if r.size == f.size && r.mtime_ns == f.mtime_ns),
+    );
+    plan(store, roots, walked, summary)
+}
+
+fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    roots
         .iter()
         .map(|r| {
             r.canonicalize().map_err(|e| Error::Io {
@@ -147,42 +250,55 @@ pub fn index(
                 source: e,
             })
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
 
-    progress.set_message("scanning");
-    let walked = walk::walk(
-        &roots,
-        opts.hidden,
-        &|f| matches!(store.file(&f.path), Ok(Some(r)) if r.size == f.size && r.mtime_ns == f.mtime_ns),
-    );
-    let mut raws_changed = 0;
-    let mut work = Vec::new();
-    let mut no_metadata = Vec::new();
-    let mut seen: HashSet<PathBuf> = HashSet::with_capacity(walked.images.len());
+/// What the walk found, sorted against the catalog.
+struct Plan {
+    /// The roots walked, canonical.
+    roots: Vec<PathBuf>,
+    /// New and changed files, for the pipeline.
+    work: Vec<Found>,
+    /// Unchanged files whose records lack metadata, with their mtimes.
+    no_metadata: Vec<(PathBuf, i64)>,
+    /// Every image the walk saw: a catalogued file under the roots that is not here is gone.
+    seen: HashSet<PathBuf>,
+    /// What the walk could not read: nothing under these counts as gone.
+    unreadable: Vec<PathBuf>,
+    /// Unchanged files whose RAW appeared or left.
+    raws_changed: usize,
+}
+
+/// Sorts the walk's images into unchanged, failed before and unchanged, and work; counts the
+/// unchanged ones, and reports the failed ones and what the walk could not read, in `summary`.
+fn plan(
+    store: &Store,
+    roots: Vec<PathBuf>,
+    walked: walk::Walk,
+    summary: &mut Summary,
+) -> Result<Plan, Error> {
+    let mut plan = Plan {
+        roots,
+        work: Vec::new(),
+        no_metadata: Vec::new(),
+        seen: HashSet::with_capacity(walked.images.len()),
+        unreadable: Vec::new(),
+        raws_changed: 0,
+    };
     for found in walked.images {
-        seen.insert(found.path.clone());
+        plan.seen.insert(found.path.clone());
         // The walk already looked this file up in the catalog.
         if found.unchanged {
             summary.unchanged += 1;
-            // A RAW that appeared (or left) beside an unchanged rendered image.
-            if store.set_raw(&found.path, found.raw.as_deref())? {
-                raws_changed += 1;
-            }
-            if store.file(&found.path)?.is_some_and(|r| r.meta.is_none()) {
-                no_metadata.push((found.path, found.mtime_ns));
-            }
-            continue;
+            plan.unchanged(store, found)?;
+        } else if let Some(reason) = failed_before(store, &found)? {
+            summary.failures.push(Failure {
+                path: found.path,
+                reason,
+            });
+        } else {
+            plan.work.push(found);
         }
-        if let Some(f) = store.failed(&found.path)? {
-            if f.size == found.size && f.mtime_ns == found.mtime_ns {
-                summary.failures.push(Failure {
-                    path: found.path,
-                    reason: f.reason,
-                });
-                continue;
-            }
-        }
-        work.push(found);
     }
     for (path, reason) in &walked.errors {
         summary.failures.push(Failure {
@@ -190,84 +306,90 @@ pub fn index(
             reason: reason.clone(),
         });
     }
+    plan.unreadable = walked.errors.into_iter().map(|(p, _)| p).collect();
+    Ok(plan)
+}
 
-    if !no_metadata.is_empty() {
-        let (read, warnings) = upgrade::read_metadata(store, opts, no_metadata, progress, stop)?;
-        summary.metadata_read = read;
-        summary.warnings.extend(warnings);
+impl Plan {
+    /// An unchanged file is not read, but its record may still need what this run can give it.
+    fn unchanged(&mut self, store: &Store, found: Found) -> Result<(), Error> {
+        // A RAW that appeared (or left) beside an unchanged rendered image.
+        if store.set_raw(&found.path, found.raw.as_deref())? {
+            self.raws_changed += 1;
+        }
+        if store.file(&found.path)?.is_some_and(|r| r.meta.is_none()) {
+            self.no_metadata.push((found.path, found.mtime_ns));
+        }
+        Ok(())
     }
+}
 
-    let mut publisher = publisher::Publisher::new(opts.publish_interval);
-    let outcome = pipeline::run(store, model, opts, work, progress, stop, &mut publisher)?;
-    summary.warnings.extend(outcome.warnings.iter().cloned());
-    summary.embedded = outcome.embedded;
-    summary.failures.extend(outcome.failures);
-    summary.interrupted = outcome.interrupted;
-    summary.timings = outcome.timings.clone();
+/// Why `found` failed in an earlier run, if it has not changed since: it is not retried until
+/// it does.
+fn failed_before(store: &Store, found: &Found) -> Result<Option<String>, Error> {
+    Ok(store
+        .failed(&found.path)?
+        .filter(|f| f.size == found.size && f.mtime_ns == found.mtime_ns)
+        .map(|f| f.reason))
+}
 
-    if !summary.interrupted {
-        // Files under the roots that the walk did not see are gone, except under directories
-        // the walk could not read: an unmounted or unreadable folder must not empty the index.
-        let unreadable: Vec<&PathBuf> = walked.errors.iter().map(|(p, _)| p).collect();
-        let shielded = |p: &PathBuf| unreadable.iter().any(|u| p.starts_with(u));
-        let mut removed_hashes: HashMap<[u8; 16], usize> = HashMap::new();
-        let mut removed = 0;
-        for root in &roots {
-            let gone: Vec<(PathBuf, [u8; 16])> = store
-                .files_under(root)
-                .filter_map(|item| item.ok())
-                .filter(|(p, _)| !seen.contains(p) && !shielded(p))
-                .map(|(p, r)| (p, r.hash))
-                .collect();
-            for (path, hash) in gone {
-                if store.remove_file(&path)?.is_some() {
-                    *removed_hashes.entry(hash).or_default() += 1;
-                    removed += 1;
-                }
-            }
-            let stale: Vec<PathBuf> = store
-                .failures_under(root)
-                .filter_map(|item| item.ok())
-                .filter(|(p, _)| !seen.contains(p) && !shielded(p))
-                .map(|(p, _)| p)
-                .collect();
-            for path in stale {
-                store.remove_file(&path)?;
-            }
-        }
-        // A new path whose content left the index in this run was moved, not added.
-        for hash in &outcome.reused_hashes {
-            if let Some(n) = removed_hashes.get_mut(hash) {
-                if *n > 0 {
-                    *n -= 1;
-                    summary.moved += 1;
-                }
+/// The catalogued files a run dropped.
+struct Gone {
+    files: usize,
+    /// How many of them held each content.
+    hashes: HashMap<ContentHash, usize>,
+}
+
+/// Drops the catalogued files, and the recorded failures, under the roots that the walk did
+/// not see.
+fn remove_gone(store: &Store, plan: &Plan) -> Result<Gone, Error> {
+    // Except under directories the walk could not read: an unmounted or unreadable folder must
+    // not empty the index.
+    let shielded = |p: &PathBuf| plan.unreadable.iter().any(|u| p.starts_with(u));
+    let is_gone = |p: &PathBuf| !plan.seen.contains(p) && !shielded(p);
+    let mut gone = Gone {
+        files: 0,
+        hashes: HashMap::new(),
+    };
+    for root in &plan.roots {
+        let files: Vec<(PathBuf, ContentHash)> = store
+            .files_under(root)
+            .filter_map(|item| item.ok())
+            .filter(|(p, _)| is_gone(p))
+            .map(|(p, r)| (p, r.hash))
+            .collect();
+        for (path, hash) in files {
+            if store.remove_file(&path)?.is_some() {
+                *gone.hashes.entry(hash).or_default() += 1;
+                gone.files += 1;
             }
         }
-        summary.removed = removed - summary.moved;
-        if removed > 0 {
-            store.collect_garbage()?;
+        let stale: Vec<PathBuf> = store
+            .failures_under(root)
+            .filter_map(|item| item.ok())
+            .filter(|(p, _)| is_gone(p))
+            .map(|(p, _)| p)
+            .collect();
+        for path in stale {
+            store.remove_file(&path)?;
         }
-        let changed =
-            outcome.committed > 0 || removed > 0 || raws_changed > 0 || summary.metadata_read > 0;
-        if changed || view_is_stale(store)? {
-            progress.set_message("publishing");
-            publisher.publish(store)?;
-        }
-        store.flush()?;
-        summary.indexed = outcome.committed - summary.moved;
-    } else {
-        // Stopped: what was committed is published.
-        if outcome.committed > 0 || summary.metadata_read > 0 {
-            publisher.publish(store)?;
-        }
-        summary.indexed = outcome.committed;
     }
-    summary.timings.publish_seconds = publisher.seconds;
-    summary.timings.publications = publisher.count;
-    summary.failed = summary.failures.len();
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(gone)
+}
+
+/// How many of the files committed with stored content were moved rather than added: a new
+/// path whose content left the index in this run was moved, once per copy that left.
+fn count_moved(reused: &[ContentHash], mut gone: HashMap<ContentHash, usize>) -> usize {
+    let mut moved = 0;
+    for hash in reused {
+        if let Some(n) = gone.get_mut(hash) {
+            if *n > 0 {
+                *n -= 1;
+                moved += 1;
+            }
+        }
+    }
+    moved
 }
 
 /// Whether readers see something other than the catalog: nothing published yet, or a view left

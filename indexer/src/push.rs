@@ -189,7 +189,7 @@ pub fn push_checked(
             message: format!("{message} ({done} of {total} changes were pushed before that)"),
             transient,
         },
-        e => Error::Index(format!(
+        e => Error::Collection(format!(
             "lost the collection {} after pushing {done} of {total} changes ({e}); what was \
              pushed is kept: run the same command again to push the rest",
             collection.location()

@@ -27,7 +27,7 @@ pub(crate) fn read_metadata(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.decode_threads.max(1))
         .build()
-        .map_err(|e| Error::Index(format!("cannot start reading threads: {e}")))?;
+        .map_err(|e| Error::System(format!("cannot start reading threads: {e}")))?;
     let mut stored = 0;
     let mut warnings = Vec::new();
     // In chunks, so that a Ctrl-C stops within one and what was read is kept.

@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
+use clipsearch::index::LocalCollection;
 use clipsearch::metadata::{Filter, PhotoMeta, Taken, TimeSource};
 use clipsearch::model::ModelIdentity;
-use clipsearch::store::collection::{Collection, Item, LocalCollection, Scope};
+use clipsearch::store::collection::{Collection, Item, Scope};
 
 const DIM: usize = 512;
 

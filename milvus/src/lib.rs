@@ -74,7 +74,7 @@ impl Location {
     /// `milvus://HOST:PORT/COLLECTION[?index=flat]`, `milvus+https://...` for TLS.
     pub fn parse(url: &str) -> Result<Location> {
         let bad = |why: &str| {
-            Error::Index(format!(
+            Error::Collection(format!(
                 "`{url}` is not a Milvus collection URL ({why}): write \
                  milvus://HOST:PORT/COLLECTION, or milvus+https://... for TLS"
             ))
@@ -185,7 +185,7 @@ impl MilvusCollection {
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| Error::Index(format!("cannot start the Milvus client: {e}")))?;
+            .map_err(|e| Error::System(format!("cannot start the Milvus client: {e}")))?;
         let scheme = if location.https { "https" } else { "http" };
         let mut config = ConnectConfig::new()
             .uri(format!("{scheme}://{}:{}", location.host, location.port))
@@ -300,7 +300,7 @@ impl MilvusCollection {
         } else {
             schema
         };
-        let identity = serde_json::to_string(model).map_err(|e| Error::Index(e.to_string()))?;
+        let identity = serde_json::to_string(model).map_err(|e| Error::System(e.to_string()))?;
         let mut properties = HashMap::from([(MODEL_PROPERTY.to_string(), identity)]);
         if with_meta {
             properties.insert(INCARNATION_PROPERTY.to_string(), new_incarnation());
@@ -437,7 +437,7 @@ impl MilvusCollection {
     /// Refuses a metadata filter on a collection without metadata, saying what to do.
     fn check_filter(&self, scope: &Scope) -> Result<()> {
         if !scope.filter.is_empty() && !self.has_meta()? {
-            return Err(Error::Index(format!(
+            return Err(Error::Collection(format!(
                 "the collection {} was made by an older clipsearch that did not keep photo \
                  metadata in it, so it cannot filter by date, place, camera or format: index \
                  into a new collection (`--index milvus://HOST:PORT/NEW_NAME`) to have them",
@@ -451,7 +451,7 @@ impl MilvusCollection {
         if self.exists()? {
             Ok(())
         } else {
-            Err(Error::Index(format!(
+            Err(Error::Collection(format!(
                 "there is no collection at {}: index into it first (`clipsearch index DIR... \
                  --index {}`)",
                 self.location.url(),
@@ -697,7 +697,7 @@ impl MilvusCollection {
             .block_on(self.client.alter_collection_properties(req))
             .map_err(|e| self.fail("alter_collection_properties", e))?;
         read(&self.describe()?).map(Some).ok_or_else(|| {
-            Error::Index(format!(
+            Error::Collection(format!(
                 "the server of {} does not keep collection properties, which clipsearch needs \
                  to know the collection is the one each machine pushed to",
                 self.location.url()
@@ -719,7 +719,7 @@ impl Collection for MilvusCollection {
         let recorded = desc.description().get_properties().get(MODEL_PROPERTY);
         match recorded.map(|json| serde_json::from_str::<ModelIdentity>(json)) {
             Some(Ok(m)) => Ok(Some(m)),
-            _ => Err(Error::Index(format!(
+            _ => Err(Error::Incompatible(format!(
                 "the collection {} exists but was not made by clipsearch (it has no \
                  `{MODEL_PROPERTY}` property): use another collection name",
                 self.location.url()

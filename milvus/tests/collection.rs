@@ -12,9 +12,10 @@
 
 use std::collections::HashSet;
 
+use clipsearch::index::LocalCollection;
 use clipsearch::metadata::{Filter, Gps, PhotoMeta, Place, Taken, TimeSource};
 use clipsearch::model::ModelIdentity;
-use clipsearch::store::collection::{Collection, Item, LocalCollection, Scope};
+use clipsearch::store::collection::{Collection, Item, Scope};
 use clipsearch_milvus::MilvusCollection;
 
 const DIM: usize = 64;

@@ -1,9 +1,10 @@
 //! Near-duplicate groups: images whose embeddings are within a cosine threshold of each other
-//! (the same photo resized, re-encoded or lightly edited), joined transitively.
+//! (the same photo resized, re-encoded or lightly edited), joined transitively. Each searcher
+//! finds the pairs where its vectors are ([`crate::Searcher::groups`]); the joining is here.
 
 use std::collections::HashMap;
 
-use crate::{Error, Match, SearchOptions, Searcher};
+use crate::Match;
 
 /// Default threshold. Not measured on a pretrained CLIP here (none is available offline); the
 /// tests pass their own (see the search issue's closing note).
@@ -25,35 +26,6 @@ impl UnionFind {
             self.0[ra.max(rb)] = ra.min(rb);
         }
     }
-}
-
-/// Groups of two or more near-duplicates among the files `opts` keeps (its filter and folder;
-/// its limit and order do not apply), largest first; within a group, by path. Each file's
-/// score is its best similarity to another member.
-pub fn groups(
-    searcher: &Searcher,
-    threshold: f32,
-    opts: &SearchOptions,
-) -> Result<Vec<Vec<Match>>, Error> {
-    let view = searcher.view();
-    let selected = searcher.candidate_rows(opts)?;
-    let rows: Vec<usize> = selected
-        .clone()
-        .unwrap_or_else(|| (0..view.len()).collect());
-    // Pairs of file ids, over the view's mapped vectors (no copy) or the selected ones.
-    let pairs = match &selected {
-        None => clipsearch::index::pairs_above(view.vectors(), threshold)?,
-        Some(rows) => clipsearch::index::pairs_above(&view.vectors().select(rows), threshold)?,
-    };
-    let position: HashMap<usize, usize> = rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
-    let row = |id: u64| {
-        let r = view.row_of_id(id).expect("pairs come from the view");
-        position[&r]
-    };
-    let pairs = pairs.into_iter().map(|(a, b, s)| (row(a), row(b), s));
-    Ok(join(rows.len(), pairs, |i, best| {
-        Match::of(view, rows[i], Some(best))
-    }))
 }
 
 /// Joins `n` files into groups by `pairs` (positions and similarity), transitively; groups of

@@ -57,12 +57,10 @@ impl Embedder {
         let files = resolve(&self.model_spec)?;
         let id = ModelIdentity::of(&files)?;
         if !id.same_model(&self.identity) {
-            return Err(clipsearch::Error::Index(format!(
-                "--model {} is not the model this index was built with ({}): query with that \
-                 model, or re-index with `clipsearch index --rebuild --model {}`",
-                self.model_spec, self.identity.name, self.model_spec
-            ))
-            .into());
+            return Err(Error::WrongModel {
+                given: self.model_spec.clone(),
+                recorded: self.identity.name.clone(),
+            });
         }
         self.model_files = Some(files.clone());
         Ok(files)

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{top_k, Hit, NearestNeighbours};
+use super::hit::{top_k, Hit, NearestNeighbours};
 use crate::embedding::dot;
 use crate::store::vectors::VectorSet;
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw};
 
-use super::{top_k, Hit, NearestNeighbours};
+use super::hit::{top_k, Hit, NearestNeighbours};
 use crate::embedding::dot;
 use crate::error::{Error, Result};
 use crate::store::vectors::VectorSet;
@@ -70,7 +70,7 @@ impl HnswIndex {
     pub fn dump_to(&self, dir: &Path, basename: &str) -> Result<String> {
         self.graph
             .file_dump(dir, basename)
-            .map_err(|e| Error::Index(format!("cannot dump the HNSW graph: {e}")))
+            .map_err(|e| Error::System(format!("cannot dump the HNSW graph: {e}")))
     }
 }
 

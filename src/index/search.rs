@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::{top_k, Hit};
+use super::hit::{top_k, Hit};
 use crate::embedding::dot;
 use crate::error::{Error, Result};
 use crate::store::codes;

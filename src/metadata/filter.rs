@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 
-use super::{camera_name, fold, place};
+use super::photo::{camera_name, fold, PhotoMeta};
+use super::place;
 
 /// A filter the user gave that cannot be understood.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -237,7 +238,7 @@ impl Filter {
     /// Whether one file's metadata passes (None: never read, which no filter keeps). For
     /// files one at a time (a shared collection's candidates); views compile the filter once
     /// against their dictionary instead.
-    pub fn matches_meta(&self, meta: Option<&super::PhotoMeta>) -> bool {
+    pub fn matches_meta(&self, meta: Option<&PhotoMeta>) -> bool {
         let Some(m) = meta else {
             return self.is_empty();
         };

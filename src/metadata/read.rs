@@ -8,7 +8,8 @@ use std::path::Path;
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone};
 use exif::{In, Tag, Value};
 
-use super::{place, Gps, PhotoMeta, Taken, TimeSource};
+use super::photo::{Gps, PhotoMeta, Taken, TimeSource};
+use super::place;
 use crate::preprocess::formats::{sniff, Format};
 
 /// What was read, and what was wrong with it.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::hub::ModelFiles;
+use super::files::ModelFiles;
 use crate::error::{Error, Result};
 
 /// The name that selects the bundled model.

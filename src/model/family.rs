@@ -13,7 +13,7 @@
 
 use candle_nn::Activation;
 
-use super::clip_tower::ClipActivation;
+use super::activation::ClipActivation;
 
 /// A family and what its arithmetic needs beyond the dimensions.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{ModelFiles, ModelIdentity};
+use super::files::ModelFiles;
+use super::identity::ModelIdentity;
 use crate::error::{Error, Result};
 use crate::preprocess::PreprocessConfig;
 

@@ -280,7 +280,7 @@ impl candle_core::CustomOp1 for Int8Matrix {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = super::clip_tower::contiguous_f32(self.name(), storage, layout)?;
+        let x = super::activation::contiguous_f32(self.name(), storage, layout)?;
         let mut dims = layout.shape().dims().to_vec();
         if dims.last() != Some(&self.k) {
             candle_core::bail!("int8-linear: input {dims:?} is not (..., {})", self.k)

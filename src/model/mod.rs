@@ -18,13 +18,17 @@
 //! - FastViT runs one image at a time around a batched-matmul bug of candle's CPU backend.
 //! - Our API returns L2-normalised embeddings; candle returns raw projections.
 
+pub mod activation;
 pub mod bundled;
 pub mod clip_tower;
 pub mod config;
+pub mod config_json;
 pub mod family;
+pub mod files;
 pub mod fingerprint;
 pub mod hf_text;
 pub mod hub;
+pub mod identity;
 pub mod int8;
 pub mod layout;
 pub mod openclip;
@@ -40,97 +44,15 @@ use clip_tower::{ClipTextTower, ClipVisionTower};
 
 pub use config::ClipConfig;
 pub use family::Family;
-pub use hub::{resolve, ModelFiles, DEFAULT_MODEL};
+pub use files::ModelFiles;
+pub use hub::{resolve, DEFAULT_MODEL};
+pub use identity::{ModelIdentity, Precision, SCALED_DECODE};
 pub use weights::Towers;
 
 use crate::embedding::normalize;
 use crate::error::{Error, Result};
 use crate::preprocess::{PreprocessConfig, Preprocessor, PREPROCESS_VERSION};
 use crate::tokenizer::{ClipTokenizer, PaddedTokenizer};
-
-/// What an index records about the model that filled it: two models (or two preprocessing
-/// versions) must never share an index, since their spaces are unrelated.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct ModelIdentity {
-    /// Hub id or local directory, for messages.
-    pub name: String,
-    /// SHA-256 over config.json, the preprocessing parameters and all the weights
-    /// ([`fingerprint`]).
-    pub fingerprint: String,
-    /// The fingerprint an older clipsearch recorded for this checkpoint (computed from the
-    /// files, never stored): lets indexes that recorded it open ([`ModelIdentity::same_model`]).
-    #[serde(skip)]
-    pub legacy_fingerprint: Option<String>,
-    pub dim: usize,
-    pub preprocess_version: u32,
-    /// `exact`, or `dct-scaled` for indexes built with DCT-scaled JPEG decoding (`--fast`).
-    #[serde(default = "exact_decode")]
-    pub decode: String,
-    /// The image tower's arithmetic: `f32` (the reference's), or `int8` (`--fast`).
-    #[serde(default = "f32_precision")]
-    pub precision: String,
-    /// The model family ([`Family::name`]); indexes written before families existed are CLIP's.
-    #[serde(default = "clip_family")]
-    pub family: String,
-}
-
-/// Equality of what is recorded (the legacy fingerprint, computed from files, is left out).
-impl PartialEq for ModelIdentity {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-            && self.fingerprint == other.fingerprint
-            && self.dim == other.dim
-            && self.preprocess_version == other.preprocess_version
-            && self.decode == other.decode
-            && self.precision == other.precision
-            && self.family == other.family
-    }
-}
-
-impl Eq for ModelIdentity {}
-
-fn exact_decode() -> String {
-    "exact".into()
-}
-
-fn clip_family() -> String {
-    "clip".into()
-}
-
-fn f32_precision() -> String {
-    Precision::F32.as_str().into()
-}
-
-/// How the image tower computes: as the reference does, or with int8 linear layers
-/// ([`vision`]): about twice as fast, embeddings within a tested bound of the f32 ones.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Precision {
-    #[default]
-    F32,
-    Int8,
-}
-
-impl Precision {
-    /// The name recorded in an index's metadata.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Int8 => "int8",
-        }
-    }
-
-    /// The precision an index's metadata names (unknown names are f32's: older indexes).
-    pub fn from_name(name: &str) -> Self {
-        if name == Precision::Int8.as_str() {
-            Precision::Int8
-        } else {
-            Precision::F32
-        }
-    }
-}
-
-/// The `decode` value of an index built with DCT-scaled JPEG decoding.
-pub const SCALED_DECODE: &str = "dct-scaled";
 
 /// The text tower with its projection and tokenizer.
 pub struct TextEncoder {
@@ -223,7 +145,7 @@ fn by_length(
 fn clip_params(config: &ClipConfig) -> Result<family::ClipParams> {
     match config.family {
         Family::Clip(p) => Ok(p),
-        _ => Err(Error::Index("not a CLIP configuration".into())),
+        _ => Err(Error::Misuse("not a CLIP configuration".into())),
     }
 }
 
@@ -242,8 +164,8 @@ fn identity_of(
         legacy_fingerprint: Some(fingerprint::legacy_fingerprint(files, pre)?),
         dim: config.projection_dim,
         preprocess_version: PREPROCESS_VERSION,
-        decode: exact_decode(),
-        precision: f32_precision(),
+        decode: identity::exact_decode(),
+        precision: identity::f32_precision(),
         family: config.family.name().into(),
     })
 }
@@ -256,27 +178,6 @@ impl ModelIdentity {
         let pre =
             PreprocessConfig::from_file_or(&files.preprocessor(), config.default_preprocess())?;
         identity_of(files, &config, &pre)
-    }
-
-    /// Marks the identity as fast mode's (`index --fast`): DCT-scaled decoding, int8 tower.
-    pub fn set_fast_mode(&mut self) {
-        self.decode = SCALED_DECODE.into();
-        self.precision = Precision::Int8.as_str().into();
-    }
-
-    /// Whether anything in how images were embedded departs from the reference's arithmetic.
-    pub fn is_fast_mode(&self) -> bool {
-        self.scaled_decode() || self.precision() != Precision::F32
-    }
-
-    /// Whether JPEGs were decoded DCT-scaled.
-    pub fn scaled_decode(&self) -> bool {
-        self.decode == SCALED_DECODE
-    }
-
-    /// The image tower's arithmetic.
-    pub fn precision(&self) -> Precision {
-        Precision::from_name(&self.precision)
     }
 }
 
@@ -347,6 +248,115 @@ fn release_pages(st: &MmapedSafetensors, key: &str) {
     }
 }
 
+/// Maps the checkpoint's weights file.
+fn map_checkpoint(weights: &std::path::Path) -> Result<MmapedSafetensors> {
+    // SAFETY: the file is mapped read-only; as with every mmap-based loader, a checkpoint
+    // modified while we run is undefined behaviour, which is why we never write to one.
+    unsafe { MmapedSafetensors::new(weights) }.map_err(|e| {
+        Error::ModelUnavailable(format!(
+            "{}: not a readable safetensors file: {e}",
+            weights.display()
+        ))
+    })
+}
+
+/// Fast mode's int8 image tower is CLIP's ViT written out ([`vision`]): for any other tower
+/// `--fast` is refused, saying what to do instead, before a tensor is copied.
+fn refuse_int8_where_unsupported(config: &ClipConfig, precision: Precision) -> Result<()> {
+    if precision == Precision::Int8 && config.timm_vision.is_some() {
+        return Err(Error::Unsupported {
+            key: "--fast".into(),
+            value: "the int8 image tower is implemented for ViTs, not MobileCLIP's FastViT \
+                    (index without --fast: FastViT is the fast tower)"
+                .into(),
+        });
+    }
+    if precision == Precision::Int8 && !config.family.is_clip() {
+        return Err(Error::Unsupported {
+            key: "--fast".into(),
+            value: format!(
+                "the int8 image tower is implemented for CLIP only, not {} (index without \
+                 --fast)",
+                config.family.name()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The learned temperature (the configuration's initial value when the checkpoint has none)
+/// and SigLIP's learned bias, which a SigLIP checkpoint must have.
+fn logit_parameters(
+    st: &MmapedSafetensors,
+    config: &ClipConfig,
+    weights: &std::path::Path,
+) -> Result<(f32, Option<f32>)> {
+    let scalar = |key: &str| -> Result<Option<f32>> {
+        if st.get(key).is_err() {
+            return Ok(None);
+        }
+        let v = st.load(key, &Device::Cpu)?.to_dtype(DType::F32)?;
+        Ok(v.flatten_all()?.to_vec1::<f32>()?.first().copied())
+    };
+    let logit_scale = scalar("logit_scale")?.unwrap_or(config.logit_scale_init_value);
+    let logit_bias = match config.family {
+        Family::Clip(_) => None,
+        Family::Siglip(_) => Some(scalar("logit_bias")?.ok_or_else(|| Error::MissingTensor {
+            path: weights.to_path_buf(),
+            key: "logit_bias".into(),
+        })?),
+    };
+    Ok((logit_scale, logit_bias))
+}
+
+/// The tokenizer the family reads text with: CLIP's BPE, or a padded one (SigLIP's, and the
+/// Hugging Face text towers').
+fn read_tokenizer(files: &ModelFiles, config: &ClipConfig) -> Result<Tokenizer> {
+    let len = config.text.max_position_embeddings;
+    if config.hf_text.is_some() {
+        return Ok(Tokenizer::Padded(PaddedTokenizer::from_file(
+            &files.tokenizer(),
+            &files.tokenizer_config(),
+            len,
+        )?));
+    }
+    Ok(match config.family {
+        Family::Clip(_) => Tokenizer::Clip(clip_tokenizer(files, config)?),
+        Family::Siglip(_) => Tokenizer::Padded(PaddedTokenizer::from_file(
+            &files.tokenizer(),
+            &files.tokenizer_config(),
+            len,
+        )?),
+    })
+}
+
+/// The tokenizer (when the text tower is wanted) and the towers' tensors, side by side.
+///
+/// Start-up latency matters for one-shot CLI queries: tokenizer.json is parsed (~130 ms for
+/// CLIP's) on another thread while the tensors are copied out of the mapping in parallel (~170
+/// ms for the ViT-B/32 text tower when done one by one).
+fn read_tokenizer_and_tensors(
+    files: &ModelFiles,
+    config: &ClipConfig,
+    weights: &std::path::Path,
+    st: &MmapedSafetensors,
+    towers: Towers,
+    precision: Precision,
+    device: &Device,
+) -> (
+    Result<Option<Tokenizer>>,
+    Result<std::collections::HashMap<String, Tensor>>,
+) {
+    std::thread::scope(|s| {
+        let tokenizer = towers
+            .text()
+            .then(|| s.spawn(|| read_tokenizer(files, config)));
+        let tensors = load_tensors(weights, st, config, towers, precision, device);
+        let tokenizer = tokenizer.map(|h| h.join().expect("tokenizer thread panicked"));
+        (tokenizer.transpose(), tensors)
+    })
+}
+
 impl ClipModel {
     /// Loads the requested towers of a checkpoint onto [`crate::device::select`]'s device.
     pub fn load(files: &ModelFiles, towers: Towers) -> Result<Self> {
@@ -357,151 +367,28 @@ impl ClipModel {
     pub fn load_with(files: &ModelFiles, towers: Towers, precision: Precision) -> Result<Self> {
         let config = ClipConfig::from_file(&files.config())?;
         let weights = files.weights();
-        // SAFETY: the file is mapped read-only; as with every mmap-based loader, a checkpoint
-        // modified while we run is undefined behaviour, which is why we never write to one.
-        let st = unsafe { MmapedSafetensors::new(&weights) }.map_err(|e| {
-            Error::ModelUnavailable(format!(
-                "{}: not a readable safetensors file: {e}",
-                weights.display()
-            ))
-        })?;
+        let st = map_checkpoint(&weights)?;
         if !openclip::is_openclip(&st) {
             weights::check(&weights, &st, &config, towers)?;
         }
-        if precision == Precision::Int8 && config.timm_vision.is_some() {
-            return Err(Error::Unsupported {
-                key: "--fast".into(),
-                value: "the int8 image tower is implemented for ViTs, not MobileCLIP's FastViT \
-                        (index without --fast: FastViT is the fast tower)"
-                    .into(),
-            });
-        }
-        if precision == Precision::Int8 && !config.family.is_clip() {
-            return Err(Error::Unsupported {
-                key: "--fast".into(),
-                value: format!(
-                    "the int8 image tower is implemented for CLIP only, not {} (index without \
-                     --fast)",
-                    config.family.name()
-                ),
-            });
-        }
-        let scalar = |key: &str| -> Result<Option<f32>> {
-            if st.get(key).is_err() {
-                return Ok(None);
-            }
-            let v = st.load(key, &Device::Cpu)?.to_dtype(DType::F32)?;
-            Ok(v.flatten_all()?.to_vec1::<f32>()?.first().copied())
-        };
-        let logit_scale = scalar("logit_scale")?.unwrap_or(config.logit_scale_init_value);
-        let logit_bias = match config.family {
-            Family::Clip(_) => None,
-            Family::Siglip(_) => {
-                Some(scalar("logit_bias")?.ok_or_else(|| Error::MissingTensor {
-                    path: weights.clone(),
-                    key: "logit_bias".into(),
-                })?)
-            }
-        };
+        refuse_int8_where_unsupported(&config, precision)?;
+        let (logit_scale, logit_bias) = logit_parameters(&st, &config, &weights)?;
         let pre_config =
             PreprocessConfig::from_file_or(&files.preprocessor(), config.default_preprocess())?;
         let mut identity = identity_of(files, &config, &pre_config)?;
         identity.precision = precision.as_str().into();
         let device = crate::device::select();
-        // Start-up latency matters for one-shot CLI queries: parse tokenizer.json (~130 ms for
-        // CLIP's) on another thread while the tensors are copied out of the mapping in
-        // parallel (~170 ms for the ViT-B/32 text tower when done one by one).
-        let (tokenizer, tensors) = std::thread::scope(|s| {
-            let tokenizer = towers.text().then(|| {
-                s.spawn(|| -> Result<Tokenizer> {
-                    let len = config.text.max_position_embeddings;
-                    if config.hf_text.is_some() {
-                        return Ok(Tokenizer::Padded(PaddedTokenizer::from_file(
-                            &files.tokenizer(),
-                            &files.tokenizer_config(),
-                            len,
-                        )?));
-                    }
-                    Ok(match config.family {
-                        Family::Clip(_) => Tokenizer::Clip(clip_tokenizer(files, &config)?),
-                        Family::Siglip(_) => Tokenizer::Padded(PaddedTokenizer::from_file(
-                            &files.tokenizer(),
-                            &files.tokenizer_config(),
-                            len,
-                        )?),
-                    })
-                })
-            });
-            let tensors = load_tensors(&weights, &st, &config, towers, precision, &device);
-            let tokenizer = tokenizer.map(|h| h.join().expect("tokenizer thread panicked"));
-            (tokenizer.transpose(), tensors)
-        });
+        let (tokenizer, tensors) =
+            read_tokenizer_and_tensors(files, &config, &weights, &st, towers, precision, &device);
         let vb = VarBuilder::from_tensors(tensors?, DType::F32, &device);
         let text = match tokenizer? {
-            Some(Tokenizer::Clip(tokenizer)) => Some(TextTower::Clip {
-                transformer: Box::new(ClipTextTower::new(
-                    vb.pp("text_model"),
-                    &config.text,
-                    clip_params(&config)?,
-                )?),
-                projection: linear_no_bias(
-                    vb.pp("text_projection"),
-                    config.text.hidden_size,
-                    config.projection_dim,
-                )?,
-                tokenizer,
-            }),
-            Some(Tokenizer::Padded(tokenizer)) if config.hf_text.is_some() => {
-                let hf = config.hf_text.as_ref().expect("checked");
-                Some(TextTower::Hf {
-                    tower: Box::new(hf_text::HfTextTower::new(
-                        vb.pp("text"),
-                        hf,
-                        config.projection_dim,
-                    )?),
-                    tokenizer,
-                })
-            }
-            Some(Tokenizer::Padded(tokenizer)) => Some(TextTower::Siglip {
-                model: Box::new(siglip::TextModel::new(
-                    &config.candle_siglip_text()?,
-                    vb.pp("text_model"),
-                )?),
-                tokenizer,
-            }),
+            Some(tokenizer) => Some(TextEncoder::build(&vb, &config, tokenizer, device.clone())?),
             None => None,
-        }
-        .map(|tower| TextEncoder {
-            tower,
-            device: device.clone(),
-        });
+        };
         let image = if towers.image() {
-            let tower = match (precision, config.family) {
-                _ if config.timm_vision.is_some() => {
-                    VisionTower::FastVit(openclip::fastvit(&config, &vb)?)
-                }
-                (_, Family::Siglip(_)) => VisionTower::Siglip(Box::new(siglip::VisionModel::new(
-                    &config.candle_siglip_vision()?,
-                    true,
-                    vb.pp("vision_model"),
-                )?)),
-                (Precision::F32, Family::Clip(p)) => VisionTower::F32(Box::new(
-                    ClipVisionTower::new(vb.clone(), &config, p.vision_act, p.vision_eps)?,
-                )),
-                (Precision::Int8, Family::Clip(p)) => {
-                    VisionTower::Int8(Box::new(vision::Int8VisionTower::load(
-                        vb.clone(),
-                        &config.vision,
-                        config.projection_dim,
-                        &p,
-                    )?))
-                }
-            };
-            Some(ImageEncoder {
-                tower,
-                preprocessor: Preprocessor::new(pre_config),
-                device,
-            })
+            Some(ImageEncoder::build(
+                &vb, &config, precision, pre_config, device,
+            )?)
         } else {
             None
         };
@@ -550,19 +437,19 @@ impl ClipModel {
     pub fn text(&self) -> Result<&TextEncoder> {
         self.text
             .as_ref()
-            .ok_or_else(|| Error::Index("the text tower was not loaded".into()))
+            .ok_or_else(|| Error::Misuse("the text tower was not loaded".into()))
     }
 
     pub fn image_mut(&mut self) -> Result<&mut ImageEncoder> {
         self.image
             .as_mut()
-            .ok_or_else(|| Error::Index("the image tower was not loaded".into()))
+            .ok_or_else(|| Error::Misuse("the image tower was not loaded".into()))
     }
 
     pub fn image(&self) -> Result<&ImageEncoder> {
         self.image
             .as_ref()
-            .ok_or_else(|| Error::Index("the image tower was not loaded".into()))
+            .ok_or_else(|| Error::Misuse("the image tower was not loaded".into()))
     }
 }
 
@@ -600,6 +487,49 @@ enum Tokenizer {
 }
 
 impl TextEncoder {
+    /// The text tower the tokenizer goes with, from the loaded tensors.
+    fn build(
+        vb: &VarBuilder,
+        config: &ClipConfig,
+        tokenizer: Tokenizer,
+        device: Device,
+    ) -> Result<Self> {
+        let tower = match tokenizer {
+            Tokenizer::Clip(tokenizer) => TextTower::Clip {
+                transformer: Box::new(ClipTextTower::new(
+                    vb.pp("text_model"),
+                    &config.text,
+                    clip_params(config)?,
+                )?),
+                projection: linear_no_bias(
+                    vb.pp("text_projection"),
+                    config.text.hidden_size,
+                    config.projection_dim,
+                )?,
+                tokenizer,
+            },
+            Tokenizer::Padded(tokenizer) if config.hf_text.is_some() => {
+                let hf = config.hf_text.as_ref().expect("checked");
+                TextTower::Hf {
+                    tower: Box::new(hf_text::HfTextTower::new(
+                        vb.pp("text"),
+                        hf,
+                        config.projection_dim,
+                    )?),
+                    tokenizer,
+                }
+            }
+            Tokenizer::Padded(tokenizer) => TextTower::Siglip {
+                model: Box::new(siglip::TextModel::new(
+                    &config.candle_siglip_text()?,
+                    vb.pp("text_model"),
+                )?),
+                tokenizer,
+            },
+        };
+        Ok(TextEncoder { tower, device })
+    }
+
     /// CLIP's tokenizer (none for other families: see [`TextEncoder::encode_checked`]).
     pub fn clip_tokenizer(&self) -> Option<&ClipTokenizer> {
         match &self.tower {
@@ -709,6 +639,43 @@ impl TextEncoder {
 }
 
 impl ImageEncoder {
+    /// The family's image tower at `precision`, from the loaded tensors.
+    fn build(
+        vb: &VarBuilder,
+        config: &ClipConfig,
+        precision: Precision,
+        pre_config: PreprocessConfig,
+        device: Device,
+    ) -> Result<Self> {
+        let tower =
+            match (precision, config.family) {
+                _ if config.timm_vision.is_some() => {
+                    VisionTower::FastVit(openclip::fastvit(config, vb)?)
+                }
+                (_, Family::Siglip(_)) => VisionTower::Siglip(Box::new(siglip::VisionModel::new(
+                    &config.candle_siglip_vision()?,
+                    true,
+                    vb.pp("vision_model"),
+                )?)),
+                (Precision::F32, Family::Clip(p)) => VisionTower::F32(Box::new(
+                    ClipVisionTower::new(vb.clone(), config, p.vision_act, p.vision_eps)?,
+                )),
+                (Precision::Int8, Family::Clip(p)) => {
+                    VisionTower::Int8(Box::new(vision::Int8VisionTower::load(
+                        vb.clone(),
+                        &config.vision,
+                        config.projection_dim,
+                        &p,
+                    )?))
+                }
+            };
+        Ok(ImageEncoder {
+            tower,
+            preprocessor: Preprocessor::new(pre_config),
+            device,
+        })
+    }
+
     pub fn preprocessor(&self) -> &Preprocessor {
         &self.preprocessor
     }
@@ -737,7 +704,7 @@ impl ImageEncoder {
         let c = &self.preprocessor.config;
         let n = pixels.len() / self.preprocessor.len();
         if n == 0 || n * self.preprocessor.len() != pixels.len() {
-            return Err(Error::Index(format!(
+            return Err(Error::Misuse(format!(
                 "pixel buffer of {} values is not a whole number of {}x{} images",
                 pixels.len(),
                 c.crop_width,

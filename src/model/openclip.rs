@@ -22,7 +22,7 @@ use std::path::Path;
 use candle_core::{safetensors::MmapedSafetensors, DType, Device, Tensor};
 use serde_json::{Map, Value};
 
-use super::clip_tower::ClipActivation;
+use super::activation::ClipActivation;
 use super::config::{ClipConfig, TextConfig, VisionConfig};
 use super::family::{ClipParams, Family};
 use super::hf_text::{known_config, HfProjection, HfTextConfig};

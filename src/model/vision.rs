@@ -22,7 +22,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::clip_tower::{ClipActivation, PatchEmbedding};
+use super::activation::ClipActivation;
+use super::clip_tower::PatchEmbedding;
 use super::config::VisionConfig;
 use super::family::ClipParams;
 use super::int8;

@@ -12,7 +12,7 @@ use std::path::Path;
 use image::{DynamicImage, RgbImage, RgbaImage};
 use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
 
-use super::decode::{check_size, to_rgb};
+use super::rgb::{check_size, to_rgb};
 use crate::error::{Error, Result};
 
 pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {

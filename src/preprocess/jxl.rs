@@ -10,7 +10,7 @@ use std::path::Path;
 
 use image::{DynamicImage, RgbImage};
 
-use super::decode::{check_size, to_rgb};
+use super::rgb::{check_size, to_rgb};
 use crate::error::{Error, Result};
 
 pub(super) fn decode(path: &Path, bytes: &[u8]) -> Result<RgbImage> {

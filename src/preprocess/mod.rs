@@ -16,6 +16,7 @@ mod libraw;
 mod quirks;
 pub mod raw;
 pub mod resample;
+pub mod rgb;
 
 use std::path::Path;
 

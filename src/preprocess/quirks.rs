@@ -24,7 +24,7 @@ pub(super) fn low_bit_grey_tiff(bytes: &[u8]) -> Option<std::result::Result<RgbI
         )));
     }
     let (w, h) = (one(256)? as usize, one(257)? as usize);
-    if w == 0 || h == 0 || (w as u64 * h as u64) > super::decode::MAX_PIXELS {
+    if w == 0 || h == 0 || (w as u64 * h as u64) > super::rgb::MAX_PIXELS {
         return Some(Err(format!("{w}x{h} is not a size to decode")));
     }
     let invert = one(262) == Some(0);

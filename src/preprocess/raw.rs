@@ -277,7 +277,22 @@ fn develop(path: &Path, _bytes: &[u8], kind: &str, why: &str) -> Result<RgbImage
     })
 }
 
-pub(super) fn decode(path: &Path, bytes: &[u8], kind: &str) -> Result<RgbImage> {
+/// What a RAW's picture is decoded from.
+pub(super) enum Source<'a> {
+    /// Its largest embedded JPEG, large enough to stand in for the photo, and the container's
+    /// orientation to apply once it is decoded (`None` when the JPEG carries its own, which its
+    /// decoder applies).
+    Preview {
+        jpeg: &'a [u8],
+        orientation: Option<Orientation>,
+    },
+    /// Its sensor data, developed (no usable preview).
+    Developed(RgbImage),
+}
+
+/// Finds what a RAW is decoded from. The preview's JPEG is decoded by the caller
+/// ([`super::decode`], which dispatched here): this module reads containers, not JPEGs.
+pub(super) fn source<'a>(path: &Path, bytes: &'a [u8], kind: &str) -> Result<Source<'a>> {
     let (previews, container_orientation) = if bytes.starts_with(b"FUJIFILMCCD-RAW") {
         (raf_preview(bytes).into_iter().collect(), None)
     } else if bytes.get(4..8) == Some(b"ftyp") {
@@ -298,16 +313,13 @@ pub(super) fn decode(path: &Path, bytes: &[u8], kind: &str) -> Result<RgbImage> 
                 i.width, i.height
             ),
         };
-        return develop(path, bytes, kind, &what);
+        return develop(path, bytes, kind, &what).map(Source::Developed);
     };
-    let mut rgb = super::decode::decode_bytes(path, jpeg)?;
-    // A preview with its own orientation was turned by the JPEG decoder; else the container's.
-    if !info.oriented {
-        if let Some(o) = container_orientation.and_then(|o| Orientation::from_exif(o as u8)) {
-            let mut img = image::DynamicImage::ImageRgb8(rgb);
-            img.apply_orientation(o);
-            rgb = img.into_rgb8();
-        }
-    }
-    Ok(rgb)
+    // A preview with its own orientation is turned by the JPEG decoder; else the container's.
+    let orientation = if info.oriented {
+        None
+    } else {
+        container_orientation.and_then(|o| Orientation::from_exif(o as u8))
+    };
+    Ok(Source::Preview { jpeg, orientation })
 }

@@ -189,10 +189,7 @@ impl Store {
     /// Opens an index that must already exist (queries never create one).
     pub fn open_existing(dir: &Path) -> Result<Self> {
         if !dir.join("db").exists() {
-            return Err(Error::Index(format!(
-                "no index at {}: build one with `clipsearch index DIR...` (or pass --index)",
-                dir.display()
-            )));
+            return Err(Error::NoIndex(dir.to_path_buf()));
         }
         Self::open(dir, None)
     }
@@ -289,7 +286,7 @@ impl Store {
             Some(v) => {
                 let v = u32::from_le_bytes(v.as_ref().try_into().map_err(store_err)?);
                 if v > FORMAT_VERSION {
-                    Err(Error::Index(format!(
+                    Err(Error::TooNew(format!(
                         "the index at {} has format version {v}, newer than this clipsearch \
                          understands ({FORMAT_VERSION}): upgrade clipsearch, or use another --index",
                         self.path.display()
@@ -347,7 +344,7 @@ impl Store {
                     format!("{} JPEG decoding, {} image tower", m.decode, m.precision)
                 };
                 let fast = m.is_fast_mode();
-                Err(Error::Index(format!(
+                Err(Error::Incompatible(format!(
                     "the index at {} was built in {} mode ({}), not {}: run with{} `--fast` \
                      to keep it consistent, or `--rebuild`",
                     self.path.display(),
@@ -357,14 +354,14 @@ impl Store {
                     if fast { "" } else { "out" }
                 )))
             }
-            Some(m) if model.same_model(&m) => Err(Error::Index(format!(
+            Some(m) if model.same_model(&m) => Err(Error::Incompatible(format!(
                 "the index at {} was built with an older image preprocessing (version {}, now {}): \
                  rebuild it with `clipsearch index --rebuild DIR...`",
                 self.path.display(),
                 m.preprocess_version,
                 model.preprocess_version
             ))),
-            Some(m) => Err(Error::Index(format!(
+            Some(m) => Err(Error::Incompatible(format!(
                 "the index at {} was built with model {} ({} dimensions), not {} ({} dimensions): \
                  their embeddings are not comparable. Pass `--model {}` to use this index, or \
                  `--index OTHER_DIR` for a separate index, or `clipsearch index --rebuild` to \
@@ -712,14 +709,14 @@ fn busy(dir: &Path) -> Error {
             .is_some_and(|h| s["pid"].as_u64() == Some(h.pid as u64))
     });
     if let Some(url) = serving.as_ref().and_then(|s| s["url"].as_str()) {
-        return Error::Index(format!(
+        return Error::Busy(format!(
             "the index at {} is kept current by the server {who} ({url}), which is its one \
              writer: it indexes the folders it watches; stop it to index from here (searches \
              work either way)",
             dir.display()
         ));
     }
-    Error::Index(format!(
+    Error::Busy(format!(
         "the index at {} is in use by {who}, and an index has one writer at a time. Wait for \
          it to finish (searches work meanwhile), or stop it (an interrupted index run resumes \
          next time), or pass a different --index",

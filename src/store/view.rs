@@ -122,7 +122,7 @@ pub fn read_manifest(dir: &Path) -> Result<Option<ViewManifest>> {
         .ok()
         .and_then(|v| v["format"].as_u64());
     if let Some(f) = format.filter(|&f| f > VIEW_FORMAT as u64) {
-        return Err(Error::Index(format!(
+        return Err(Error::TooNew(format!(
             "the index at {} was published in view format {f}, newer than this clipsearch \
              understands ({VIEW_FORMAT}): upgrade clipsearch, or use another --index",
             dir.display()

@@ -12,9 +12,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::backend::Backend;
 use super::AppState;
-use crate::{dupes, expr, Error, Match, SearchOptions};
+use crate::{dupes, expr, Error, Match, SearchOptions, Searcher};
 use clipsearch::metadata::filter::KEYS;
 use clipsearch::metadata::{Filter, SortOrder};
 
@@ -54,7 +53,13 @@ impl From<Error> for ApiError {
             Error::Parse(_) => StatusCode::BAD_REQUEST,
             Error::NoMatch(_) => StatusCode::OK,
             Error::NoMetadata(_) => StatusCode::CONFLICT,
-            Error::EmptyIndex(_) => StatusCode::NOT_FOUND,
+            Error::EmptyIndex(_) | Error::EmptyCollection(_) | Error::NoIndex(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Error::WrongModel { .. } => StatusCode::CONFLICT,
+            Error::Refused(_) | Error::Server(_) | Error::Watch(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::NotPublishedYet(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Engine(clipsearch::Error::Image { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Engine(clipsearch::Error::UnsupportedFormat { .. }) => {
@@ -107,7 +112,7 @@ impl From<JsonRejection> for ApiError {
 /// matters: the searcher holds caches only, so a poisoned lock is taken over).
 pub(crate) async fn with_searcher<T: Send + 'static>(
     state: Arc<AppState>,
-    f: impl FnOnce(&AppState, &mut Backend) -> Result<T, ApiError> + Send + 'static,
+    f: impl FnOnce(&AppState, &mut dyn Searcher) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(move || {
         let mut searcher = state
@@ -119,19 +124,28 @@ pub(crate) async fn with_searcher<T: Send + 'static>(
         if let Err(e) = searcher.refresh() {
             tracing::warn!("keeping the current view: {e}");
         }
-        f(&state, &mut searcher)
+        f(&state, searcher.as_mut())
     })
     .await
     .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the request failed"))?
 }
 
+pub(crate) fn no_id(id: u64) -> ApiError {
+    ApiError::not_found(format!("no image with id {id} in the index"))
+}
+
+/// The stored embedding of an indexed file, by its id.
+fn vector_of(searcher: &dyn Searcher, id: u64) -> Result<Vec<f32>, ApiError> {
+    searcher.vector_of(id)?.ok_or_else(|| no_id(id))
+}
+
 /// Results as the API gives them: a shared collection's results name their machine
 /// (`source`), and only this machine's files have a thumbnail and an image here.
-fn results(hits: Vec<Match>, backend: &Backend) -> Value {
+fn results(hits: Vec<Match>, searcher: &dyn Searcher) -> Value {
     let list: Vec<Value> = hits
         .into_iter()
         .map(|m| {
-            let here = backend.serves(&m);
+            let here = searcher.serves(&m);
             let mut v = json!({
                 "id": m.id,
                 "path": m.path.to_string_lossy(),
@@ -154,9 +168,12 @@ fn results(hits: Vec<Match>, backend: &Backend) -> Value {
 
 /// Results, or no results with the reason when the filters keep no file (a search, not a
 /// failure: status 200).
-fn answer(found: Result<Vec<Match>, Error>, backend: &Backend) -> Result<Json<Value>, ApiError> {
+fn answer(
+    found: Result<Vec<Match>, Error>,
+    searcher: &dyn Searcher,
+) -> Result<Json<Value>, ApiError> {
     match found {
-        Ok(hits) => Ok(Json(results(hits, backend))),
+        Ok(hits) => Ok(Json(results(hits, searcher))),
         Err(Error::NoMatch(why)) => Ok(Json(
             json!({ "results": [], "message": format!("no indexed file matches {why}") }),
         )),
@@ -281,7 +298,7 @@ pub(crate) async fn query(
             }
             let v = match (&t.text, t.id) {
                 (Some(text), None) if !text.trim().is_empty() => searcher.embed_text(text)?,
-                (None, Some(id)) => searcher.vector_of(id)?,
+                (None, Some(id)) => vector_of(searcher, id)?,
                 _ => {
                     return Err(ApiError::bad_request(
                         "each term needs exactly one of a non-empty `text` or an `id`",
@@ -316,7 +333,7 @@ pub(crate) async fn similar_to_id(
     let n = count(p.n);
     let (filter, sort) = filters(raw.as_deref())?;
     with_searcher(state, move |_, searcher| {
-        let v = searcher.vector_of(id)?;
+        let v = vector_of(searcher, id)?;
         let opts = SearchOptions {
             top: n + 1,
             filter,
@@ -339,7 +356,10 @@ pub(crate) async fn info(
     id: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id?;
-    with_searcher(state, move |_, searcher| Ok(Json(searcher.info(id)?))).await
+    with_searcher(state, move |_, searcher| {
+        Ok(Json(searcher.describe(id)?.ok_or_else(|| no_id(id))?))
+    })
+    .await
 }
 
 /// `POST /api/similar?n=K` with an image file as the body: reverse lookup of an upload.
@@ -395,7 +415,7 @@ pub(crate) async fn dupes(
     }
     with_searcher(state, move |_, searcher| {
         let groups: Vec<Value> = searcher
-            .dupes(threshold, &opts)?
+            .groups(threshold, &opts)?
             .into_iter()
             .map(|g| results(g, searcher)["results"].clone())
             .collect();

@@ -11,8 +11,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use clipsearch::store::{content_hash, FileRecord};
 
-use super::api::{with_searcher, ApiError};
+use super::api::{no_id, with_searcher, ApiError};
 use super::AppState;
+use crate::{FileAt, Searcher};
 
 /// The file's bytes, if they are still exactly what was indexed.
 fn verified(path: &FsPath, rec: &FileRecord) -> Result<Vec<u8>, ApiError> {
@@ -37,6 +38,20 @@ fn hex(h: &[u8]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The file of `id`, if it is this machine's; another machine's file is named as such.
+fn servable(
+    searcher: &mut dyn Searcher,
+    id: u64,
+) -> Result<(std::path::PathBuf, clipsearch::store::FileRecord), ApiError> {
+    match searcher.file(id)? {
+        FileAt::Here(path, rec) => Ok((path, *rec)),
+        FileAt::Elsewhere { source, path } => Err(ApiError::not_found(format!(
+            "{source}:{path} lives on another machine: a server there shows it"
+        ))),
+        FileAt::Unknown => Err(no_id(id)),
+    }
+}
+
 fn image_response(bytes: Vec<u8>, mime: &'static str) -> Response {
     (
         [
@@ -59,7 +74,7 @@ pub(crate) async fn thumbnail(
     // Decoding is CPU work: it runs on the blocking pool (the searcher lock is not needed, but
     // holding it keeps thumbnail bursts from starving queries of the two cores).
     with_searcher(state, move |state, searcher| {
-        let (path, rec) = searcher.file(id)?;
+        let (path, rec) = servable(searcher, id)?;
         let size = state.options.thumbnail_size;
         let cached = state
             .thumbnails
@@ -97,7 +112,7 @@ pub(crate) async fn original(
 ) -> Result<Response, ApiError> {
     let Path(id) = id?;
     with_searcher(state, move |_, searcher| {
-        let (path, rec) = searcher.file(id)?;
+        let (path, rec) = servable(searcher, id)?;
         let bytes = verified(&path, &rec)?;
         let mime = match image::guess_format(&bytes) {
             Ok(image::ImageFormat::Jpeg) => "image/jpeg",

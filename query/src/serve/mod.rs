@@ -17,7 +17,6 @@
 //! index run (its own watcher's, or a `clipsearch index` beside it) has published one.
 
 mod api;
-mod backend;
 mod files;
 mod guard;
 mod tls;
@@ -29,15 +28,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::{Error, Searcher, Target};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
-use clipsearch::store::collection::Collection;
-use clipsearch::store::Store;
-
-use crate::remote::RemoteSearcher;
-use crate::{Error, Searcher};
-use backend::{Backend, Shared};
 pub use guard::AllowedHosts;
 pub use tls::TlsFiles;
 
@@ -79,7 +73,7 @@ impl Default for ServeOptions {
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub searcher: Mutex<Backend>,
+    pub searcher: Mutex<Box<dyn Searcher>>,
     pub options: ServeOptions,
     pub thumbnails: PathBuf,
 }
@@ -88,12 +82,12 @@ pub(crate) struct AppState {
 /// readable by the whole network by accident.
 pub fn check_exposure(opts: &ServeOptions) -> Result<(), Error> {
     if !opts.bind.ip().is_loopback() && opts.token.as_deref().is_none_or(str::is_empty) {
-        return Err(Error::Engine(clipsearch::Error::Index(format!(
+        return Err(Error::Refused(format!(
             "refusing to serve on {} without --token: anyone who can reach it could browse the \
              indexed photos. Pass --token SECRET (clients send `Authorization: Bearer SECRET`), \
              or bind to 127.0.0.1",
             opts.bind
-        ))));
+        )));
     }
     Ok(())
 }
@@ -139,83 +133,40 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// What a server searches.
-pub enum Target {
-    /// A local index directory.
-    Index(PathBuf),
-    /// A shared collection, seen from one of the machines that feed it: `source` is this
-    /// machine's name there and `catalog` its local catalog (`clipsearch index --source
-    /// --catalog`). This machine's files are shown; `--watch` indexes into the catalog and
-    /// pushes to the collection.
-    Collection {
-        collection: Arc<dyn Collection>,
-        source: String,
-        catalog: PathBuf,
-    },
-}
-
 /// Serves `target` until Ctrl-C. `ready` is called with the bound address (port 0 picks a
 /// free one) before the first request is accepted. With `options.watch`, the server also
 /// indexes: it then holds the index's (or catalog's) database as its one writer.
 pub fn serve(
-    target: Target,
+    target: &Target,
     model: Option<&str>,
     options: ServeOptions,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     check_exposure(&options)?;
-    let watching = !options.watch.is_empty();
-    let (backend, dir, writer, push) = match target {
-        Target::Index(dir) => {
-            // The writer first: a second writer is refused before anything else happens.
-            let writer = watching.then(|| Store::open_existing(&dir)).transpose()?;
-            let searcher = Searcher::open(&dir, model)?;
-            let identity = searcher.view().model().clone();
-            let backend = Backend::Local(Box::new(searcher));
-            (backend, dir, writer.map(|w| (w, identity)), None)
-        }
-        Target::Collection {
-            collection,
-            source,
-            catalog,
-        } => {
-            let remote = RemoteSearcher::open(collection.clone(), model)?;
-            let identity = remote.identity().clone();
-            let writer = watching
-                .then(|| Store::open(&catalog, Some(&identity)))
-                .transpose()?;
-            let backend = Backend::Shared(Box::new(Shared::new(
-                remote,
-                source.clone(),
-                catalog.clone(),
-            )));
-            let push = watch::Push { collection, source };
-            (backend, catalog, writer.map(|w| (w, identity)), Some(push))
-        }
-    };
+    let (searcher, writer) = target.serving(model, !options.watch.is_empty())?;
+    let dir = target.dir().to_path_buf();
     let state = Arc::new(AppState {
-        searcher: Mutex::new(backend),
+        searcher: Mutex::new(searcher),
         options: options.clone(),
         thumbnails: dir.join("thumbnails"),
     });
-    if let Some((store, identity)) = writer {
-        let files = clipsearch::model::resolve(model.unwrap_or(&identity.name))?;
-        watch::start(state.clone(), store, files, options.watch.clone(), push)?;
+    if let Some(writer) = writer {
+        watch::start(state.clone(), writer, options.watch.clone())?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| clipsearch::Error::Index(format!("cannot start the server: {e}")))?;
+        .map_err(|e| Error::Server(format!("cannot start the server: {e}")))?;
     runtime.block_on(async move {
         let listener = std::net::TcpListener::bind(options.bind).map_err(|e| {
-            clipsearch::Error::Index(format!(
+            Error::Server(format!(
                 "cannot listen on {}: {e} (is another server running there? pick one with --bind)",
                 options.bind
             ))
         })?;
         let addr = listener
             .local_addr()
-            .map_err(|e| clipsearch::Error::Index(e.to_string()))?;
+            .map_err(|e| Error::Server(e.to_string()))?;
         let scheme = if options.tls.is_some() {
             "https"
         } else {
@@ -235,16 +186,14 @@ pub fn serve(
                 let listener = listener
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpListener::from_std(listener))
-                    .map_err(|e| clipsearch::Error::Index(format!("cannot listen: {e}")))?;
+                    .map_err(|e| Error::Server(format!("cannot listen: {e}")))?;
                 ready(addr);
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async {
                         let _ = tokio::signal::ctrl_c().await;
                     })
                     .await
-                    .map_err(|e| {
-                        Error::from(clipsearch::Error::Index(format!("server failed: {e}")))
-                    })
+                    .map_err(|e| Error::Server(format!("server failed: {e}")))
             }
         };
         let _ = std::fs::remove_file(dir.join("server.json"));

@@ -21,7 +21,7 @@ pub struct TlsFiles {
 }
 
 fn refused(message: String) -> Error {
-    Error::Engine(clipsearch::Error::Index(message))
+    Error::Refused(message)
 }
 
 impl TlsFiles {

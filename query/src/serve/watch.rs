@@ -10,9 +10,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clipsearch::model::ModelFiles;
-use clipsearch::store::collection::Collection;
-use clipsearch::store::Store;
+use clipsearch_indexer::writer::Writer;
 use notify::{RecursiveMode, Watcher};
 
 use super::AppState;
@@ -21,31 +19,22 @@ use crate::Error;
 /// How long the folders must stay quiet before an indexing run starts.
 const QUIET: Duration = Duration::from_millis(700);
 
-/// Where a shared collection's server sends what it indexed.
-pub(crate) struct Push {
-    pub collection: Arc<dyn Collection>,
-    /// This machine's name in the collection.
-    pub source: String,
-}
-
 /// Starts watching `roots`; runs one indexing pass at once (to catch up with changes made
 /// while nothing was watching), then one after every burst of changes.
 pub(crate) fn start(
     state: Arc<AppState>,
-    store: Store,
-    model: ModelFiles,
+    writer: Writer,
     roots: Vec<PathBuf>,
-    push: Option<Push>,
 ) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })
-    .map_err(|e| clipsearch::Error::Index(format!("cannot watch folders: {e}")))?;
+    .map_err(|e| Error::Watch(format!("cannot watch folders: {e}")))?;
     for root in &roots {
-        watcher.watch(root, RecursiveMode::Recursive).map_err(|e| {
-            clipsearch::Error::Index(format!("cannot watch {}: {e}", root.display()))
-        })?;
+        watcher
+            .watch(root, RecursiveMode::Recursive)
+            .map_err(|e| Error::Watch(format!("cannot watch {}: {e}", root.display())))?;
     }
     std::thread::Builder::new()
         .name("clipsearch-watch".into())
@@ -54,7 +43,7 @@ pub(crate) fn start(
             let mut pending = true;
             loop {
                 if pending {
-                    reindex(&state, &store, &model, &roots, push.as_ref());
+                    reindex(&state, &writer, &roots);
                 }
                 // Wait for a change, then for quiet.
                 match rx.recv() {
@@ -64,56 +53,48 @@ pub(crate) fn start(
                 while rx.recv_timeout(QUIET).is_ok() {}
             }
         })
-        .map_err(|e| clipsearch::Error::Index(format!("cannot start the watcher: {e}")))?;
+        .map_err(|e| Error::Watch(format!("cannot start the watcher: {e}")))?;
     Ok(())
 }
 
-fn reindex(
-    state: &AppState,
-    store: &Store,
-    model: &ModelFiles,
-    roots: &[PathBuf],
-    push: Option<&Push>,
-) {
+fn reindex(state: &AppState, writer: &Writer, roots: &[PathBuf]) {
     let opts = clipsearch_indexer::Options::new(roots.to_vec());
     let progress = indicatif::ProgressBar::hidden();
     let stop = AtomicBool::new(false);
-    match clipsearch_indexer::index(store, model, &opts, &progress, &stop) {
-        Ok(s) => {
-            if s.indexed + s.moved + s.removed > 0 {
-                tracing::info!(
-                    indexed = s.indexed,
-                    moved = s.moved,
-                    removed = s.removed,
-                    failed = s.failed,
-                    "index updated"
-                );
-            }
-            if let Some(p) = push {
-                // What could not be pushed stays marked unpushed: the next burst (or the next
-                // `clipsearch index`) pushes it.
-                match clipsearch_indexer::push::push(
-                    store,
-                    p.collection.as_ref(),
-                    &p.source,
-                    &progress,
-                    &stop,
-                ) {
-                    Ok(r) if r.pushed + r.removed > 0 => {
-                        tracing::info!(pushed = r.pushed, removed = r.removed, "collection updated")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!("pushing to {}: {e}", p.collection.location()),
-                }
-            }
-            let mut searcher = state
-                .searcher
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Err(e) = searcher.refresh() {
-                tracing::error!("reloading the search index: {e}");
-            }
+    let update = match writer.update(&opts, false, &progress, &stop) {
+        Ok(u) => u,
+        Err(e) => return tracing::error!("indexing the watched folders: {e}"),
+    };
+    let s = &update.summary;
+    if s.indexed + s.moved + s.removed > 0 {
+        tracing::info!(
+            indexed = s.indexed,
+            moved = s.moved,
+            removed = s.removed,
+            failed = s.failed,
+            "index updated"
+        );
+    }
+    // What could not be pushed stays marked unpushed: the next burst (or the next
+    // `clipsearch index`) pushes it.
+    match update.pushed {
+        Some(Ok(r)) if r.pushed + r.removed > 0 => {
+            tracing::info!(pushed = r.pushed, removed = r.removed, "collection updated")
         }
-        Err(e) => tracing::error!("indexing the watched folders: {e}"),
+        Some(Err(e)) => {
+            let at = writer
+                .collection()
+                .map(|c| c.location())
+                .unwrap_or_default();
+            tracing::error!("pushing to {at}: {e}")
+        }
+        _ => {}
+    }
+    let mut searcher = state
+        .searcher
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Err(e) = searcher.refresh() {
+        tracing::error!("reloading the search index: {e}");
     }
 }
