@@ -28,10 +28,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod options;
 pub mod pipeline;
 pub mod publisher;
 pub mod push;
 mod reconcile;
+mod summary;
 mod upgrade;
 pub mod walk;
 pub mod writer;
@@ -39,98 +41,17 @@ pub mod writer;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clipsearch::model::ModelFiles;
 use clipsearch::store::{ContentHash, Store};
-use serde::Serialize;
 
 use publisher::Publisher;
 use walk::Found;
 
 pub use clipsearch::Error;
-
-/// How a run behaves.
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub roots: Vec<PathBuf>,
-    /// Descend into hidden directories and index hidden files.
-    pub hidden: bool,
-    /// Images per model call.
-    pub batch_size: usize,
-    /// Threads that decode and preprocess while the model runs.
-    pub decode_threads: usize,
-    /// During a run, publish a view for readers at most this long after the last (see
-    /// [`publisher`]).
-    pub publish_interval: Duration,
-}
-
-impl Options {
-    pub fn new(roots: Vec<PathBuf>) -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        Options {
-            roots,
-            hidden: false,
-            // Measured on 69 real photos (median 4 MP), ViT-B/32, 2 cores: batch 8 with one
-            // decoding thread per core ran at 6.4 images/s, against 5.1-6.1 for batch 16-32 or
-            // a single decoding thread (`cargo bench -p clipsearch-cli --bench indexing`).
-            batch_size: 8,
-            decode_threads: cores.max(1),
-            publish_interval: Duration::from_secs(30),
-        }
-    }
-}
-
-/// A file that could not be indexed.
-#[derive(Clone, Debug, Serialize)]
-pub struct Failure {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-/// Where a run's time went. The stages overlap: decoding runs while the model does.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Timings {
-    /// Reading, hashing, decoding and preprocessing, summed over the decoding threads.
-    pub decode_cpu_seconds: f64,
-    /// Loading the model and running it (wall time of the model thread).
-    pub model_seconds: f64,
-    /// Committing batches to the index (wall time).
-    pub store_seconds: f64,
-    /// Publishing views for readers, during the run and at its end.
-    pub publish_seconds: f64,
-    /// Views published.
-    pub publications: usize,
-}
-
-/// What a run did.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Summary {
-    /// Files added or updated (embedded, or sharing an already stored embedding).
-    pub indexed: usize,
-    /// Files already indexed with the same size and modification time.
-    pub unchanged: usize,
-    /// Files found under a new path whose content was indexed under a path now gone.
-    pub moved: usize,
-    /// Files gone from disk and dropped from the index.
-    pub removed: usize,
-    /// Files that could not be indexed (including unchanged ones that failed before).
-    pub failed: usize,
-    /// Indexed files whose metadata was read in this run without decoding them (an index
-    /// built before metadata was recorded).
-    pub metadata_read: usize,
-    /// Images that went through the model in this run.
-    pub embedded: usize,
-    pub seconds: f64,
-    /// The run was stopped (Ctrl-C) after committing its last batch.
-    pub interrupted: bool,
-    pub failures: Vec<Failure>,
-    /// Files indexed, but whose metadata is damaged (what could be read is kept).
-    pub warnings: Vec<Failure>,
-    pub timings: Timings,
-}
+pub use options::Options;
+pub use summary::{Failure, Summary, Timings};
 
 /// Indexes `opts.roots` into `store` with the model in `model`.
 pub fn index(

@@ -23,9 +23,10 @@ use clipsearch::Error;
 use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
+use crate::options::Options;
 use crate::publisher::Publisher;
+use crate::summary::Failure;
 use crate::walk::Found;
-use crate::{Failure, Options};
 
 /// A file after the decode stage.
 enum Prepared {
@@ -121,7 +122,7 @@ pub struct Outcome {
     /// Files indexed whose metadata is damaged (what could be read was kept).
     pub warnings: Vec<Failure>,
     pub interrupted: bool,
-    pub timings: crate::Timings,
+    pub timings: crate::summary::Timings,
 }
 
 struct Batch {

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use clipsearch::index::publish;
 use clipsearch::store::Store;
-
-use crate::Error;
+use clipsearch::Error;
 
 /// Publishing stays below 1/COST_FACTOR of the wall time between publications.
 const COST_FACTOR: u32 = 20;

@@ -9,7 +9,8 @@ use clipsearch::store::Store;
 use clipsearch::Error;
 use rayon::prelude::*;
 
-use crate::{Failure, Options};
+use crate::options::Options;
+use crate::summary::Failure;
 
 /// Reads and stores the metadata of `files`; returns how many were stored, and the files whose
 /// metadata is damaged.

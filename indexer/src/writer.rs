@@ -9,9 +9,12 @@ use std::sync::Arc;
 use clipsearch::model::{ModelFiles, ModelIdentity};
 use clipsearch::store::collection::Collection;
 use clipsearch::store::Store;
+use clipsearch::Error;
 
+use crate::index;
+use crate::options::Options;
 use crate::push::{push_checked, PushSummary};
-use crate::{index, Error, Options, Summary};
+use crate::summary::Summary;
 
 /// A shared collection this machine feeds.
 #[derive(Clone)]

@@ -9,7 +9,7 @@
 use clipsearch::Error;
 use milvus::v2::error::Error as SdkError;
 
-use crate::Location;
+use crate::location::{Location, TOKEN_ENV};
 
 /// The classes of failure a shared collection meets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub fn error(location: &Location, what: &str, e: &SdkError) -> Error {
         Fault::Denied => format!(
             "Milvus at {url} refused the credentials for {what} ({e}): put `user:password` or \
              an API key in {}",
-            crate::TOKEN_ENV
+            TOKEN_ENV
         ),
         Fault::Other => format!("Milvus at {url}: {what} failed: {e}"),
     };
@@ -206,7 +206,7 @@ mod tests {
             );
         }
         let denied = SdkError::Grpc(tonic::Status::unauthenticated("bad token"));
-        assert!(message(&denied).contains(crate::TOKEN_ENV));
+        assert!(message(&denied).contains(TOKEN_ENV));
         assert_eq!(classify(&server(1100, 0, "bad expression")), Fault::Other);
         // Only a lost server is worth retrying.
         let l = Location::parse("milvus://h:1/c").unwrap();

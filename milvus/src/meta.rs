@@ -16,7 +16,7 @@ use clipsearch::metadata::place::country_names;
 use clipsearch::metadata::{fold, Filter, PhotoMeta};
 use serde_json::{json, Map, Value};
 
-use super::sdk;
+use milvus::v2 as sdk;
 
 /// `taken` of a photo without a capture time (far below any real one, and a literal every
 /// expression parser reads).

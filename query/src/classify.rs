@@ -9,7 +9,7 @@ use clipsearch::embedding::{dot, normalize};
 use clipsearch::model::{ClipModel, LabelScoring, ModelFiles};
 use serde::Serialize;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The seven templates CLIP's authors found best on ImageNet (their prompt-engineering
 /// notebook), used when neither the user nor the model names others.

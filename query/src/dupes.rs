@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::Match;
+use crate::results::Match;
 
 /// Default threshold. Not measured on a pretrained CLIP here (none is available offline); the
 /// tests pass their own (see the search issue's closing note).

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clipsearch::model::{resolve, ClipModel, ModelFiles, ModelIdentity, Towers};
 
-use crate::Error;
+use crate::error::Error;
 
 pub struct Embedder {
     model_spec: String,

@@ -14,8 +14,10 @@ use serde_json::{json, Value};
 
 use crate::cache::QueryCache;
 use crate::embedder::Embedder;
+use crate::error::Error;
+use crate::results::{by_date, Match, SearchOptions};
 use crate::searcher::{FileAt, Searcher};
-use crate::{by_date, dupes, info, Error, Match, SearchOptions};
+use crate::{dupes, info};
 
 /// A local index open for queries.
 pub struct LocalSearcher {

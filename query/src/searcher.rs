@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use clipsearch::store::FileRecord;
 use serde_json::Value;
 
+use crate::error::Error;
 use crate::expr::{self, Item, Term};
-use crate::{Error, Match, SearchOptions};
+use crate::results::{Match, SearchOptions};
 
 /// Where the file of a result is, seen from this machine.
 #[derive(Debug)]

@@ -16,8 +16,10 @@ use clipsearch::store::view::{read_manifest, View};
 use serde_json::{json, Value};
 
 use crate::embedder::Embedder;
+use crate::error::Error;
+use crate::results::{by_date, Match, SearchOptions};
 use crate::searcher::{FileAt, Searcher};
-use crate::{by_date, dupes, info, Error, Match, SearchOptions};
+use crate::{dupes, info};
 
 /// A shared collection seen from one of the machines that feed it.
 pub struct SharedSearcher {

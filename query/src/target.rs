@@ -12,11 +12,11 @@ use clipsearch::store::Store;
 use clipsearch_indexer::writer::{Destination, PushTo, Writer};
 use serde::Serialize;
 
+use crate::error::Error;
 use crate::info::Coverage;
 use crate::local::{open_view, LocalSearcher};
 use crate::searcher::Searcher;
 use crate::shared::SharedSearcher;
-use crate::Error;
 
 /// What `--index` names.
 pub enum Target {

@@ -12,101 +12,17 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::AppState;
-use crate::{dupes, expr, Error, Match, SearchOptions, Searcher};
+pub(crate) use super::api_error::ApiError;
+use super::state::AppState;
+use crate::error::Error;
+use crate::results::{Match, SearchOptions};
+use crate::searcher::Searcher;
+use crate::{dupes, expr};
 use clipsearch::metadata::filter::KEYS;
 use clipsearch::metadata::{Filter, SortOrder};
 
 /// Most results one request may ask for.
 const MAX_RESULTS: usize = 1000;
-
-/// An error as the API reports it.
-pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::Parse(_) => StatusCode::BAD_REQUEST,
-            Error::NoMatch(_) => StatusCode::OK,
-            Error::NoMetadata(_) => StatusCode::CONFLICT,
-            Error::EmptyIndex(_) | Error::EmptyCollection(_) | Error::NoIndex(_) => {
-                StatusCode::NOT_FOUND
-            }
-            Error::WrongModel { .. } => StatusCode::CONFLICT,
-            Error::Refused(_) | Error::Server(_) | Error::Watch(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            Error::NotPublishedYet(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Engine(clipsearch::Error::Image { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Engine(clipsearch::Error::UnsupportedFormat { .. }) => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            Error::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<clipsearch::Error> for ApiError {
-    fn from(e: clipsearch::Error) -> Self {
-        Error::Engine(e).into()
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        ApiError::bad_request(e.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(e: PathRejection) -> Self {
-        ApiError::bad_request(format!("{}: ids are whole numbers", e.body_text()))
-    }
-}
-
-impl From<BytesRejection> for ApiError {
-    fn from(e: BytesRejection) -> Self {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(
-                status,
-                "the upload is larger than the server's --max-upload-mb",
-            );
-        }
-        ApiError::new(status, e.body_text())
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(e: JsonRejection) -> Self {
-        ApiError::new(e.status(), e.body_text())
-    }
-}
 
 /// Runs `f` on the blocking pool with the searcher locked (a panic there poisons nothing that
 /// matters: the searcher holds caches only, so a poisoned lock is taken over).

@@ -11,9 +11,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use clipsearch::store::{content_hash, FileRecord};
 
-use super::api::{no_id, with_searcher, ApiError};
-use super::AppState;
-use crate::{FileAt, Searcher};
+use super::api::{no_id, with_searcher};
+use super::api_error::ApiError;
+use super::state::AppState;
+use crate::searcher::{FileAt, Searcher};
 
 /// The file's bytes, if they are still exactly what was indexed.
 fn verified(path: &FsPath, rec: &FileRecord) -> Result<Vec<u8>, ApiError> {

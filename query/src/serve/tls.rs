@@ -11,7 +11,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::Error;
+use crate::error::Error;
 
 /// A PEM certificate chain (the server's first) and its private key.
 #[derive(Clone, Debug)]

@@ -17,8 +17,8 @@ use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::api::ApiError;
-use super::AppState;
+use super::api_error::ApiError;
+use super::state::AppState;
 
 /// The cookie the page's token is kept in.
 const COOKIE: &str = "clipsearch_token";

@@ -13,8 +13,8 @@ use std::time::Duration;
 use clipsearch_indexer::writer::Writer;
 use notify::{RecursiveMode, Watcher};
 
-use super::AppState;
-use crate::Error;
+use super::state::AppState;
+use crate::error::Error;
 
 /// How long the folders must stay quiet before an indexing run starts.
 const QUIET: Duration = Duration::from_millis(700);
