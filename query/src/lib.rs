@@ -34,10 +34,12 @@ pub mod searcher;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod shared;
+mod stats;
 pub mod target;
 
 pub use error::Error;
 pub use local::open_view;
 pub use results::{Match, SearchOptions};
 pub use searcher::{FileAt, Searcher};
-pub use target::{Stats, Target};
+pub use stats::{LocalStats, Stats};
+pub use target::Target;

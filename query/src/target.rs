@@ -10,13 +10,12 @@ use std::sync::Arc;
 use clipsearch::store::collection::Collection;
 use clipsearch::store::Store;
 use clipsearch_indexer::writer::{Destination, PushTo, Writer};
-use serde::Serialize;
 
 use crate::error::Error;
-use crate::info::Coverage;
-use crate::local::{open_view, LocalSearcher};
+use crate::local::LocalSearcher;
 use crate::searcher::Searcher;
 use crate::shared::SharedSearcher;
+use crate::stats::Stats;
 
 /// What `--index` names.
 pub enum Target {
@@ -29,35 +28,6 @@ pub enum Target {
         source: String,
         catalog: PathBuf,
     },
-}
-
-/// What an index or collection holds (`clipsearch stats`).
-#[derive(Debug, Serialize)]
-pub struct Stats {
-    pub index: String,
-    pub files: usize,
-    /// None: an empty collection that no model claimed yet.
-    pub model: Option<String>,
-    pub dim: Option<usize>,
-    /// What only a local index (or catalog) records; a shared collection's files come from
-    /// every machine that pushes to it.
-    #[serde(flatten)]
-    pub local: Option<LocalStats>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LocalStats {
-    pub failed: usize,
-    pub family: String,
-    pub decode: String,
-    pub precision: String,
-    pub generation: u64,
-    pub published_unix_ms: u64,
-    /// "codes" (binary codes, candidates rescored) or "exact".
-    pub search: &'static str,
-    /// The published view's files on disk.
-    pub bytes: u64,
-    pub metadata: Coverage,
 }
 
 impl Target {
@@ -161,7 +131,7 @@ impl Target {
     /// while an index run is going on).
     pub fn stats(&self) -> Result<Stats, Error> {
         match self {
-            Target::Local(dir) => local_stats(dir),
+            Target::Local(dir) => Stats::of_local(dir),
             Target::Shared { collection, .. } => {
                 let model = collection.model()?;
                 Ok(Stats {
@@ -174,37 +144,4 @@ impl Target {
             }
         }
     }
-}
-
-fn local_stats(dir: &Path) -> Result<Stats, Error> {
-    let index = open_view(dir)?;
-    let view = index.view();
-    let m = view.manifest();
-    let bytes: u64 = m
-        .files()
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
-        .map(|md| md.len())
-        .sum();
-    Ok(Stats {
-        index: dir.to_string_lossy().into_owned(),
-        files: view.len(),
-        model: Some(m.model.name.clone()),
-        dim: Some(m.dim),
-        local: Some(LocalStats {
-            failed: m.failed,
-            family: m.model.family.clone(),
-            decode: m.model.decode.clone(),
-            precision: m.model.precision.clone(),
-            generation: m.generation,
-            published_unix_ms: m.published_unix_ms,
-            search: if index.uses_codes(view.len()) {
-                "codes"
-            } else {
-                "exact"
-            },
-            bytes,
-            metadata: crate::info::coverage(view),
-        }),
-    })
 }
