@@ -1,7 +1,8 @@
 //! # clipsearch: the CLIP engine
 //!
 //! This crate is everything the indexer and the query side share: the CLIP model and its exact
-//! preprocessing, the tokenizer, and (in later modules) the catalog store and the vector index.
+//! preprocessing, the tokenizer, photo metadata, the catalog store with its published views,
+//! the search index over them, and the storage trait that Milvus implements too.
 //! It has no CLI concerns; errors are typed ([`Error`]) and the binary words them for people.
 //!
 //! Design, in one paragraph: a checkpoint directory (transformers' or OpenCLIP's layout) is

@@ -4,7 +4,7 @@
 //! Why not a graph: a CLI query is a new process, and hnsw_rs reads a whole graph on open
 //! (2.9-3.2 s and 700 MB at 210,000 files, 20-60x the exact scan's total time), while a scan of
 //! memory-mapped codes costs the same from the first query and reads 1/32 of the f32 vectors.
-//! `cargo bench -p clipsearch --bench scale` measures both (see docs/scale.md).
+//! `cargo bench -p clipsearch-cli --bench scale` measures both (see docs/scale.md).
 
 use std::path::Path;
 use std::time::Instant;
@@ -28,7 +28,7 @@ pub const MIN_CODE_BITS: usize = 128;
 
 /// Candidates rescored exactly per query: at least this many, and at least
 /// [`RESCORE_PER_RESULT`] per result asked for. Measured at 1,000,000 x 512 on clustered data
-/// (`cargo bench -p clipsearch --bench scale`), recall@10 against the exact scan is 0.99+ with
+/// (`cargo bench -p clipsearch-cli --bench scale`), recall@10 against the exact scan is 0.99+ with
 /// 1,000; the rescoring reads one vector per candidate.
 pub const RESCORE_MIN: usize = 1_000;
 pub const RESCORE_PER_RESULT: usize = 40;
