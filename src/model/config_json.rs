@@ -111,9 +111,20 @@ fn section<'a>(
     })
 }
 
-fn check_heads(f: &Fields, hidden: &usize, heads: usize) -> Result<()> {
-    if !hidden.is_multiple_of(heads) {
-        return Err(f.err("num_attention_heads", "does not divide hidden_size"));
+/// What both towers' arithmetic needs of their sizes, in every family: heads that divide the
+/// width, patches that tile the image. Errors name the section's key.
+fn check_shapes(t: &Fields, v: &Fields, text: &TextConfig, vision: &VisionConfig) -> Result<()> {
+    if !text.hidden_size.is_multiple_of(text.num_attention_heads) {
+        return Err(t.err("num_attention_heads", "does not divide hidden_size"));
+    }
+    if !vision
+        .hidden_size
+        .is_multiple_of(vision.num_attention_heads)
+    {
+        return Err(v.err("num_attention_heads", "does not divide hidden_size"));
+    }
+    if !vision.image_size.is_multiple_of(vision.patch_size) {
+        return Err(v.err("patch_size", "does not divide image_size"));
     }
     Ok(())
 }
@@ -184,18 +195,7 @@ impl ClipConfig {
             image_size: v.usize("image_size", 224)?,
             patch_size: v.usize("patch_size", 32)?,
         };
-        if !text.hidden_size.is_multiple_of(text.num_attention_heads) {
-            return Err(t.err("num_attention_heads", "does not divide hidden_size"));
-        }
-        if !vision
-            .hidden_size
-            .is_multiple_of(vision.num_attention_heads)
-        {
-            return Err(v.err("num_attention_heads", "does not divide hidden_size"));
-        }
-        if !vision.image_size.is_multiple_of(vision.patch_size) {
-            return Err(v.err("patch_size", "does not divide image_size"));
-        }
+        check_shapes(&t, &v, &text, &vision)?;
         Ok(ClipConfig {
             text,
             vision,
@@ -230,11 +230,7 @@ impl ClipConfig {
             image_size: v.usize("image_size", 224)?,
             patch_size: v.usize("patch_size", 16)?,
         };
-        check_heads(&t, &text.hidden_size, text.num_attention_heads)?;
-        check_heads(&v, &vision.hidden_size, vision.num_attention_heads)?;
-        if !vision.image_size.is_multiple_of(vision.patch_size) {
-            return Err(v.err("patch_size", "does not divide image_size"));
-        }
+        check_shapes(&t, &v, &text, &vision)?;
         // The text head maps to `projection_size`; the image embedding is the attention-pooling
         // head's output, of the vision width. Every published SigLIP has all three equal.
         let projection = t.usize("projection_size", text.hidden_size)?;
