@@ -218,7 +218,7 @@ fn benches(c: &mut Criterion) {
         .is_ok_and(|v| v == "1")
         .then(|| {
             let t = Instant::now();
-            let g = HnswIndex::build(codes.view().vectors(), HnswParams::default());
+            let g = HnswIndex::build(&codes.view().vectors(), HnswParams::default());
             println!(
                 "HNSW graph (in memory) built over {N} files in {:.1} s",
                 t.elapsed().as_secs_f64()

@@ -147,7 +147,7 @@ fn main() {
         let t = Instant::now();
         support::build_index(&index, &model, n);
         println!(
-            "built {n} x {dim} through the store (commits + first publication) in {:.1} s",
+            "built {n} x {dim} through the store (commits, a publication every 100,000, merges) in {:.1} s",
             t.elapsed().as_secs_f64()
         );
     }
@@ -158,12 +158,17 @@ fn main() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("view-"))
         .map(|e| e.metadata().unwrap().len())
         .sum();
+    let manifest = clipsearch::store::view::read_manifest(&index)
+        .unwrap()
+        .unwrap();
     println!(
-        "on disk: {:.0} MB in all = catalog (sled) {:.0} MB + view {:.0} MB; the f32 vectors \
-         alone are {:.0} MB",
+        "on disk: {:.0} MB in all = catalog (sled) {:.0} MB + view {:.0} MB ({} segments of {:?} \
+         rows); the f32 vectors alone are {:.0} MB",
         du(&index) as f64 / 1e6,
         du(&index.join("db")) as f64 / 1e6,
         view_bytes as f64 / 1e6,
+        manifest.segments.len(),
+        manifest.segments.iter().map(|s| s.rows).collect::<Vec<_>>(),
         (n * dim * 4) as f64 / 1e6
     );
 
@@ -285,7 +290,12 @@ fn publications(index: &Path, n: usize, dim: usize) {
         store.remove_file(&e.path).unwrap();
     }
     store.collect_garbage().unwrap();
-    clipsearch::index::publish(&store).unwrap();
+    let t = Instant::now();
+    clipsearch::index::publish_and_settle(&store).unwrap();
+    println!(
+        "the same {more} files removed: published (and merges settled) in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     store.flush().unwrap();
 }
 

@@ -282,7 +282,25 @@ fn before_the_first_view_a_reader_says_so_and_an_unpublished_index_is_published_
     let idx = tmp.path().join("idx");
     index(&dir, &idx, &[]);
     // As an index written by a version without views (or a run killed before its first
-    // publication) looks: the database alone.
+    // publication) looks: the database alone, holding every vector itself.
+    let vectors: Vec<([u8; 16], Vec<f32>)> = {
+        let store = clipsearch::store::Store::open(&idx, None).unwrap();
+        let files: Vec<_> = store.files().map(Result::unwrap).collect();
+        files
+            .iter()
+            .map(|(_, r)| (r.hash, store.embedding(&r.hash).unwrap().unwrap()))
+            .collect()
+    };
+    {
+        let db = sled::open(idx.join("db")).unwrap();
+        let embeddings = db.open_tree("embeddings").unwrap();
+        for (hash, v) in &vectors {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            embeddings.insert(hash, bytes).unwrap();
+        }
+        db.drop_tree("located").unwrap();
+        db.flush().unwrap();
+    }
     for e in std::fs::read_dir(&idx).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("view") {

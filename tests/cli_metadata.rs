@@ -309,26 +309,52 @@ fn every_filter_and_order() {
     );
 }
 
-/// Rewrites an index as the previous release wrote it: catalog records without metadata,
-/// format version 2, a view of format 1 (the same layout without the metadata section).
+/// Rewrites an index as the previous release wrote it: JSON catalog records without metadata,
+/// every vector in sled's `embeddings` (none of format 4's `located`, `refs`, `removals`),
+/// format version 2, one view file of format 1 (the segment layout without the metadata
+/// section) named by a manifest of format 1.
 fn downgrade(idx: &Path) {
+    let (records, vectors) = {
+        let store = clipsearch::store::Store::open(idx, None).unwrap();
+        let records: Vec<_> = store.files().map(Result::unwrap).collect();
+        let vectors: Vec<Vec<f32>> = records
+            .iter()
+            .map(|(_, r)| store.embedding(&r.hash).unwrap().unwrap())
+            .collect();
+        (records, vectors)
+    };
     {
         let db = sled::open(idx.join("db")).unwrap();
         let files = db.open_tree("files").unwrap();
-        for item in files.iter() {
-            let (k, v) = item.unwrap();
-            let mut rec: serde_json::Map<String, Value> = serde_json::from_slice(&v).unwrap();
-            assert!(rec.remove("meta").is_some());
-            files.insert(k, serde_json::to_vec(&rec).unwrap()).unwrap();
+        let embeddings = db.open_tree("embeddings").unwrap();
+        for ((path, rec), v) in records.iter().zip(&vectors) {
+            let mut json = serde_json::to_value(rec).unwrap();
+            assert!(json.as_object_mut().unwrap().remove("meta").is_some());
+            use std::os::unix::ffi::OsStrExt;
+            files
+                .insert(
+                    path.as_os_str().as_bytes(),
+                    serde_json::to_vec(&json).unwrap(),
+                )
+                .unwrap();
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            embeddings.insert(rec.hash, bytes).unwrap();
+        }
+        for tree in ["located", "refs", "removals"] {
+            db.drop_tree(tree).unwrap();
         }
         let meta = db.open_tree("meta").unwrap();
+        meta.remove("refs").unwrap();
         meta.insert("format_version", &2u32.to_le_bytes()).unwrap();
         db.flush().unwrap();
     }
     let manifest_path = idx.join("view.json");
     let mut manifest: Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let file = idx.join(manifest["file"].as_str().unwrap());
+    let segments = manifest["segments"].as_array().unwrap().clone();
+    assert_eq!(segments.len(), 1, "a first publication is one segment");
+    let name = segments[0]["file"].as_str().unwrap().to_string();
+    let file = idx.join(&name);
     let mut bytes = std::fs::read(&file).unwrap();
     // Format 1 ends with the path strings: the metadata section and (format 3) the binary
     // codes after it go.
@@ -340,7 +366,11 @@ fn downgrade(idx: &Path) {
     bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
     bytes[32..64].fill(0);
     std::fs::write(&file, bytes).unwrap();
-    manifest["format"] = 1.into();
+    let m = manifest.as_object_mut().unwrap();
+    m.remove("segments");
+    m.remove("deleted");
+    m.insert("file".into(), name.into());
+    m.insert("format".into(), 1.into());
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
 }
 

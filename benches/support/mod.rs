@@ -90,9 +90,14 @@ pub fn build_index(dir: &Path, model: &ModelFiles, n: usize) {
             store.commit(&entries).unwrap();
             entries.clear();
         }
+        // Published as an index run publishes: periodically (segments, background merges),
+        // and at the end waiting for merges.
+        if (i + 1) % 100_000 == 0 {
+            clipsearch::index::publish(&store).unwrap();
+        }
     }
     store.commit(&entries).unwrap();
-    clipsearch::index::publish(&store).unwrap();
+    clipsearch::index::publish_and_settle(&store).unwrap();
 }
 
 /// Starts `clipsearch serve --index INDEX --bind 127.0.0.1:0 EXTRA...`; returns the process and

@@ -122,7 +122,7 @@ fn finish(
         || summary.metadata_read > 0;
     if changed || view_is_stale(store)? {
         progress.set_message("publishing");
-        publisher.publish(store)?;
+        publisher.publish_final(store)?;
     }
     store.flush()?;
     summary.indexed = outcome.committed - summary.moved;
@@ -320,7 +320,9 @@ fn view_is_stale(store: &Store) -> Result<bool, Error> {
     let Some(view) = clipsearch::store::view::read_manifest(store.path())? else {
         return Ok(store.model()?.is_some());
     };
-    Ok(view.count != store.file_count()
+    // An older view format is published again (since format 4 the vectors leave sled).
+    Ok(view.format < clipsearch::store::view::VIEW_FORMAT
+        || view.count != store.file_count()
         || view.failed != store.failure_count()
         || store.model()?.as_ref() != Some(&view.model)
         || store.max_id()? != view.max_id)

@@ -79,7 +79,7 @@ impl LocalSearcher {
         };
         if let Some(dir) = &opts.under {
             let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-            let mut under: Vec<usize> = view.rows_under(&dir).collect();
+            let mut under = view.rows_under(&dir);
             under.sort_unstable();
             rows = Some(match rows {
                 None => under,
@@ -211,10 +211,11 @@ impl Searcher for LocalSearcher {
         let rows: Vec<usize> = selected
             .clone()
             .unwrap_or_else(|| (0..view.len()).collect());
-        // Pairs of file ids, over the view's mapped vectors (no copy) or the selected ones.
+        // Pairs of file ids, over the view's vectors (mapped: no copy, when it is one segment
+        // with nothing deleted) or the selected ones.
         let pairs = match &selected {
-            None => clipsearch::index::pairs_above(view.vectors(), threshold)?,
-            Some(rows) => clipsearch::index::pairs_above(&view.vectors().select(rows), threshold)?,
+            None => clipsearch::index::pairs_above(&view.vectors(), threshold)?,
+            Some(rows) => clipsearch::index::pairs_above(&view.select_vectors(rows), threshold)?,
         };
         let position: HashMap<usize, usize> =
             rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();

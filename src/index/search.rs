@@ -15,6 +15,7 @@ use super::hit::{top_k, Hit};
 use crate::embedding::dot;
 use crate::error::{Error, Result};
 use crate::store::codes;
+use crate::store::segment::Segment;
 use crate::store::view::{read_manifest, View};
 
 /// Below this many candidate rows a search scans the f32 vectors exactly: the scan is cheap
@@ -131,48 +132,72 @@ impl SearchIndex {
         if k == 0 {
             return Vec::new();
         }
-        let n = rows.map_or(self.view.len(), <[usize]>::len);
-        let codes = self.view.codes().filter(|_| self.uses_codes(n));
-        match codes {
-            Some(c) => {
-                let mut code = vec![0u64; c.words];
-                codes::encode(query, c.mean, &mut code);
-                let want = self.rescore_min.max(RESCORE_PER_RESULT * k);
-                let candidates = codes::nearest(c.codes, &code, rows, want);
-                self.rescore(query, k, &candidates)
-            }
-            None => match rows {
-                Some(rows) => self.rescore(query, k, rows),
-                None => self.scan(query, k),
-            },
-        }
-    }
-
-    /// The best `k` of every row, through the mapping (read front to back).
-    fn scan(&self, query: &[f32], k: usize) -> Vec<Hit> {
-        super::exact::scan(self.view.vectors(), query, k, &|_| true)
-    }
-
-    /// The best `k` of `rows` (scattered: candidates, or what a filter kept) by exact dot
-    /// product, their vectors read without mapping them (see [`View::read_vectors`]).
-    fn rescore(&self, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
         let view = &self.view;
-        let dim = view.manifest().dim;
-        let hits: Vec<Hit> = rows
-            .par_chunks(1024)
-            .flat_map_iter(|chunk| {
-                let vectors = view.read_vectors(chunk);
-                let hits = chunk
-                    .iter()
-                    .zip(vectors.chunks_exact(dim))
-                    .map(|(&r, v)| Hit {
-                        id: view.id(r),
-                        score: dot(query, v),
-                    })
-                    .collect();
-                top_k(hits, k)
-            })
-            .collect();
+        let n = rows.map_or(view.len(), <[usize]>::len);
+        let coded = self.uses_codes(n);
+        let want = self.rescore_min.max(RESCORE_PER_RESULT * k);
+        let mut sorted = rows.map(<[usize]>::to_vec);
+        if let Some(r) = &mut sorted {
+            r.sort_unstable();
+        }
+        let deleted = view.deleted();
+        let mut hits = Vec::new();
+        // Each segment on its own: its codes are taken against its own mean, and its share of
+        // the candidates is its share of the rows (at least what `k` results need), so that a
+        // view of a few large segments rescores about what one segment would.
+        for p in view.parts() {
+            let seg = p.segment;
+            let locals: Option<Vec<usize>> = match &sorted {
+                Some(r) => {
+                    let from = r.partition_point(|&g| g < p.start);
+                    let to = r.partition_point(|&g| g < p.start + p.len());
+                    Some(r[from..to].iter().map(|&g| p.local(g - p.start)).collect())
+                }
+                None => p.live.map(|l| l.iter().map(|&r| r as usize).collect()),
+            };
+            let n_s = locals.as_ref().map_or(seg.len(), Vec::len);
+            if n_s == 0 {
+                continue;
+            }
+            let want_s = (want * n_s).div_ceil(n.max(1)).max(RESCORE_PER_RESULT * k);
+            match seg.codes().filter(|_| coded && n_s > want_s) {
+                Some(c) => {
+                    let mut code = vec![0u64; c.words];
+                    codes::encode(query, c.mean, &mut code);
+                    let candidates = codes::nearest(c.codes, &code, locals.as_deref(), want_s);
+                    hits.extend(rescore(seg, query, k, &candidates));
+                }
+                None => match (&sorted, locals) {
+                    (None, _) => hits.extend(super::exact::scan(seg.vectors(), query, k, &|id| {
+                        p.live.is_none() || deleted.binary_search(&id).is_err()
+                    })),
+                    (Some(_), Some(l)) => hits.extend(rescore(seg, query, k, &l)),
+                    (Some(_), None) => unreachable!("a filter gives every segment its rows"),
+                },
+            }
+        }
         top_k(hits, k)
     }
+}
+
+/// The best `k` of a segment's `rows` (scattered: candidates, or what a filter kept) by exact
+/// dot product, their vectors read without mapping them (see [`Segment::read_vectors`]).
+fn rescore(seg: &Segment, query: &[f32], k: usize, rows: &[usize]) -> Vec<Hit> {
+    let dim = query.len();
+    let hits: Vec<Hit> = rows
+        .par_chunks(1024)
+        .flat_map_iter(|chunk| {
+            let vectors = seg.read_vectors(chunk);
+            let hits = chunk
+                .iter()
+                .zip(vectors.chunks_exact(dim))
+                .map(|(&r, v)| Hit {
+                    id: seg.id(r),
+                    score: dot(query, v),
+                })
+                .collect();
+            top_k(hits, k)
+        })
+        .collect();
+    top_k(hits, k)
 }

@@ -2,10 +2,21 @@
 //! persisted search structure (see ARCHITECTURE.md for the format).
 //!
 //! Trees:
-//! - `files`: path (bytes) → [`FileRecord`] (JSON): the catalog; a file is indexed iff it is here.
+//! - `files`: path (bytes) → [`FileRecord`] ([`record`]'s encoding): the catalog; a file is
+//!   indexed iff it is here.
 //! - `ids`: file id (u64 big-endian) → path: resolves search hits; a removed file loses its id.
-//! - `embeddings`: content hash (16 bytes) → f32 little-endian vector. Keyed by content, so
-//!   duplicates are embedded once and a moved file reuses its vector with no model run.
+//!   A catalog entry that changes in any way gets a new id, so that a publication finds what
+//!   changed as the ids above the last view's highest.
+//! - `embeddings`: content hash (16 bytes) → f32 little-endian vector, for content not yet in a
+//!   published segment (pending). A publication moves them into its segment.
+//! - `located`: content hash → the id of a file whose segment row holds its vector. Vectors are
+//!   keyed by content, so duplicates are embedded once and a moved file reuses its vector with
+//!   no model run; once published they are kept only in the segments (one copy on disk).
+//!   Invariant: every catalogued file's content is pending or located at a row that some
+//!   segment of the view in force holds (deleted or not).
+//! - `removals`: ids removed or replaced since the last publication (its deleted list's news).
+//! - `refs`: content hash → how many catalogued files have it (u32 big-endian), so that a merge
+//!   dropping the row that held a vector knows whether anyone still needs it.
 //! - `failed`: path → [`FailedRecord`]: files that could not be indexed, with the reason, so that
 //!   an unchanged bad file is not retried on every run.
 //! - `meta`: format version, [`ModelIdentity`].
@@ -21,6 +32,9 @@
 
 pub mod codes;
 pub mod collection;
+pub mod merge;
+mod record;
+pub mod segment;
 pub mod vectors;
 pub mod view;
 mod view_meta;
@@ -28,6 +42,9 @@ mod view_meta;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use record::{content_hash, dir_prefix, ContentHash, FailedRecord, FileRecord};
+pub(crate) use record::{key_path, path_key};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
@@ -38,66 +55,10 @@ use crate::model::ModelIdentity;
 /// migrated or rebuilt. Version 2: readers search published views (`view.json`) instead of a
 /// snapshot pointer in sled; a version-1 index is published on first use. Version 3: catalog
 /// records carry photo metadata; records without it are completed by the next index run, which
-/// reads only metadata for them (no decoding, no model).
-pub const FORMAT_VERSION: u32 = 3;
-
-/// 16 bytes of SHA-256 of a file's content.
-pub type ContentHash = [u8; 16];
-
-pub fn content_hash(bytes: &[u8]) -> ContentHash {
-    use sha2::{Digest, Sha256};
-    let full = Sha256::digest(bytes);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
-}
-
-/// A file in the catalog.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub id: u64,
-    pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i64,
-    #[serde(with = "hex16")]
-    pub hash: ContentHash,
-    pub width: u32,
-    pub height: u32,
-    /// The camera RAW of the same shot beside this rendered image (same folder and name, RAW
-    /// extension): indexed through this file, shown with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<PathBuf>,
-    /// When, where and with what the photo was taken; None until read (an index of format 2
-    /// or older: the next index run reads it, without decoding anything).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<crate::metadata::PhotoMeta>,
-}
-
-/// A file that could not be indexed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FailedRecord {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub reason: String,
-}
-
-mod hex16 {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(h: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&h.iter().map(|b| format!("{b:02x}")).collect::<String>())
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
-        let s = String::deserialize(d)?;
-        let mut out = [0u8; 16];
-        if s.len() != 32 {
-            return Err(serde::de::Error::custom("bad hash length"));
-        }
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(serde::de::Error::custom)?;
-        }
-        Ok(out)
-    }
-}
+/// reads only metadata for them (no decoding, no model). Version 4: records in [`record`]'s
+/// encoding, vectors kept in sled only until published (`located`); an older index keeps its
+/// JSON records (both are read) and moves its vectors out at its next publication.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// A new or updated catalog entry with its embedding, committed together.
 pub struct NewEntry {
@@ -114,26 +75,35 @@ pub struct Store {
     files: sled::Tree,
     ids: sled::Tree,
     embeddings: sled::Tree,
+    located: sled::Tree,
+    removals: sled::Tree,
+    refs: sled::Tree,
     failed: sled::Tree,
     meta: sled::Tree,
     /// path → content hash of what was last pushed to a remote collection (Milvus), for
     /// indexes that are a machine's local catalog of one.
     pushed: sled::Tree,
+    /// The view this writer published last, for vectors that are only in its segments.
+    published: std::sync::Mutex<Option<std::sync::Arc<view::View>>>,
+    /// The merge of segments running in the background, if any (see [`merge`]).
+    merges: merge::Merges,
 }
+
+/// `meta` key set while the next publication must start the view afresh.
+const REPUBLISH: &str = "republish";
 
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
 
-pub(crate) fn path_key(p: &Path) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    p.as_os_str().as_bytes().to_vec()
+/// Decodes one `path -> record` entry of the `files` tree.
+fn decode_file(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(PathBuf, FileRecord)> {
+    let (k, v) = item.map_err(store_err)?;
+    Ok((key_path(&k), record::decode(&v).map_err(store_err)?))
 }
 
-/// Decodes one `path -> JSON record` entry of the `files` or `failed` tree.
-fn decode_record<T: serde::de::DeserializeOwned>(
-    item: sled::Result<(sled::IVec, sled::IVec)>,
-) -> Result<(PathBuf, T)> {
+/// Decodes one `path -> JSON record` entry of the `failed` tree.
+fn decode_failure(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(PathBuf, FailedRecord)> {
     let (k, v) = item.map_err(store_err)?;
     Ok((key_path(&k), serde_json::from_slice(&v).map_err(store_err)?))
 }
@@ -145,24 +115,6 @@ pub fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// `dir` as a key prefix that matches only paths inside it (`/a/b/`, never `/a/bc`).
-pub fn dir_prefix(dir: &Path) -> Vec<u8> {
-    let mut k = path_key(dir);
-    if k.last() != Some(&b'/') {
-        k.push(b'/');
-    }
-    k
-}
-
-pub(crate) fn key_path(k: &[u8]) -> PathBuf {
-    key_path_ref(k).to_path_buf()
-}
-
-pub(crate) fn key_path_ref(k: &[u8]) -> &Path {
-    use std::os::unix::ffi::OsStrExt;
-    Path::new(std::ffi::OsStr::from_bytes(k))
 }
 
 /// Whether opening sled failed because another handle holds its file lock. sled 0.34 reports
@@ -259,12 +211,18 @@ impl Store {
             files: open("files")?,
             ids: open("ids")?,
             embeddings: open("embeddings")?,
+            located: open("located")?,
+            removals: open("removals")?,
+            refs: open("refs")?,
             failed: open("failed")?,
             meta: open("meta")?,
             pushed: open("pushed")?,
+            published: std::sync::Mutex::new(None),
+            merges: merge::Merges::default(),
             db,
         };
         store.check_format()?;
+        store.count_refs()?;
         if let Some(m) = model {
             store.check_model(m)?;
         }
@@ -273,6 +231,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The writer's background merges of segments.
+    pub(crate) fn merges(&self) -> &merge::Merges {
+        &self.merges
     }
 
     fn check_format(&self) -> Result<()> {
@@ -293,9 +256,10 @@ impl Store {
                     )))
                 } else {
                     if v < FORMAT_VERSION {
-                        // 1 -> 2 -> 3 change nothing in sled itself: the view is published
-                        // by the first writer (or reader) that finds none, and records
-                        // without metadata get it in the next index run.
+                        // 1 -> 2 -> 3 -> 4 change nothing in sled itself: the view is
+                        // published by the first writer (or reader) that finds none, records
+                        // without metadata get it in the next index run, JSON records are
+                        // still read, and the next publication moves the vectors out.
                         self.meta
                             .insert("format_version", &FORMAT_VERSION.to_le_bytes())
                             .map_err(store_err)?;
@@ -384,27 +348,71 @@ impl Store {
         self.flush()
     }
 
-    /// Forgets every file and embedding and records `model` (for `--rebuild`).
+    /// Forgets every file and embedding and records `model` (for `--rebuild`). The next
+    /// publication starts the view afresh.
     pub fn clear(&self, model: &ModelIdentity) -> Result<()> {
+        self.merges.cancel();
         for t in [
             &self.files,
             &self.ids,
             &self.embeddings,
+            &self.located,
+            &self.removals,
+            &self.refs,
             &self.failed,
             &self.pushed,
         ] {
             t.clear().map_err(store_err)?;
         }
+        self.meta.insert(REPUBLISH, &[1]).map_err(store_err)?;
         self.meta
             .insert("model", serde_json::to_vec(model).map_err(store_err)?)
             .map_err(store_err)?;
         self.flush()
     }
 
+    /// Counts the files of each content once, for an index written before `refs` existed.
+    fn count_refs(&self) -> Result<()> {
+        if self.meta.contains_key("refs").map_err(store_err)? {
+            return Ok(());
+        }
+        let mut counts: std::collections::HashMap<ContentHash, u32> = Default::default();
+        for item in self.files() {
+            *counts.entry(item?.1.hash).or_default() += 1;
+        }
+        self.refs.clear().map_err(store_err)?;
+        let mut batch = sled::Batch::default();
+        for (h, n) in counts {
+            batch.insert(h.as_slice(), &n.to_be_bytes());
+        }
+        self.refs.apply_batch(batch).map_err(store_err)?;
+        self.meta.insert("refs", &[1]).map_err(store_err)?;
+        self.flush()
+    }
+
+    /// How many catalogued files have this content.
+    pub(crate) fn refs(&self, hash: &ContentHash) -> Result<u32> {
+        Ok(self
+            .refs
+            .get(hash)
+            .map_err(store_err)?
+            .map_or(0, |v| count_of(&v)))
+    }
+
+    /// Whether the next publication must write the view afresh rather than what changed.
+    pub(crate) fn must_republish(&self) -> Result<bool> {
+        self.meta.contains_key(REPUBLISH).map_err(store_err)
+    }
+
+    pub(crate) fn republished(&self) -> Result<()> {
+        self.meta.remove(REPUBLISH).map_err(store_err)?;
+        Ok(())
+    }
+
     pub fn file(&self, path: &Path) -> Result<Option<FileRecord>> {
         match self.files.get(path_key(path)).map_err(store_err)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(&v).map(Some).map_err(store_err),
+            Some(v) => record::decode(&v).map(Some).map_err(store_err),
         }
     }
 
@@ -423,16 +431,135 @@ impl Store {
             .map(|v| key_path(&v)))
     }
 
+    /// Whether the embedding of this content is stored (pending or in a published segment).
     pub fn has_embedding(&self, hash: &ContentHash) -> Result<bool> {
-        self.embeddings.contains_key(hash).map_err(store_err)
+        Ok(self.embeddings.contains_key(hash).map_err(store_err)?
+            || self.located.contains_key(hash).map_err(store_err)?)
     }
 
     pub fn embedding(&self, hash: &ContentHash) -> Result<Option<Vec<f32>>> {
+        if let Some(v) = self.pending(hash)? {
+            return Ok(Some(v));
+        }
+        let Some(id) = self.located(hash)? else {
+            return Ok(None);
+        };
+        let view = self.published_view()?;
+        Ok(view
+            .as_ref()
+            .and_then(|v| v.physical_vector(id))
+            .map(<[f32]>::to_vec))
+    }
+
+    /// The embedding of this content if it is pending (not yet in a published segment).
+    pub(crate) fn pending(&self, hash: &ContentHash) -> Result<Option<Vec<f32>>> {
         Ok(self
             .embeddings
             .get(hash)
             .map_err(store_err)?
             .map(|v| bytes_to_f32(&v)))
+    }
+
+    /// The id of a file whose segment row holds this content's vector.
+    pub(crate) fn located(&self, hash: &ContentHash) -> Result<Option<u64>> {
+        Ok(self
+            .located
+            .get(hash)
+            .map_err(store_err)?
+            .and_then(|v| Some(u64::from_be_bytes(v.as_ref().try_into().ok()?))))
+    }
+
+    /// The view this writer published last (opened from the manifest on first use).
+    pub(crate) fn published_view(&self) -> Result<Option<std::sync::Arc<view::View>>> {
+        let mut held = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none() {
+            if let Some(m) = view::read_manifest(&self.path)? {
+                *held = Some(std::sync::Arc::new(view::View::open(&self.path, m)?));
+            }
+        }
+        Ok(held.clone())
+    }
+
+    pub(crate) fn set_published_view(&self, v: Option<std::sync::Arc<view::View>>) {
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = v;
+    }
+
+    /// Records where published vectors are (`located`), puts back to pending the vectors of
+    /// rows a publication drops that files still need (`pending`), and forgets where the
+    /// others were (`forget`: content no file has any more), then flushes.
+    pub(crate) fn relocate(
+        &self,
+        located: &[(ContentHash, u64)],
+        pending: &[(ContentHash, Vec<f32>)],
+        forget: &[ContentHash],
+    ) -> Result<()> {
+        let mut to_pending = sled::Batch::default();
+        let mut unlocate = sled::Batch::default();
+        for h in forget {
+            unlocate.remove(h.as_slice());
+        }
+        for (h, v) in pending {
+            to_pending.insert(h.as_slice(), f32_to_bytes(v));
+            unlocate.remove(h.as_slice());
+        }
+        self.embeddings.apply_batch(to_pending).map_err(store_err)?;
+        self.located.apply_batch(unlocate).map_err(store_err)?;
+        let mut locate = sled::Batch::default();
+        for (h, id) in located {
+            locate.insert(h.as_slice(), &id.to_be_bytes());
+        }
+        self.located.apply_batch(locate).map_err(store_err)?;
+        self.flush()
+    }
+
+    /// How many vectors sled holds: those not yet published (and, after a crash between a
+    /// publication and its clean-up, ones a segment holds too, until the next publication).
+    pub fn pending_embeddings(&self) -> usize {
+        self.embeddings.len()
+    }
+
+    /// Every pending content hash.
+    pub(crate) fn pending_hashes(&self) -> Result<Vec<ContentHash>> {
+        self.embeddings
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(store_err)?;
+                k.as_ref().try_into().map_err(store_err)
+            })
+            .collect()
+    }
+
+    /// Drops pending vectors (now in a published segment).
+    pub(crate) fn drop_pending(&self, hashes: &[ContentHash]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for h in hashes {
+            batch.remove(h.as_slice());
+        }
+        self.embeddings.apply_batch(batch).map_err(store_err)
+    }
+
+    /// Ids removed or replaced since the last publication, ascending.
+    pub(crate) fn removals(&self) -> Result<Vec<u64>> {
+        self.removals
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(store_err)?;
+                Ok(u64::from_be_bytes(
+                    k.as_ref().try_into().map_err(store_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Forgets removals that a published deleted list now holds.
+    pub(crate) fn drop_removals(&self, ids: &[u64]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.to_be_bytes());
+        }
+        self.removals.apply_batch(batch).map_err(store_err)
     }
 
     /// The embedding of an indexed file.
@@ -451,28 +578,44 @@ impl Store {
     /// Commits a batch of files atomically, then flushes.
     pub fn commit(&self, entries: &[NewEntry]) -> Result<()> {
         let res: std::result::Result<(), TransactionError<Error>> =
-            (&self.files, &self.ids, &self.embeddings, &self.failed).transaction(
-                |(files, ids, embeddings, failed)| {
+            (
+                &self.files,
+                &self.ids,
+                &self.embeddings,
+                &self.failed,
+                &self.removals,
+                &self.refs,
+            )
+                .transaction(|(files, ids, embeddings, failed, removals, refs)| {
+                    let add = |h: &ContentHash, by: i64| -> sled::transaction::ConflictableTransactionResult<(), Error> {
+                        let n = refs.get(h)?.map_or(0, |v| count_of(&v)) as i64 + by;
+                        if n > 0 {
+                            refs.insert(h.as_slice(), &(n as u32).to_be_bytes())?;
+                        } else {
+                            refs.remove(h.as_slice())?;
+                        }
+                        Ok(())
+                    };
                     for e in entries {
                         let key = path_key(&e.path);
                         if let Some(old) = files.get(&key)? {
-                            let old: FileRecord = serde_json::from_slice(&old).map_err(|err| {
+                            let old = record::decode(&old).map_err(|err| {
                                 ConflictableTransactionError::Abort(store_err(err))
                             })?;
                             ids.remove(&old.id.to_be_bytes())?;
+                            removals.insert(&old.id.to_be_bytes(), &[])?;
+                            add(&old.hash, -1)?;
                         }
+                        add(&e.record.hash, 1)?;
                         if let Some(v) = &e.embedding {
                             embeddings.insert(&e.record.hash, f32_to_bytes(v))?;
                         }
                         ids.insert(&e.record.id.to_be_bytes(), key.clone())?;
-                        let rec = serde_json::to_vec(&e.record)
-                            .map_err(|err| ConflictableTransactionError::Abort(store_err(err)))?;
-                        files.insert(key.clone(), rec)?;
+                        files.insert(key.clone(), record::encode(&e.record))?;
                         failed.remove(key)?;
                     }
                     Ok(())
-                },
-            );
+                });
         res.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => store_err(e),
@@ -480,8 +623,7 @@ impl Store {
         self.flush()
     }
 
-    /// Sets the RAW companion of an indexed file (keeping its id and embedding); true if it
-    /// changed.
+    /// Sets the RAW companion of an indexed file (keeping its embedding); true if it changed.
     pub fn set_raw(&self, path: &Path, raw: Option<&Path>) -> Result<bool> {
         let Some(mut rec) = self.file(path)? else {
             return Ok(false);
@@ -490,25 +632,35 @@ impl Store {
             return Ok(false);
         }
         rec.raw = raw.map(Path::to_path_buf);
-        self.files
-            .insert(path_key(path), serde_json::to_vec(&rec).map_err(store_err)?)
-            .map_err(store_err)?;
+        self.replace(path, rec)?;
         Ok(true)
     }
 
-    /// Sets the metadata of an indexed file (keeping its id and embedding).
+    /// Sets the metadata of an indexed file (keeping its embedding).
     pub fn set_meta(&self, path: &Path, meta: crate::metadata::PhotoMeta) -> Result<bool> {
         let Some(mut rec) = self.file(path)? else {
             return Ok(false);
         };
         rec.meta = Some(meta);
-        self.files
-            .insert(path_key(path), serde_json::to_vec(&rec).map_err(store_err)?)
-            .map_err(store_err)?;
+        self.replace(path, rec)?;
         // A shared collection holds the file without this metadata: the next push sends it
         // again (same content, now with its metadata).
         self.pushed.remove(path_key(path)).map_err(store_err)?;
         Ok(true)
+    }
+
+    /// Stores a changed record of a catalogued file under a new id (see the `ids` tree), with
+    /// the same content.
+    fn replace(&self, path: &Path, mut rec: FileRecord) -> Result<()> {
+        let old = rec.id;
+        rec.id = self.new_id()?;
+        self.commit(&[NewEntry {
+            path: path.to_path_buf(),
+            record: rec,
+            embedding: None,
+        }])?;
+        debug_assert!(self.is_live(old).ok() == Some(false));
+        Ok(())
     }
 
     /// Records files that could not be indexed (and drops any stale catalog entry for them).
@@ -530,25 +682,33 @@ impl Store {
         let Some(old) = self.files.remove(&key).map_err(store_err)? else {
             return Ok(None);
         };
-        let rec: FileRecord = serde_json::from_slice(&old).map_err(store_err)?;
+        let rec = record::decode(&old).map_err(store_err)?;
         self.ids.remove(rec.id.to_be_bytes()).map_err(store_err)?;
+        self.removals
+            .insert(rec.id.to_be_bytes(), &[])
+            .map_err(store_err)?;
+        let n = self.refs(&rec.hash)?;
+        if n > 1 {
+            self.refs
+                .insert(rec.hash, &(n - 1).to_be_bytes())
+                .map_err(store_err)?;
+        } else {
+            self.refs.remove(rec.hash).map_err(store_err)?;
+        }
         Ok(Some(rec))
     }
 
-    /// Deletes embeddings no catalog entry refers to.
+    /// Forgets embeddings no catalog entry refers to (pending ones are deleted; published
+    /// ones go with the merge that drops their rows).
     pub fn collect_garbage(&self) -> Result<usize> {
-        let mut live = std::collections::HashSet::new();
-        for item in self.files.iter() {
-            let (_, v) = item.map_err(store_err)?;
-            let r: FileRecord = serde_json::from_slice(&v).map_err(store_err)?;
-            live.insert(r.hash);
-        }
         let mut removed = 0;
-        for item in self.embeddings.iter() {
-            let (k, _) = item.map_err(store_err)?;
-            if !live.contains(k.as_ref()) {
-                self.embeddings.remove(k).map_err(store_err)?;
-                removed += 1;
+        for tree in [&self.embeddings, &self.located] {
+            for item in tree.iter() {
+                let (k, _) = item.map_err(store_err)?;
+                if !self.refs.contains_key(&k).map_err(store_err)? {
+                    tree.remove(k).map_err(store_err)?;
+                    removed += 1;
+                }
             }
         }
         Ok(removed)
@@ -556,12 +716,12 @@ impl Store {
 
     /// Every catalogued file, in path order.
     pub fn files(&self) -> impl Iterator<Item = Result<(PathBuf, FileRecord)>> + '_ {
-        self.files.iter().map(decode_record)
+        self.files.iter().map(decode_file)
     }
 
     /// Every file that failed, in path order.
     pub fn failures(&self) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
-        self.failed.iter().map(decode_record)
+        self.failed.iter().map(decode_failure)
     }
 
     /// Catalogued files under `dir` (a path prefix at a component boundary).
@@ -569,7 +729,7 @@ impl Store {
         &self,
         dir: &Path,
     ) -> impl Iterator<Item = Result<(PathBuf, FileRecord)>> + '_ {
-        self.files.scan_prefix(dir_prefix(dir)).map(decode_record)
+        self.files.scan_prefix(dir_prefix(dir)).map(decode_file)
     }
 
     /// Failed files under `dir`.
@@ -577,7 +737,7 @@ impl Store {
         &self,
         dir: &Path,
     ) -> impl Iterator<Item = Result<(PathBuf, FailedRecord)>> + '_ {
-        self.failed.scan_prefix(dir_prefix(dir)).map(decode_record)
+        self.failed.scan_prefix(dir_prefix(dir)).map(decode_failure)
     }
 
     pub fn file_count(&self) -> usize {
@@ -682,6 +842,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        self.merges.cancel();
         let _ = self.db.flush();
         let _ = std::fs::remove_file(self.path.join("holder.json"));
     }
@@ -722,6 +883,10 @@ fn busy(dir: &Path) -> Error {
          next time), or pass a different --index",
         dir.display()
     ))
+}
+
+fn count_of(v: &[u8]) -> u32 {
+    v.try_into().map(u32::from_be_bytes).unwrap_or(0)
 }
 
 pub fn f32_to_bytes(v: &[f32]) -> Vec<u8> {

@@ -1,59 +1,47 @@
-//! Published views: the immutable, self-contained picture of an index that every reader
-//! searches, so that readers never touch sled (which admits one process) and never wait for the
-//! writer.
+//! Published views: the immutable picture of an index that every reader searches, so that
+//! readers never touch sled (which admits one process) and never wait for the writer.
 //!
-//! A view of generation `G` is one file, `view-G.vec`, holding every live file's id, vector and
-//! catalog record (path, size, mtime, content hash, pixel size), plus, for large collections, an
-//! HNSW graph (`hnsw-H.hnsw.graph` / `.data`) that may have been built by an earlier generation
-//! `H` and cover only the files up to its `max_id`. The manifest `view.json` names the view in
-//! force, with the model identity, so a reader needs nothing else. Publishing writes the view
-//! file under a temporary name, fsyncs and renames it, then replaces `view.json` the same way:
-//! the rename is the commit point, so a reader sees the old view or the new one, never a mix,
-//! and a writer killed at any moment leaves the last published view in force.
+//! A view is a list of [segments](super::segment) (immutable files, each holding a run of file
+//! ids in ascending order, the runs disjoint and in order) and a list of deleted ids: files
+//! removed or replaced since their segment was written, whose rows readers skip. The manifest
+//! `view.json` names them, with the model identity, so a reader needs nothing else. A
+//! publication writes only what changed: the new files go into the tail segment (rewritten
+//! while it is small), the removed ones into the deleted list; full segments are merged in the
+//! background ([`crate::index::publish`]), dropping deleted rows. Files are written under
+//! temporary names, fsynced and renamed, then `view.json` is replaced the same way: that
+//! rename is the commit point, so a reader sees the old view or the new one, never a mix, and a
+//! writer killed at any moment leaves the last published view in force.
 //!
-//! Old generations are deleted one publication late: the writer keeps the files of the view it
-//! replaces, so a reader that read `view.json` just before the switch still finds its files. A
-//! reader that is later still (it read a manifest two publications ago and has not opened the
-//! file yet) finds the file gone and reads the manifest again. Once open, a view stays valid for
-//! as long as the reader holds it: its file is memory-mapped, and Linux keeps an unlinked file's
-//! pages for as long as they are mapped.
+//! Files no manifest names go with the publication that stops naming them: a reader that holds
+//! one open keeps its mapped pages (Linux keeps an unlinked file's pages while they are
+//! mapped), and one that read the old manifest but has not opened every file finds one gone and
+//! reads the manifest again.
 //!
-//! `view-G.vec` layout (little-endian): a 64-byte header (magic `CLIPVIEW`, u32 version, u32
-//! dim, u64 count, u64 length of the path strings, reserved), then `count x dim` f32 vectors,
-//! `count` u64 ids (ascending), `count` 64-byte records (u64 size, i64 mtime_ns, 16-byte hash,
-//! u32 width, u32 height, u64 path offset, u32 path length, u32 RAW path length + 1 (0: none),
-//! u64 RAW path offset), `count` u32 row numbers in path order, and the path bytes (RAW
-//! companions' paths after the files'), then (format 2) the photo-metadata section
-//! ([`super::view_meta`]), whose length is the header's u64 at byte 32. Rows are in id order:
-//! ids only grow, so the files an older graph does not cover are a contiguous tail.
+//! `deleted-G.ids`: the deleted ids, ascending u64 little-endian, nothing else (its length is
+//! in the manifest).
 
-use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::codes;
+use super::record::{path_key, FileRecord};
+use super::segment::{Codes, Segment, ViewEntry};
 use super::vectors::VectorSet;
-use super::view_meta::{self, MetaSection};
-use super::{dir_prefix, path_key, FileRecord};
 use crate::error::{Error, Result};
 use crate::metadata::filter::RowFields;
 use crate::metadata::{Filter, PhotoMeta};
 use crate::model::ModelIdentity;
 
-/// Version of `view.json` and of the view file layout. A newer one is refused; version 1 (no
-/// metadata section) is still read.
-pub const VIEW_FORMAT: u32 = 3;
+/// Version of `view.json`. A newer one is refused; 1-3 (one view file, no deleted list) are
+/// still read, as a view of one segment. Version 4: segments and a deleted list.
+pub const VIEW_FORMAT: u32 = 4;
 /// The manifest: the view in force.
 pub const MANIFEST: &str = "view.json";
 
-const MAGIC: &[u8; 8] = b"CLIPVIEW";
-const HEADER: usize = 64;
-const RECORD: usize = 64;
-
-/// An HNSW graph a view uses: it covers the files with ids up to `max_id` that were live when
-/// it was built (`points` of them); removed files still in it are filtered at query time.
+/// An HNSW graph that clipsearch before view format 3 published beside large views: not read
+/// (searches scan the codes), and deleted by the next publication.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GraphRef {
     pub basename: String,
@@ -71,19 +59,40 @@ impl GraphRef {
     }
 }
 
+/// One segment of a view: its file and how many rows it holds (deleted ones included).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SegmentRef {
+    pub file: String,
+    pub rows: usize,
+    /// The highest file id in it (the lowest is above the previous segment's highest).
+    pub max_id: u64,
+}
+
+/// The deleted list of a view.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DeletedRef {
+    pub file: String,
+    pub count: usize,
+}
+
 /// What `view.json` says.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ViewManifest {
     pub format: u32,
     pub generation: u64,
-    /// The view file's name, in the index directory.
+    /// The view file of formats 1-3 (one segment); empty since format 4, which lists
+    /// `segments` (reading an older manifest fills them in from this).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub file: String,
+    #[serde(default)]
+    pub segments: Vec<SegmentRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedRef>,
+    /// Live files: the segments' rows less the deleted ones.
     pub count: usize,
     pub dim: usize,
     /// The highest file id in the view (ids only grow: a file committed later has a larger one).
     pub max_id: Option<u64>,
-    /// An HNSW graph that clipsearch before view format 3 published beside large views. It is
-    /// not read (searches scan the codes), and goes with the next publication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphRef>,
     /// The model every vector was embedded with (and queries must be).
@@ -97,7 +106,8 @@ pub struct ViewManifest {
 impl ViewManifest {
     /// Every file of the index directory this view needs.
     pub fn files(&self) -> Vec<String> {
-        let mut out = vec![self.file.clone()];
+        let mut out: Vec<String> = self.segments.iter().map(|s| s.file.clone()).collect();
+        out.extend(self.deleted.iter().map(|d| d.file.clone()));
         if let Some(g) = &self.graph {
             out.extend(g.files());
         }
@@ -128,12 +138,20 @@ pub fn read_manifest(dir: &Path) -> Result<Option<ViewManifest>> {
             dir.display()
         )));
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+    let mut m: ViewManifest = serde_json::from_slice(&bytes).map_err(|e| {
         Error::Store(format!(
             "{} is damaged ({e}); run `clipsearch index` to publish the index again",
             path.display()
         ))
-    })
+    })?;
+    if m.segments.is_empty() && !m.file.is_empty() {
+        m.segments.push(SegmentRef {
+            file: std::mem::take(&mut m.file),
+            rows: m.count,
+            max_id: m.max_id.unwrap_or(0),
+        });
+    }
+    Ok(Some(m))
 }
 
 pub(crate) fn sync_dir(dir: &Path) {
@@ -142,14 +160,14 @@ pub(crate) fn sync_dir(dir: &Path) {
     }
 }
 
-/// Replaces the manifest atomically (temporary file, fsync, rename, fsync of the directory).
-pub(crate) fn write_manifest(dir: &Path, manifest: &ViewManifest) -> Result<()> {
-    let path = dir.join(MANIFEST);
-    let tmp = dir.join(format!("{MANIFEST}.tmp"));
-    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Store(e.to_string()))?;
+/// Writes `bytes` to `dir/name` atomically (temporary file, fsync, rename, fsync of the
+/// directory).
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -157,179 +175,55 @@ pub(crate) fn write_manifest(dir: &Path, manifest: &ViewManifest) -> Result<()> 
     Ok(())
 }
 
-pub fn view_file_name(generation: u64) -> String {
-    format!("view-{generation:016x}.vec")
+/// Replaces the manifest atomically.
+pub(crate) fn write_manifest(dir: &Path, manifest: &ViewManifest) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| Error::Store(e.to_string()))?;
+    write_atomically(dir, MANIFEST, &bytes)
 }
 
-/// Writes the view file of `generation` from catalog rows in id order; `vector` gives each
-/// row's embedding (None drops the row, which the catalog invariants rule out). Returns the
-/// number of rows written and the highest id among them. The file is complete, fsynced and under its final name on return,
-/// but in force only once a manifest names it.
-pub(crate) fn write_view_file(
-    dir: &Path,
-    generation: u64,
-    dim: usize,
-    rows: &[(PathBuf, FileRecord)],
-    mut vector: impl FnMut(&FileRecord) -> Result<Option<Vec<f32>>>,
-) -> Result<(usize, Option<u64>)> {
-    debug_assert!(rows.windows(2).all(|w| w[0].1.id < w[1].1.id));
-    let path = dir.join(view_file_name(generation));
-    let tmp = path.with_extension("vec.tmp");
-    // Read as well as written: the binary codes are computed from the vectors written first.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, &file);
-    let e = io(&tmp);
-    w.write_all(&[0u8; HEADER]).map_err(&e)?;
-    let mut kept: Vec<&(PathBuf, FileRecord)> = Vec::with_capacity(rows.len());
-    let mut buf = Vec::with_capacity(4 * dim);
-    let mut sum = vec![0f64; dim];
-    for row in rows {
-        match vector(&row.1)? {
-            Some(v) if v.len() == dim => {
-                for (s, x) in sum.iter_mut().zip(&v) {
-                    *s += *x as f64;
-                }
-                buf.clear();
-                for x in &v {
-                    buf.extend_from_slice(&x.to_le_bytes());
-                }
-                w.write_all(&buf).map_err(&e)?;
-                kept.push(row);
-            }
-            _ => tracing::warn!(path = %row.0.display(), "no embedding for a catalogued file"),
-        }
-    }
-    for (_, r) in &kept {
-        w.write_all(&r.id.to_le_bytes()).map_err(&e)?;
-    }
-    let keys: Vec<Vec<u8>> = kept.iter().map(|(p, _)| path_key(p)).collect();
-    let raws: Vec<Option<Vec<u8>>> = kept
-        .iter()
-        .map(|(_, r)| r.raw.as_deref().map(path_key))
+/// The name of the deleted list of `generation`.
+pub fn deleted_file_name(generation: u64) -> String {
+    format!("deleted-{generation:016x}.ids")
+}
+
+/// Writes a deleted list (ascending ids).
+pub(crate) fn write_deleted(dir: &Path, name: &str, ids: &[u64]) -> Result<()> {
+    let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+    write_atomically(dir, name, &bytes)
+}
+
+fn read_deleted(dir: &Path, d: &DeletedRef) -> Result<Vec<u64>> {
+    let path = dir.join(&d.file);
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    let ids: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
         .collect();
-    let mut raw_offset: u64 = keys.iter().map(|k| k.len() as u64).sum();
-    let mut offset = 0u64;
-    for (((_, r), key), raw) in kept.iter().zip(&keys).zip(&raws) {
-        let mut rec = [0u8; RECORD];
-        if let Some(raw) = raw {
-            rec[52..56].copy_from_slice(&(raw.len() as u32 + 1).to_le_bytes());
-            rec[56..64].copy_from_slice(&raw_offset.to_le_bytes());
-            raw_offset += raw.len() as u64;
-        }
-        rec[0..8].copy_from_slice(&r.size.to_le_bytes());
-        rec[8..16].copy_from_slice(&r.mtime_ns.to_le_bytes());
-        rec[16..32].copy_from_slice(&r.hash);
-        rec[32..36].copy_from_slice(&r.width.to_le_bytes());
-        rec[36..40].copy_from_slice(&r.height.to_le_bytes());
-        rec[40..48].copy_from_slice(&offset.to_le_bytes());
-        rec[48..52].copy_from_slice(&(key.len() as u32).to_le_bytes());
-        w.write_all(&rec).map_err(&e)?;
-        offset += key.len() as u64;
+    if bytes.len() != 8 * d.count || !ids.windows(2).all(|w| w[0] < w[1]) {
+        return Err(Error::Store(format!(
+            "{} is damaged; run `clipsearch index` to publish the index again",
+            path.display()
+        )));
     }
-    let mut by_path: Vec<u32> = (0..kept.len() as u32).collect();
-    by_path.sort_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
-    for row in by_path {
-        w.write_all(&row.to_le_bytes()).map_err(&e)?;
-    }
-    for key in keys.iter().chain(raws.iter().flatten()) {
-        w.write_all(key).map_err(&e)?;
-    }
-    let meta = view_meta::encode(kept.iter().map(|(_, r)| r));
-    w.write_all(&meta).map_err(&e)?;
-    let count = kept.len();
-    let mean: Vec<f32> = sum
-        .iter()
-        .map(|s| (s / count.max(1) as f64) as f32)
-        .collect();
-    let meta_end =
-        HEADER as u64 + (4 * count * dim) as u64 + (8 + RECORD as u64 + 4) * count as u64;
-    let meta_end = meta_end + raw_offset + meta.len() as u64;
-    let mean_at = meta_end.next_multiple_of(8);
-    let codes_at = (mean_at + 4 * dim as u64).next_multiple_of(8);
-    w.write_all(&vec![0u8; (mean_at - meta_end) as usize])
-        .map_err(&e)?;
-    for x in &mean {
-        w.write_all(&x.to_le_bytes()).map_err(&e)?;
-    }
-    w.write_all(&vec![0u8; (codes_at - mean_at - 4 * dim as u64) as usize])
-        .map_err(&e)?;
-    w.flush().map_err(&e)?;
-    let mut file = w
-        .into_inner()
-        .map_err(|err| Error::io(&tmp, err.into_error()))?;
-    write_codes(file, &tmp, dim, count, &mean)?;
-    let mut header = [0u8; HEADER];
-    header[..8].copy_from_slice(MAGIC);
-    header[8..12].copy_from_slice(&VIEW_FORMAT.to_le_bytes());
-    header[12..16].copy_from_slice(&(dim as u32).to_le_bytes());
-    header[16..24].copy_from_slice(&(kept.len() as u64).to_le_bytes());
-    header[24..32].copy_from_slice(&raw_offset.to_le_bytes());
-    header[32..40].copy_from_slice(&(meta.len() as u64).to_le_bytes());
-    header[40..48].copy_from_slice(&mean_at.to_le_bytes());
-    header[48..56].copy_from_slice(&codes_at.to_le_bytes());
-    header[56..60].copy_from_slice(&(codes::words(dim) as u32).to_le_bytes());
-    file.seek(SeekFrom::Start(0)).map_err(&e)?;
-    file.write_all(&header).map_err(&e)?;
-    file.sync_all().map_err(&e)?;
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    Ok((kept.len(), kept.last().map(|(_, r)| r.id)))
+    Ok(ids)
 }
 
-/// Appends the binary codes of the vectors already written at the start of `file` (see
-/// [`super::codes`]), read back through a mapping in blocks so that memory stays small.
-fn write_codes(
-    file: &std::fs::File,
-    tmp: &Path,
-    dim: usize,
-    count: usize,
-    mean: &[f32],
-) -> Result<()> {
-    use rayon::prelude::*;
-    let e = io(tmp);
-    // SAFETY: the temporary file is ours alone until it is renamed, and this part of it is
-    // not written again.
-    let map = unsafe { memmap2::Mmap::map(file) }.map_err(&e)?;
-    let words = codes::words(dim);
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    const BLOCK: usize = 16 * 1024;
-    let mut out = vec![0u64; BLOCK * words];
-    for start in (0..count).step_by(BLOCK) {
-        let n = BLOCK.min(count - start);
-        out[..n * words]
-            .par_chunks_mut(words)
-            .enumerate()
-            .for_each(|(i, code)| {
-                let at = HEADER + 4 * dim * (start + i);
-                let v: Vec<f32> = map[at..at + 4 * dim]
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
-                    .collect();
-                codes::encode(&v, mean, code);
-            });
-        for c in &out[..n * words] {
-            w.write_all(&c.to_le_bytes()).map_err(&e)?;
-        }
+/// Deletes the segment, deleted-list and graph files (and leftovers of interrupted
+/// publications, and snapshots of the oldest format) that none of `keep`'s manifests needs,
+/// except `also` (a merge's output being written).
+pub(crate) fn remove_unreferenced(dir: &Path, keep: &[&ViewManifest], also: &[String]) {
+    let mut needed: std::collections::HashSet<String> =
+        keep.iter().flat_map(|m| m.files()).collect();
+    for a in also {
+        needed.insert(a.clone());
+        needed.insert(format!("{a}.tmp"));
     }
-    w.flush().map_err(&e)?;
-    Ok(())
-}
-
-/// Deletes the view and graph files (and leftovers of interrupted publications, and snapshots
-/// of the older format) that none of `keep`'s manifests needs.
-pub(crate) fn remove_unreferenced(dir: &Path, keep: &[&ViewManifest]) {
-    let needed: std::collections::HashSet<String> = keep.iter().flat_map(|m| m.files()).collect();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = ["view-", "hnsw-", "snapshot-"]
+        let ours = ["view-", "hnsw-", "snapshot-", "deleted-"]
             .iter()
             .any(|p| name.starts_with(p));
         if ours && !needed.contains(&name) {
@@ -338,126 +232,124 @@ pub(crate) fn remove_unreferenced(dir: &Path, keep: &[&ViewManifest]) {
     }
 }
 
-/// A view's binary codes: `words` u64s a row, taken against `mean`.
-#[derive(Clone, Copy, Debug)]
-pub struct Codes<'a> {
-    pub mean: &'a [f32],
-    pub codes: &'a [u64],
-    pub words: usize,
+/// One segment as a view sees it: the global rows its live rows take.
+pub struct Part<'a> {
+    pub segment: &'a Segment,
+    /// The global row of its first live row.
+    pub start: usize,
+    /// Its live rows, when some are deleted (None: every row is live).
+    pub live: Option<&'a [u32]>,
 }
 
-/// One catalogued file, as a view holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ViewEntry<'a> {
-    pub path: &'a Path,
-    pub record: FileRecord,
+impl Part<'_> {
+    /// Live rows.
+    pub fn len(&self) -> usize {
+        self.live.map_or(self.segment.len(), <[u32]>::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The segment row of its `i`-th live row.
+    pub fn local(&self, i: usize) -> usize {
+        self.live.map_or(i, |l| l[i] as usize)
+    }
 }
 
-/// An open, immutable view: every live file's id, vector and catalog record.
+/// An open, immutable view: every live file's id, vector and catalog record. Rows are
+/// numbered `0..len()` over the live files, in id order.
 pub struct View {
     manifest: ViewManifest,
-    vectors: VectorSet,
-    map: Option<Arc<memmap2::Mmap>>,
-    records: usize,
-    by_path: usize,
-    strings: usize,
-    /// None in a view of format 1, published before metadata was recorded.
-    meta: Option<MetaSection>,
-    /// Byte offsets of the mean and the codes, and words per code (format 3 on).
-    codes: Option<(usize, usize, usize)>,
-    /// The open file, for reads of scattered vectors that should not map pages (see
-    /// [`View::read_vectors`]).
-    file: Option<std::fs::File>,
+    segments: Vec<Segment>,
+    /// Global row of each segment's first live row, and the total last.
+    starts: Vec<usize>,
+    live: Vec<Option<Vec<u32>>>,
+    deleted: Vec<u64>,
 }
 
 impl View {
     /// Opens the view `manifest` names. A missing file is an `Error::Io` of kind NotFound:
     /// a newer publication removed it, and the caller reads the manifest again.
     pub fn open(dir: &Path, manifest: ViewManifest) -> Result<View> {
-        let path = dir.join(&manifest.file);
-        let damaged = |why: &str| {
-            Error::Store(format!(
-                "the view {} is {why}; run `clipsearch index` to publish the index again",
-                path.display()
-            ))
-        };
-        let file = std::fs::File::open(&path).map_err(io(&path))?;
-        // SAFETY: view files are written once under a temporary name and never modified after
-        // the rename; a later generation is a new file.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io(&path))?;
-        if map.len() < HEADER || &map[..8] != MAGIC {
-            return Err(damaged("not a view file"));
+        let view = View::open_parts(dir, manifest)?;
+        if view.len() != view.manifest.count {
+            return Err(Error::Store(format!(
+                "the view in {} is inconsistent with view.json ({} files, {} found); run \
+                 `clipsearch index` to publish the index again",
+                dir.display(),
+                view.manifest.count,
+                view.len()
+            )));
         }
-        let u32_at = |at: usize| u32::from_le_bytes(map[at..at + 4].try_into().expect("4"));
-        let u64_at = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().expect("8"));
-        let (dim, count, strings_len) = (u32_at(12) as usize, u64_at(16) as usize, u64_at(24));
-        let version = u32_at(8);
-        if !(1..=VIEW_FORMAT).contains(&version) || dim != manifest.dim || count != manifest.count {
-            return Err(damaged("inconsistent with view.json"));
-        }
-        let meta_len = if version >= 2 { u64_at(32) } else { 0 };
-        let ids_at = HEADER + 4 * count * dim;
-        let records = ids_at + 8 * count;
-        let by_path = records + RECORD * count;
-        let strings = by_path + 4 * count;
-        let meta_at = strings as u64 + strings_len;
-        let meta_end = meta_at.saturating_add(meta_len);
-        // Format 3 appends the collection's mean and every row's binary code.
-        let codes = if version >= 3 {
-            let (mean_at, codes_at) = (u64_at(40), u64_at(48));
-            let words = u32_at(56) as usize;
-            let end = codes_at.saturating_add((8 * words * count) as u64);
-            let fits = mean_at >= meta_end
-                && mean_at.is_multiple_of(8)
-                && codes_at >= mean_at + 4 * dim as u64
-                && codes_at.is_multiple_of(8)
-                && words == codes::words(dim)
-                && map.len() as u64 == end;
-            if !fits {
-                return Err(damaged("truncated"));
-            }
-            Some((mean_at as usize, codes_at as usize, words))
-        } else {
-            if map.len() as u64 != meta_end {
-                return Err(damaged("truncated"));
-            }
-            None
-        };
-        let meta = if version >= 2 {
-            Some(
-                MetaSection::parse(&map, meta_at as usize, meta_len as usize, count)
-                    .ok_or_else(|| damaged("damaged (its metadata section)"))?,
-            )
-        } else {
-            None
-        };
-        let ids: Vec<u64> = map[ids_at..records]
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8")))
-            .collect();
-        if !ids.windows(2).all(|w| w[0] < w[1]) {
-            return Err(damaged("out of order"));
-        }
-        let map = Arc::new(map);
-        let vectors = VectorSet::mapped(dim, ids, map.clone(), HEADER);
-        // Nothing else is read whole: paths and metadata are checked where they are read (a
-        // damaged one reads as empty), so that opening costs the same at any size.
-        let view = View {
-            manifest,
-            vectors,
-            map: Some(map),
-            records,
-            by_path,
-            strings,
-            meta,
-            codes,
-            file: Some(file),
-        };
         Ok(view)
     }
 
-    fn map(&self) -> &[u8] {
-        self.map.as_deref().map(|m| &m[..]).unwrap_or(&[])
+    /// The segments and deleted list `manifest` names, opened, without checking its count.
+    fn open_parts(dir: &Path, manifest: ViewManifest) -> Result<View> {
+        let segments = manifest
+            .segments
+            .iter()
+            .map(|s| Segment::open(dir, &s.file, manifest.dim, s.rows))
+            .collect::<Result<Vec<_>>>()?;
+        let deleted = match &manifest.deleted {
+            Some(d) => read_deleted(dir, d)?,
+            None => Vec::new(),
+        };
+        let mut view = View {
+            manifest,
+            segments,
+            starts: Vec::new(),
+            live: Vec::new(),
+            deleted,
+        };
+        let mut dead: Vec<Vec<u32>> = vec![Vec::new(); view.segments.len()];
+        for &id in &view.deleted {
+            if let Some((s, row)) = view.physical(id) {
+                dead[s].push(row as u32);
+            }
+        }
+        let mut start = 0;
+        for (segment, mut dead) in view.segments.iter().zip(dead) {
+            view.starts.push(start);
+            if dead.is_empty() {
+                view.live.push(None);
+                start += segment.len();
+            } else {
+                dead.sort_unstable();
+                let live: Vec<u32> = (0..segment.len() as u32)
+                    .filter(|r| dead.binary_search(r).is_err())
+                    .collect();
+                start += live.len();
+                view.live.push(Some(live));
+            }
+        }
+        view.starts.push(start);
+        Ok(view)
+    }
+
+    /// Opens what remains of the view `manifest` names, for the writer: segments whose files
+    /// are gone (deleted by hand, a damaged disk) are left out, and so is the deleted list if
+    /// it is; true in the second place when anything was. The writer then publishes afresh.
+    pub fn open_remains(dir: &Path, mut manifest: ViewManifest) -> Result<(View, bool)> {
+        let before = (manifest.segments.len(), manifest.deleted.is_some());
+        manifest
+            .segments
+            .retain(|s| Segment::open(dir, &s.file, manifest.dim, s.rows).is_ok());
+        if manifest
+            .deleted
+            .as_ref()
+            .is_some_and(|d| read_deleted(dir, d).is_err())
+        {
+            manifest.deleted = None;
+        }
+        let damaged = before != (manifest.segments.len(), manifest.deleted.is_some());
+        if damaged {
+            let mut probe = View::open_parts(dir, manifest)?;
+            probe.manifest.count = probe.len();
+            return Ok((probe, true));
+        }
+        Ok((View::open(dir, manifest)?, false))
     }
 
     pub fn manifest(&self) -> &ViewManifest {
@@ -472,183 +364,172 @@ impl View {
         self.manifest.generation
     }
 
+    pub fn dim(&self) -> usize {
+        self.manifest.dim
+    }
+
+    /// Live files.
     pub fn len(&self) -> usize {
-        self.vectors.len()
+        *self.starts.last().unwrap_or(&0)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
+        self.len() == 0
     }
 
-    /// Every vector, rows in id order (shares the mapping).
-    pub fn vectors(&self) -> &VectorSet {
-        &self.vectors
+    /// The segments, as global rows see them.
+    pub fn parts(&self) -> impl Iterator<Item = Part<'_>> {
+        self.segments.iter().enumerate().map(|(s, segment)| Part {
+            segment,
+            start: self.starts[s],
+            live: self.live[s].as_deref(),
+        })
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// The ids deleted since their segments were written (ascending).
+    pub fn deleted(&self) -> &[u64] {
+        &self.deleted
+    }
+
+    /// The segment and segment row that hold `id`, deleted or not.
+    pub fn physical(&self, id: u64) -> Option<(usize, usize)> {
+        let s = self.manifest.segments.partition_point(|r| r.max_id < id);
+        let row = self.segments.get(s)?.row_of_id(id)?;
+        Some((s, row))
+    }
+
+    /// The stored vector of `id`, deleted or not (the writer reuses vectors by content).
+    pub fn physical_vector(&self, id: u64) -> Option<&[f32]> {
+        let (s, row) = self.physical(id)?;
+        Some(self.segments[s].vector(row))
+    }
+
+    fn at(&self, row: usize) -> (&Segment, usize) {
+        let s = self.starts.partition_point(|&x| x <= row) - 1;
+        let i = row - self.starts[s];
+        let local = self.live[s].as_ref().map_or(i, |l| l[i] as usize);
+        (&self.segments[s], local)
+    }
+
+    /// The global row of segment `s`'s row `local`, if it is live.
+    fn global(&self, s: usize, local: usize) -> Option<usize> {
+        match &self.live[s] {
+            None => Some(self.starts[s] + local),
+            Some(l) => l
+                .binary_search(&(local as u32))
+                .ok()
+                .map(|i| self.starts[s] + i),
+        }
     }
 
     pub fn id(&self, row: usize) -> u64 {
-        self.vectors.ids[row]
+        let (s, r) = self.at(row);
+        s.id(r)
     }
 
     pub fn vector(&self, row: usize) -> &[f32] {
-        self.vectors.vector(row)
+        let (s, r) = self.at(row);
+        s.vector(r)
     }
 
-    fn record_bytes(&self, row: usize) -> &[u8] {
-        let at = self.records + row * RECORD;
-        &self.map()[at..at + RECORD]
+    /// Every live vector: the segment's own mapping when the view is one segment with nothing
+    /// deleted, a copy otherwise.
+    pub fn vectors(&self) -> Cow<'_, VectorSet> {
+        match (self.segments.as_slice(), self.deleted.is_empty()) {
+            ([one], true) => Cow::Borrowed(one.vectors()),
+            _ => Cow::Owned(self.select_vectors(&(0..self.len()).collect::<Vec<_>>())),
+        }
     }
 
-    fn path_span(&self, row: usize) -> (usize, usize) {
-        let r = self.record_bytes(row);
-        let off = u64::from_le_bytes(r[40..48].try_into().expect("8")) as usize;
-        let len = u32::from_le_bytes(r[48..52].try_into().expect("4")) as usize;
-        (self.strings.saturating_add(off), len)
-    }
-
-    fn raw_span(&self, row: usize) -> Option<(usize, usize)> {
-        let r = self.record_bytes(row);
-        let len = u32::from_le_bytes(r[52..56].try_into().expect("4")) as usize;
-        let off = u64::from_le_bytes(r[56..64].try_into().expect("8")) as usize;
-        (len > 0).then(|| (self.strings.saturating_add(off), len - 1))
-    }
-
-    /// The camera RAW of the same shot, if the file has one beside it.
-    pub fn raw(&self, row: usize) -> Option<&Path> {
-        let (off, len) = self.raw_span(row)?;
-        Some(super::key_path_ref(self.span(off, len)))
-    }
-
-    /// Bytes of the strings section; a span outside the file (a damaged view) reads as empty.
-    fn span(&self, off: usize, len: usize) -> &[u8] {
-        off.checked_add(len)
-            .and_then(|end| self.map().get(off..end))
-            .unwrap_or(&[])
-    }
-
-    fn path_bytes(&self, row: usize) -> &[u8] {
-        let (off, len) = self.path_span(row);
-        self.span(off, len)
-    }
-
-    /// The vectors of `rows`, row-major, read with `pread` rather than through the mapping: a
-    /// fault on a mapped page maps its cached neighbours too (the kernel's fault-around, 64 KB),
-    /// so rescoring thousands of scattered rows through the map would add hundreds of MB to the
-    /// reader's resident set for 2 KB a row used.
-    pub fn read_vectors(&self, rows: &[usize]) -> Vec<f32> {
-        use std::os::unix::fs::FileExt;
-        let dim = self.manifest.dim;
-        let mut out = vec![0f32; rows.len() * dim];
-        let Some(file) = &self.file else {
-            for (o, &r) in out.chunks_exact_mut(dim).zip(rows) {
-                o.copy_from_slice(self.vector(r));
-            }
-            return out;
-        };
-        let mut buf = vec![0u8; 4 * dim];
-        for (o, &r) in out.chunks_exact_mut(dim).zip(rows) {
-            let at = (HEADER + 4 * dim * r) as u64;
-            if file.read_exact_at(&mut buf, at).is_ok() {
-                for (x, b) in o.iter_mut().zip(buf.chunks_exact(4)) {
-                    *x = f32::from_le_bytes(b.try_into().expect("4"));
-                }
-            } else {
-                o.copy_from_slice(self.vector(r));
-            }
+    /// A copy of the vectors of `rows`.
+    pub fn select_vectors(&self, rows: &[usize]) -> VectorSet {
+        let mut out = VectorSet::new(self.dim());
+        for &r in rows {
+            out.push(self.id(r), self.vector(r));
         }
         out
     }
 
-    /// Tells the kernel how a searcher reads the view. One that scans the codes reads its
-    /// vectors a few scattered rows at a time (no readahead: a device's may be megabytes a
-    /// fault, for 2 KB wanted) and the codes front to back and soon (read ahead in the
-    /// background, so that a cold query waits for one sequential read instead of a fault per
-    /// page); one that scans the vectors exactly reads them front to back. Not for a writer
-    /// copying the vectors in order. Advice only: an error changes nothing but speed.
+    /// The vectors of `rows`, row-major, read without mapping them (see
+    /// [`Segment::read_vectors`]).
+    pub fn read_vectors(&self, rows: &[usize]) -> Vec<f32> {
+        let dim = self.dim();
+        let mut out = Vec::with_capacity(rows.len() * dim);
+        for &r in rows {
+            let (s, local) = self.at(r);
+            out.extend(s.read_vectors(&[local]));
+        }
+        out
+    }
+
+    /// Tells the kernel how a searcher reads each segment (see [`Segment::advise_search`]).
     pub fn advise_search(&self, uses_codes: bool) {
-        let Some(map) = &self.map else {
-            return;
-        };
-        let (n, dim) = (self.len(), self.manifest.dim);
-        let vectors_len = 4 * n * dim;
-        match self.codes {
-            Some((_, codes_at, words)) if uses_codes => {
-                let _ = map.advise_range(memmap2::Advice::Random, HEADER, vectors_len);
-                let _ = map.advise_range(memmap2::Advice::Sequential, codes_at, 8 * words * n);
-                let _ = map.advise_range(memmap2::Advice::WillNeed, codes_at, 8 * words * n);
-            }
-            _ => {
-                let _ = map.advise_range(memmap2::Advice::Sequential, HEADER, vectors_len);
-            }
+        for s in &self.segments {
+            s.advise_search(uses_codes);
         }
     }
 
-    /// The binary codes of every row and the mean they were taken against (see
-    /// [`super::codes`]); None in views published before format 3.
+    /// The binary codes of the first segment (None without segments or before format 3):
+    /// what a search compares the codes' width against.
     pub fn codes(&self) -> Option<Codes<'_>> {
-        let (mean_at, codes_at, words) = self.codes?;
-        let map = self.map();
-        let dim = self.manifest.dim;
-        // SAFETY: both offsets are multiples of 8 in a page-aligned mapping and their extents
-        // were checked against the file's length on open; any bits are valid f32s and u64s.
-        let (mean, codes) = unsafe {
-            (
-                std::slice::from_raw_parts(map[mean_at..].as_ptr().cast::<f32>(), dim),
-                std::slice::from_raw_parts(
-                    map[codes_at..].as_ptr().cast::<u64>(),
-                    words * self.len(),
-                ),
-            )
-        };
-        Some(Codes { mean, codes, words })
+        let mut all = self.segments.iter().map(Segment::codes);
+        let first = all.next()??;
+        all.all(|c| c.is_some()).then_some(first)
     }
 
     pub fn path(&self, row: usize) -> &Path {
-        super::key_path_ref(self.path_bytes(row))
+        let (s, r) = self.at(row);
+        s.path(r)
+    }
+
+    pub fn raw(&self, row: usize) -> Option<&Path> {
+        let (s, r) = self.at(row);
+        s.raw(r)
     }
 
     pub fn record(&self, row: usize) -> FileRecord {
-        let r = self.record_bytes(row);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&r[16..32]);
-        FileRecord {
-            id: self.id(row),
-            size: u64::from_le_bytes(r[0..8].try_into().expect("8")),
-            mtime_ns: i64::from_le_bytes(r[8..16].try_into().expect("8")),
-            hash,
-            width: u32::from_le_bytes(r[32..36].try_into().expect("4")),
-            height: u32::from_le_bytes(r[36..40].try_into().expect("4")),
-            raw: self.raw(row).map(Path::to_path_buf),
-            meta: self.meta(row),
-        }
+        let (s, r) = self.at(row);
+        s.record(r)
     }
 
-    /// The photo metadata of a row; None if it was never read (an index built by an older
-    /// clipsearch, until its next index run).
     pub fn meta(&self, row: usize) -> Option<PhotoMeta> {
-        self.meta.as_ref()?.meta(self.map(), row)
+        let (s, r) = self.at(row);
+        s.meta(r)
     }
 
-    /// A row's capture time, wall-clock milliseconds (for ordering by date).
     pub fn taken_ms(&self, row: usize) -> Option<i64> {
-        self.meta.as_ref()?.taken_ms(self.map(), row)
+        let (s, r) = self.at(row);
+        s.taken_ms(r)
     }
 
-    /// Whether the row's capture time was recorded by the camera (not the file's mtime).
     pub fn time_recorded(&self, row: usize) -> bool {
-        self.meta.as_ref().is_some_and(|m| {
-            m.time_source(self.map(), row)
-                .is_some_and(|s| s.is_recorded())
-        })
+        let (s, r) = self.at(row);
+        s.time_recorded(r)
+    }
+
+    pub fn fields(&self, row: usize) -> RowFields {
+        let (s, r) = self.at(row);
+        s.fields(r)
+    }
+
+    pub fn entry(&self, row: usize) -> ViewEntry<'_> {
+        let (s, r) = self.at(row);
+        s.entry(r)
     }
 
     /// Files whose metadata was never read.
     pub fn unread_metadata(&self) -> usize {
-        match &self.meta {
-            None => self.len(),
-            Some(m) => (0..self.len())
-                .filter(|&r| !m.is_read(self.map(), r))
-                .count(),
-        }
+        self.parts()
+            .map(|p| {
+                (0..p.len())
+                    .filter(|&i| !p.segment.meta_read(p.local(i)))
+                    .count()
+            })
+            .sum()
     }
 
     /// The rows `filter` keeps, in row order (every row for an empty filter).
@@ -656,73 +537,71 @@ impl View {
         if filter.is_empty() {
             return (0..self.len()).collect();
         }
-        let Some(m) = &self.meta else {
-            return Vec::new();
-        };
-        let mut compiled = filter.compile(&m.dict);
-        (0..self.len())
-            .filter(|&row| compiled.matches(&m.fields(self.map(), row)))
-            .collect()
-    }
-
-    /// The metadata fields of a row, as filters see them.
-    pub fn fields(&self, row: usize) -> RowFields {
-        self.meta
-            .as_ref()
-            .map(|m| m.fields(self.map(), row))
-            .unwrap_or_default()
-    }
-
-    pub fn entry(&self, row: usize) -> ViewEntry<'_> {
-        ViewEntry {
-            path: self.path(row),
-            record: self.record(row),
+        let mut out = Vec::new();
+        for p in self.parts() {
+            let mut keep = p.segment.matcher(filter);
+            out.extend(
+                (0..p.len())
+                    .filter(|&i| keep(p.local(i)))
+                    .map(|i| p.start + i),
+            );
         }
+        out
     }
 
     /// The row of a live file id.
     pub fn row_of_id(&self, id: u64) -> Option<usize> {
-        self.vectors.ids.binary_search(&id).ok()
-    }
-
-    /// The `k`-th row in path order.
-    fn row_by_path(&self, k: usize) -> usize {
-        let at = self.by_path + 4 * k;
-        u32::from_le_bytes(self.map()[at..at + 4].try_into().expect("4")) as usize
+        let (s, local) = self.physical(id)?;
+        self.global(s, local)
     }
 
     /// The row of an indexed path.
     pub fn row_of_path(&self, path: &Path) -> Option<usize> {
-        let key = path_key(path);
-        let k = self.lower_bound(&key);
-        (k < self.len() && self.path_bytes(self.row_by_path(k)) == key.as_slice())
-            .then(|| self.row_by_path(k))
-    }
-
-    fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.path_bytes(self.row_by_path(mid)) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        self.segments.iter().enumerate().rev().find_map(|(s, seg)| {
+            seg.row_of_path(path)
+                .and_then(|local| self.global(s, local))
+        })
     }
 
     /// Rows in path order.
-    pub fn rows_by_path(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.len()).map(|k| self.row_by_path(k))
+    pub fn rows_by_path(&self) -> Vec<usize> {
+        self.merge_by_path(|s, seg| Box::new(seg.rows_by_path().map(move |r| (s, r))))
     }
 
     /// Rows of the files inside `dir`, in path order.
-    pub fn rows_under(&self, dir: &Path) -> impl Iterator<Item = usize> + '_ {
-        let prefix = dir_prefix(dir);
-        let start = self.lower_bound(&prefix);
-        (start..self.len())
-            .map(|k| self.row_by_path(k))
-            .take_while(move |&row| self.path_bytes(row).starts_with(&prefix))
+    pub fn rows_under(&self, dir: &Path) -> Vec<usize> {
+        self.merge_by_path(|s, seg| Box::new(seg.rows_under(dir).map(move |r| (s, r))))
+    }
+
+    /// The live rows each segment yields in path order, merged into one path order.
+    fn merge_by_path<'a>(
+        &'a self,
+        rows: impl Fn(usize, &'a Segment) -> Box<dyn Iterator<Item = (usize, usize)> + 'a>,
+    ) -> Vec<usize> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut sources: Vec<_> = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(s, seg)| {
+                rows(s, seg).filter_map(move |(s, local)| Some((self.global(s, local)?, s, local)))
+            })
+            .collect();
+        let key = |s: usize, local: usize| path_key(self.segments[s].path(local));
+        let mut heap = BinaryHeap::new();
+        for (i, src) in sources.iter_mut().enumerate() {
+            if let Some((g, s, local)) = src.next() {
+                heap.push(Reverse((key(s, local), i, g)));
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(Reverse((_, i, g))) = heap.pop() {
+            out.push(g);
+            if let Some((g, s, local)) = sources[i].next() {
+                heap.push(Reverse((key(s, local), i, g)));
+            }
+        }
+        out
     }
 }

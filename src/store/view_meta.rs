@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::DateTime;
 
-use super::FileRecord;
+use super::record::FileRecord;
 use crate::metadata::filter::{local_ms, RowFields};
 use crate::metadata::{Gps, PhotoMeta, Place, Taken, TimeSource};
 
