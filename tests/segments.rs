@@ -228,11 +228,18 @@ impl Expected {
                 - m.deleted.as_ref().map_or(0, |d| d.count),
             self.files.len()
         );
+        let mut logs = 0;
         for e in std::fs::read_dir(dir).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
             if name.starts_with("deleted-") {
                 assert!(named.contains(&name), "{name} is not named by the manifest");
             }
+            logs += usize::from(name.starts_with("pending-"));
+        }
+        // Vectors pass through one pending log at most, gone once none is pending.
+        assert!(logs <= 1, "{logs} pending logs");
+        if store.pending_embeddings() == 0 {
+            assert_eq!(logs, 0, "a log with nothing pending");
         }
     }
 }

@@ -76,8 +76,12 @@ pub fn publish(store: &Store) -> Result<Option<ViewManifest>> {
             if let Some(v) = earlier.as_ref().and_then(|v| v.physical_vector(r.id)) {
                 return Ok(Some(v.to_vec()));
             }
-            if let Some(v) = store.pending(&r.hash)? {
-                return Ok(Some(v));
+            // An unreadable pending vector (its log damaged or deleted) is a lost one: the
+            // file is embedded again by the next run, below.
+            match store.pending(&r.hash) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "a pending vector is unreadable"),
             }
             let found = store.located(&r.hash)?.and_then(|id| {
                 earlier
@@ -198,6 +202,7 @@ pub fn publish(store: &Store) -> Result<Option<ViewManifest>> {
         }
     }
     store.drop_pending(&published)?;
+    store.rotate_pending()?;
     if store.meta_get("snapshot")?.is_some() {
         store.meta_remove("snapshot")?;
     }

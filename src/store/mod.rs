@@ -7,8 +7,9 @@
 //! - `ids`: file id (u64 big-endian) → path: resolves search hits; a removed file loses its id.
 //!   A catalog entry that changes in any way gets a new id, so that a publication finds what
 //!   changed as the ids above the last view's highest.
-//! - `embeddings`: content hash (16 bytes) → f32 little-endian vector, for content not yet in a
-//!   published segment (pending). A publication moves them into its segment.
+//! - `embeddings`: content hash (16 bytes) → where the vector is in the pending log
+//!   ([`pending`]), for content not yet in a published segment. A publication moves them into
+//!   its segment. (Format 3 stored the f32 vector itself here; such values are still read.)
 //! - `located`: content hash → the id of a file whose segment row holds its vector. Vectors are
 //!   keyed by content, so duplicates are embedded once and a moved file reuses its vector with
 //!   no model run; once published they are kept only in the segments (one copy on disk).
@@ -33,6 +34,7 @@
 pub mod codes;
 pub mod collection;
 pub mod merge;
+mod pending;
 mod record;
 pub mod segment;
 pub mod vectors;
@@ -87,6 +89,8 @@ pub struct Store {
     published: std::sync::Mutex<Option<std::sync::Arc<view::View>>>,
     /// The merge of segments running in the background, if any (see [`merge`]).
     merges: merge::Merges,
+    /// Vectors not yet published.
+    log: pending::PendingLog,
 }
 
 /// `meta` key set while the next publication must start the view afresh.
@@ -219,6 +223,7 @@ impl Store {
             pushed: open("pushed")?,
             published: std::sync::Mutex::new(None),
             merges: merge::Merges::default(),
+            log: pending::PendingLog::new(dir),
             db,
         };
         store.check_format()?;
@@ -364,6 +369,8 @@ impl Store {
         ] {
             t.clear().map_err(store_err)?;
         }
+        self.log.close();
+        self.log.remove_all_but(None);
         self.meta.insert(REPUBLISH, &[1]).map_err(store_err)?;
         self.meta
             .insert("model", serde_json::to_vec(model).map_err(store_err)?)
@@ -453,11 +460,64 @@ impl Store {
 
     /// The embedding of this content if it is pending (not yet in a published segment).
     pub(crate) fn pending(&self, hash: &ContentHash) -> Result<Option<Vec<f32>>> {
-        Ok(self
+        match self.embeddings.get(hash).map_err(store_err)? {
+            None => Ok(None),
+            Some(v) => self.pending_value(&v).map(Some),
+        }
+    }
+
+    /// A value of the `embeddings` tree: a place in the pending log, or (format 3) the vector.
+    fn pending_value(&self, v: &[u8]) -> Result<Vec<f32>> {
+        match pending::Locator::decode(v) {
+            Some(at) => self.log.read(&at),
+            None => Ok(bytes_to_f32(v)),
+        }
+    }
+
+    /// After a publication: deletes the pending logs whose vectors are all published, copying
+    /// the few that are not (and any format 3 left in sled) into a fresh log when that frees
+    /// space. Costs what stays pending, which a publication leaves near none.
+    pub(crate) fn rotate_pending(&self) -> Result<()> {
+        // sled must no longer name what is deleted below, even after a crash.
+        self.flush()?;
+        let entries: Vec<(sled::IVec, sled::IVec)> = self
             .embeddings
-            .get(hash)
-            .map_err(store_err)?
-            .map(|v| bytes_to_f32(&v)))
+            .iter()
+            .collect::<sled::Result<_>>()
+            .map_err(store_err)?;
+        let current = self.log.current();
+        if entries.is_empty() {
+            self.log.close();
+            self.log.remove_all_but(None);
+            return Ok(());
+        }
+        let mut live = 0u64;
+        let mut elsewhere = false;
+        for (_, v) in &entries {
+            match pending::Locator::decode(v) {
+                Some(at) if Some(at.generation) == current => live += 4 * at.len as u64,
+                _ => elsewhere = true,
+            }
+        }
+        if !elsewhere && 2 * live >= self.log.len() {
+            self.log.remove_all_but(current);
+            return Ok(());
+        }
+        let vectors: Vec<Vec<f32>> = entries
+            .iter()
+            .map(|(_, v)| self.pending_value(v))
+            .collect::<Result<_>>()?;
+        self.log.close();
+        let refs: Vec<&[f32]> = vectors.iter().map(Vec::as_slice).collect();
+        let at = self.log.append(&refs, || self.new_id())?;
+        let mut batch = sled::Batch::default();
+        for ((k, _), at) in entries.iter().zip(at) {
+            batch.insert(k.clone(), at.encode().to_vec());
+        }
+        self.embeddings.apply_batch(batch).map_err(store_err)?;
+        self.flush()?;
+        self.log.remove_all_but(self.log.current());
+        Ok(())
     }
 
     /// The id of a file whose segment row holds this content's vector.
@@ -498,8 +558,10 @@ impl Store {
         for h in forget {
             unlocate.remove(h.as_slice());
         }
-        for (h, v) in pending {
-            to_pending.insert(h.as_slice(), f32_to_bytes(v));
+        let vectors: Vec<&[f32]> = pending.iter().map(|(_, v)| v.as_slice()).collect();
+        let at = self.log.append(&vectors, || self.new_id())?;
+        for ((h, _), at) in pending.iter().zip(at) {
+            to_pending.insert(h.as_slice(), at.encode().to_vec());
             unlocate.remove(h.as_slice());
         }
         self.embeddings.apply_batch(to_pending).map_err(store_err)?;
@@ -575,8 +637,23 @@ impl Store {
         self.db.generate_id().map_err(store_err)
     }
 
-    /// Commits a batch of files atomically, then flushes.
+    /// Commits a batch of files atomically, then flushes. New vectors go to the pending log
+    /// first (fsynced), so that the transaction that names them finds them there.
     pub fn commit(&self, entries: &[NewEntry]) -> Result<()> {
+        let fresh: Vec<&[f32]> = entries
+            .iter()
+            .filter_map(|e| e.embedding.as_deref())
+            .collect();
+        let mut at = self.log.append(&fresh, || self.new_id())?.into_iter();
+        let located: Vec<Option<[u8; 21]>> = entries
+            .iter()
+            .map(|e| {
+                e.embedding
+                    .as_ref()
+                    .and_then(|_| at.next())
+                    .map(|a| a.encode())
+            })
+            .collect();
         let res: std::result::Result<(), TransactionError<Error>> =
             (
                 &self.files,
@@ -596,7 +673,7 @@ impl Store {
                         }
                         Ok(())
                     };
-                    for e in entries {
+                    for (e, at) in entries.iter().zip(&located) {
                         let key = path_key(&e.path);
                         if let Some(old) = files.get(&key)? {
                             let old = record::decode(&old).map_err(|err| {
@@ -607,8 +684,8 @@ impl Store {
                             add(&old.hash, -1)?;
                         }
                         add(&e.record.hash, 1)?;
-                        if let Some(v) = &e.embedding {
-                            embeddings.insert(&e.record.hash, f32_to_bytes(v))?;
+                        if let Some(at) = at {
+                            embeddings.insert(&e.record.hash, at.as_slice())?;
                         }
                         ids.insert(&e.record.id.to_be_bytes(), key.clone())?;
                         files.insert(key.clone(), record::encode(&e.record))?;
