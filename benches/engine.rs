@@ -1,7 +1,8 @@
 //! Engine benchmarks: preprocessing a large JPEG (exact and fast mode), image-tower throughput
 //! by batch size (f32 and int8), and the latency of one text query, with a ViT-B/32-shaped model
-//! (random weights: speed does not depend on their values). The int8 tower runs twice: with our
-//! AVX-512 VNNI kernel where the CPU has it, and with candle's product, as before it.
+//! (random weights: speed does not depend on their values). The int8 tower runs with the kernel
+//! the CPU has (AMX tiles, else AVX-512 VNNI, else candle's product), with candle's product as
+//! before our kernels, and where AMX runs with the VNNI kernel too: ratios side by side.
 //! Run: `cargo bench -p clipsearch --bench engine`.
 
 use std::path::Path;
@@ -73,16 +74,37 @@ fn benches(c: &mut Criterion) {
         Precision::Int8,
     )
     .unwrap();
+    // Where AMX runs: the VNNI kernel on the same CPU, for the ratio of the two.
+    std::env::set_var("CLIPSEARCH_INT8_KERNEL", "vnni");
+    let int8_vnni = clipsearch::model::int8::amx_available().then(|| {
+        ClipModel::load_with(
+            &ModelFiles::local(&tmp.path().join("vit-b32")).unwrap(),
+            Towers::Image,
+            Precision::Int8,
+        )
+        .unwrap()
+    });
     std::env::remove_var("CLIPSEARCH_INT8_KERNEL");
+    let kernel = format!("{:?}", int8.image().unwrap().int8_product().unwrap());
     let one = pre.pixels_to_tensor_data(rgb.as_raw(), 4000, 3000);
-    for (name, tower) in [
-        ("image tower ViT-B/32", model.image().unwrap()),
-        ("image tower ViT-B/32 int8", int8.image().unwrap()),
+    let mut towers = vec![
+        ("image tower ViT-B/32".to_string(), model.image().unwrap()),
         (
-            "image tower ViT-B/32 int8 (candle's Q8_0 product)",
+            format!("image tower ViT-B/32 int8 ({kernel})"),
+            int8.image().unwrap(),
+        ),
+        (
+            "image tower ViT-B/32 int8 (candle's Q8_0 product)".to_string(),
             int8_candle.image().unwrap(),
         ),
-    ] {
+    ];
+    if let Some(vnni) = &int8_vnni {
+        towers.push((
+            "image tower ViT-B/32 int8 (Vnni, forced)".to_string(),
+            vnni.image().unwrap(),
+        ));
+    }
+    for (name, tower) in towers {
         let mut g = c.benchmark_group(name);
         g.sample_size(10);
         for batch in [1usize, 8, 32] {

@@ -2,10 +2,10 @@
 //! models (CLIP, OpenCLIP) and the bundled demo model, on the fixture photographs.
 //!
 //! Bound: cosine >= 0.999 between the int8 and the f32 embedding of every image (observed with
-//! our AVX-512 VNNI kernel: at least 0.99987 over the three models, an eighth of the bound's
-//! 1 - cos; with candle's `Q8_0` product, which CI also runs under an emulated AVX2-only CPU: at
-//! least 0.99990). The kernel is tested against a scalar product of the same quantized operands
-//! in `src/model/int8.rs`. Whole fast mode (scaled
+//! our AVX-512 VNNI kernel and with our AVX2 kernel, which compute the same integers: at least
+//! 0.99987 over the three models, an eighth of the bound's 1 - cos; with candle's `Q8_0` product:
+//! at least 0.99990). CI runs this also under an emulated AVX2-only CPU. Each kernel is tested
+//! against a scalar product of the same quantized operands in `src/model/int8/tests.rs`. Whole fast mode (scaled
 //! decoding and this tower) is held, relative to how far apart the images are, in
 //! `tests/fast_decode.rs`. Exact mode is untouched: the parity tests hold it to the reference.
 
@@ -20,31 +20,44 @@ fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// The product the int8 tower runs: ours where the CPU has AVX-512 VNNI (the fast-mode figures
-/// are its), candle's elsewhere or when asked for it. With `CLIPSEARCH_REQUIRE_VNNI=1` (CI on a
-/// CPU with VNNI) ours must run, so a dispatch that stopped choosing it fails.
+/// The product the int8 tower runs: AMX tiles where the CPU has them, else our VNNI kernel, else
+/// our AVX2 kernel (the fast-mode figures are these kernels'), candle's elsewhere or when asked
+/// for (`CLIPSEARCH_INT8_KERNEL`). With `CLIPSEARCH_REQUIRE_AMX=1` / `_VNNI=1` / `_AVX2=1` (CI on
+/// a CPU with the feature) that kernel must run, so a dispatch that stopped choosing it fails.
 #[test]
 fn the_fast_tower_runs_the_kernel_the_cpu_has() {
+    use clipsearch::model::int8;
     use clipsearch::model::vision::Int8Product;
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
     let files = resolve(demo.to_str().unwrap()).unwrap();
     let model = ClipModel::load_with(&files, Towers::Image, Precision::Int8).unwrap();
     let product = model.image().unwrap().int8_product();
-    let asked_for_candle = std::env::var("CLIPSEARCH_INT8_KERNEL").as_deref() == Ok("candle");
-    let want = if clipsearch::model::int8::available() && !asked_for_candle {
-        Int8Product::Vnni
-    } else {
-        Int8Product::Candle
+    let asked = std::env::var("CLIPSEARCH_INT8_KERNEL").ok();
+    let want = match asked.as_deref() {
+        Some("candle") => Int8Product::Candle,
+        Some("vnni") if int8::available() => Int8Product::Vnni,
+        Some("avx2") if int8::avx2_available() => Int8Product::Avx2,
+        _ if int8::amx_available() => Int8Product::Amx,
+        _ if int8::available() => Int8Product::Vnni,
+        _ if int8::avx2_available() => Int8Product::Avx2,
+        _ => Int8Product::Candle,
     };
     assert_eq!(product, Some(want));
-    if std::env::var("CLIPSEARCH_REQUIRE_VNNI").as_deref() == Ok("1") {
+    let required = |var: &str| std::env::var(var).as_deref() == Ok("1");
+    let any = ["AMX", "VNNI", "AVX2"].map(|f| required(&format!("CLIPSEARCH_REQUIRE_{f}")));
+    if any.contains(&true) {
         assert!(
-            !asked_for_candle,
-            "CLIPSEARCH_REQUIRE_VNNI=1 with CLIPSEARCH_INT8_KERNEL=candle"
+            asked.is_none(),
+            "a kernel is required, and CLIPSEARCH_INT8_KERNEL={asked:?}"
         );
-        assert_eq!(
+    }
+    if required("CLIPSEARCH_REQUIRE_AMX") {
+        assert_eq!(product, Some(Int8Product::Amx), "AMX is required here");
+    } else if required("CLIPSEARCH_REQUIRE_VNNI") {
+        // A CPU with AMX has VNNI too: either of our kernels, never candle's.
+        assert_ne!(
             product,
-            Some(Int8Product::Vnni),
+            Some(Int8Product::Candle),
             "our kernel is required here"
         );
     }

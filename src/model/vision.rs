@@ -30,28 +30,27 @@ use super::int8;
 use crate::error::Result;
 
 /// A linear layer whose weight is int8 when its input width allows (a multiple of 32): our
-/// kernel on CPUs with AVX-512 VNNI ([`int8`]), candle's `Q8_0` product elsewhere; f32 when the
-/// width does not allow.
+/// kernels on x86-64 CPUs with AMX, AVX-512 VNNI or AVX2 ([`int8`]), candle's `Q8_0` product
+/// elsewhere; f32
+/// when the width does not allow.
 enum QLinear {
-    Vnni(int8::Int8Matrix),
+    Ours(int8::Int8Matrix),
     Candle {
         weight: QMatMul,
         bias: Option<Tensor>,
     },
 }
 
-/// `CLIPSEARCH_INT8_KERNEL=candle` uses candle's product even where ours runs: for comparing
-/// the two side by side (`cargo bench --bench engine`).
-fn vnni_kernel() -> bool {
-    int8::available() && std::env::var("CLIPSEARCH_INT8_KERNEL").as_deref() != Ok("candle")
-}
-
 /// Which integer product an int8 tower's linear layers run: what the fast-mode figures depend
 /// on, so tests can hold the dispatch to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Product {
+    /// Our AMX kernel ([`int8`]).
+    Amx,
     /// Our AVX-512 VNNI kernel ([`int8`]).
     Vnni,
+    /// Our AVX2 kernel ([`int8`]).
+    Avx2,
     /// candle's `Q8_0` product.
     Candle,
 }
@@ -59,19 +58,24 @@ pub enum Int8Product {
 impl QLinear {
     fn product(&self) -> Int8Product {
         match self {
-            QLinear::Vnni(_) => Int8Product::Vnni,
+            QLinear::Ours(m) => match m.kernel() {
+                int8::Kernel::Amx => Int8Product::Amx,
+                int8::Kernel::Vnni => Int8Product::Vnni,
+                int8::Kernel::Avx2 => Int8Product::Avx2,
+            },
             QLinear::Candle { .. } => Int8Product::Candle,
         }
     }
 
     fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
-        if vnni_kernel() && int8::block_for(in_dim).is_some() {
+        // `int8::kernel` honours CLIPSEARCH_INT8_KERNEL, for comparisons side by side.
+        if int8::kernel().is_some() && int8::block_for(in_dim).is_some() {
             let w = weight.flatten_all()?.to_vec1::<f32>()?;
             let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
             let m = int8::Int8Matrix::quantize(&w, out_dim, in_dim, bias)
                 .expect("block_for said the width is quantizable");
-            return Ok(QLinear::Vnni(m));
+            return Ok(QLinear::Ours(m));
         }
         let weight = if in_dim % GgmlDType::Q8_0.block_size() == 0 {
             QMatMul::from_qtensor(QTensor::quantize(&weight, GgmlDType::Q8_0)?)?
@@ -88,7 +92,7 @@ impl QLinear {
             ClipActivation::Gelu => int8::Epilogue::Gelu,
         };
         match self {
-            QLinear::Vnni(m) => (QLinear::Vnni(m.with_epilogue(epilogue)), true),
+            QLinear::Ours(m) => (QLinear::Ours(m.with_epilogue(epilogue)), true),
             other => (other, false),
         }
     }
@@ -102,7 +106,7 @@ impl QLinear {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            QLinear::Vnni(m) => Ok(x.apply_op1_no_bwd(m)?),
+            QLinear::Ours(m) => Ok(x.apply_op1_no_bwd(m)?),
             QLinear::Candle { weight, bias } => {
                 let y = weight.forward(x)?;
                 Ok(match bias {
