@@ -110,7 +110,7 @@ pub(super) struct Sums([[i32; 16]; 64]);
 
 /// The tile instructions a task runs: the hardware's, or (in tests) a model of them in Rust that
 /// reads and writes the same addresses, so that the task's blocking, addressing and scaling are
-/// tested on every CPU with VNNI and only the few instructions below need AMX to be tested.
+/// tested on any x86-64 CPU and only the few instructions below need AMX to be tested.
 pub(super) trait Tiles {
     /// Before a task's first product (the tile configuration).
     unsafe fn begin();
