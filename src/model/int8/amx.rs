@@ -25,9 +25,7 @@ use std::arch::x86_64::__cpuid_count;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
-use super::operands::{Activations, Int8Matrix, SharedOut, PANEL};
+use super::operands::{for_each_task, Activations, Int8Matrix, SharedOut, PANEL};
 use super::vnni;
 
 /// Rows of a micro-tile: two activation tiles of 16.
@@ -226,15 +224,10 @@ pub(super) unsafe fn matmul<T: Tiles>(
     let padded = m.next_multiple_of(TILE_ROWS);
     debug_assert!(acts.data.len() >= padded * matrix.k);
     let out = SharedOut(y.as_mut_ptr());
-    let groups = padded.div_ceil(TASK_ROWS);
-    (0..groups * matrix.panels)
-        .into_par_iter()
-        .for_each(|task| {
-            let (group, panel) = (task / matrix.panels, task % matrix.panels);
-            let rows = group * TASK_ROWS..padded.min((group + 1) * TASK_ROWS);
-            // SAFETY: as the caller promised; tasks write disjoint rows and panels of `y`.
-            unsafe { self::task::<T>(matrix, acts, rows, m, panel, &out) };
-        });
+    for_each_task(matrix, padded, TASK_ROWS, |rows, panel| {
+        // SAFETY: as the caller promised; tasks write disjoint rows and panels of `y`.
+        unsafe { self::task::<T>(matrix, acts, rows, m, panel, &out) };
+    });
 }
 
 /// Rows `rows` of the padded activations (whole micro-tiles) against one panel; rows below

@@ -16,9 +16,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
-use super::operands::{Activations, Int8Matrix, SharedOut, PANEL};
+use super::operands::{for_each_task, Activations, Int8Matrix, SharedOut, PANEL};
 
 /// Rows of a micro-tile: 2 x 4 accumulators plus each row's two activation vectors fit the 16
 /// registers (with 3 rows they spilled, and ran at a third of the speed).
@@ -38,16 +36,11 @@ pub(super) fn available() -> bool {
 pub(super) unsafe fn matmul(matrix: &Int8Matrix, acts: &Activations, m: usize, y: &mut [f32]) {
     debug_assert_eq!(y.len(), m * matrix.n);
     let out = SharedOut(y.as_mut_ptr());
-    let groups = m.div_ceil(TASK_ROWS);
-    (0..groups * matrix.panels)
-        .into_par_iter()
-        .for_each(|task| {
-            let (group, panel) = (task / matrix.panels, task % matrix.panels);
-            let rows = group * TASK_ROWS..m.min((group + 1) * TASK_ROWS);
-            // SAFETY: as the caller promised; each task writes only its own rows' columns of its
-            // own panel.
-            unsafe { self::task(matrix, acts, rows, panel, &out) };
-        });
+    for_each_task(matrix, m, TASK_ROWS, |rows, panel| {
+        // SAFETY: as the caller promised; each task writes only its own rows' columns of its
+        // own panel.
+        unsafe { self::task(matrix, acts, rows, panel, &out) };
+    });
 }
 
 #[target_feature(enable = "avx2,fma")]

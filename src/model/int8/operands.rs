@@ -99,3 +99,20 @@ pub(super) struct TileArgs {
     pub(super) offsets: *const i32,
     pub(super) width: usize,
 }
+
+/// Runs `task(rows, panel)` for every task of up to `task_rows` of the first `rows` rows by one
+/// panel of the matrix, in parallel: each kernel's way of splitting a product across cores (a
+/// task's rows reuse its panel's weights from cache; tasks write disjoint parts of the output).
+pub(super) fn for_each_task(
+    matrix: &Int8Matrix,
+    rows: usize,
+    task_rows: usize,
+    task: impl Fn(std::ops::Range<usize>, usize) + Sync,
+) {
+    use rayon::prelude::*;
+    let groups = rows.div_ceil(task_rows);
+    (0..groups * matrix.panels).into_par_iter().for_each(|t| {
+        let (group, panel) = (t / matrix.panels, t % matrix.panels);
+        task(group * task_rows..rows.min((group + 1) * task_rows), panel);
+    });
+}

@@ -4,9 +4,9 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
-use super::operands::{Activations, Epilogue, Int8Matrix, SharedOut, TileArgs, PANEL};
+use super::operands::{
+    for_each_task, Activations, Epilogue, Int8Matrix, SharedOut, TileArgs, PANEL,
+};
 
 /// Rows of a micro-tile: 6 x 4 accumulators plus the 4 weight vectors fit the 32 registers.
 const TILE_ROWS: usize = 6;
@@ -21,16 +21,11 @@ const TASK_ROWS: usize = 8 * TILE_ROWS;
 pub(super) unsafe fn matmul(matrix: &Int8Matrix, acts: &Activations, m: usize, y: &mut [f32]) {
     debug_assert_eq!(y.len(), m * matrix.n);
     let out = SharedOut(y.as_mut_ptr());
-    let groups = m.div_ceil(TASK_ROWS);
-    (0..groups * matrix.panels)
-        .into_par_iter()
-        .for_each(|task| {
-            let (group, panel) = (task / matrix.panels, task % matrix.panels);
-            let rows = group * TASK_ROWS..m.min((group + 1) * TASK_ROWS);
-            // SAFETY: as the caller promised; each task writes only its own rows' columns of its
-            // own panel, so no two tasks write the same element of `y`.
-            unsafe { self::task(matrix, acts, rows, panel, &out) };
-        });
+    for_each_task(matrix, m, TASK_ROWS, |rows, panel| {
+        // SAFETY: as the caller promised; each task writes only its own rows' columns of its
+        // own panel, so no two tasks write the same element of `y`.
+        unsafe { self::task(matrix, acts, rows, panel, &out) };
+    });
 }
 
 /// One panel's columns for a range of rows, a micro-tile at a time.
