@@ -424,10 +424,12 @@ fn real_files(root: &Path, files: usize) {
     let summary: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     let publish = summary["timings"]["publish_seconds"].as_f64().unwrap();
     let run_secs = summary["seconds"].as_f64().unwrap();
+    let commits = summary["timings"]["store_seconds"].as_f64().unwrap();
     println!(
-        "`clipsearch index` of {files} files, demo model: {secs:.1} s wall ({:.0} images/s), peak RSS {rss:.0} MB; publications {publish:.2} s of {run_secs:.1} s = {:.1}%",
+        "`clipsearch index` of {files} files, demo model: {secs:.1} s wall ({:.0} images/s), peak RSS {rss:.0} MB; publications {publish:.2} s of {run_secs:.1} s = {:.1}%; commits to the catalog {commits:.1} s = {:.1}%",
         summary["embedded"].as_f64().unwrap_or(0.0) / run_secs,
-        100.0 * publish / run_secs
+        100.0 * publish / run_secs,
+        100.0 * commits / run_secs
     );
     let db = du(&index.join("db"));
     println!(

@@ -292,7 +292,9 @@ fn before_the_first_view_a_reader_says_so_and_an_unpublished_index_is_published_
             .collect()
     };
     {
-        let db = sled::open(idx.join("db")).unwrap();
+        let db = clipsearch::store::sled_config(&idx.join("db"))
+            .open()
+            .unwrap();
         let embeddings = db.open_tree("embeddings").unwrap();
         for (hash, v) in &vectors {
             let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();

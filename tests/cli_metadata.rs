@@ -324,7 +324,9 @@ fn downgrade(idx: &Path) {
         (records, vectors)
     };
     {
-        let db = sled::open(idx.join("db")).unwrap();
+        let db = clipsearch::store::sled_config(&idx.join("db"))
+            .open()
+            .unwrap();
         let files = db.open_tree("files").unwrap();
         let embeddings = db.open_tree("embeddings").unwrap();
         for ((path, rec), v) in records.iter().zip(&vectors) {

@@ -199,4 +199,20 @@ fn demo_runs_offline_and_finds_what_it_is_asked_for() {
         "{}",
         stdout(&out)
     );
+    // The search it suggests works from a folder that holds a folder named like the bundled
+    // model (the index names its model "demo"; a folder of that name without a checkpoint
+    // once shadowed it: "model directory demo has no config.json").
+    assert!(
+        text.contains("Try your own: clipsearch search --index"),
+        "{text}"
+    );
+    std::fs::create_dir(tmp.path().join("demo")).unwrap();
+    let out = run(clipsearch().current_dir(tmp.path()).args([
+        "search",
+        "two pink hearts",
+        "--index",
+        "index",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 10, "{}", stdout(&out));
 }

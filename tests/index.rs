@@ -458,7 +458,9 @@ fn another_model_or_a_newer_format_is_refused_with_guidance() {
     );
     // A database of a newer format than this binary's: refused by name, not misread.
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = clipsearch::store::sled_config(&dir.path().join("db"))
+            .open()
+            .unwrap();
         let newer = clipsearch::store::FORMAT_VERSION + 1;
         db.open_tree("meta")
             .unwrap()
@@ -626,4 +628,37 @@ fn reopening_an_index_this_process_is_still_closing_waits_for_its_lock() {
     closer.join().unwrap();
     assert!(again.is_ok(), "{}", again.err().unwrap());
     assert!(start.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+/// New indexes get sled log segments of 8 MiB and a compressed log; one created with sled's
+/// defaults (512 KiB, uncompressed: every index before that change) still opens and is written
+/// with what it was created with (sled refuses a change).
+#[test]
+fn an_index_keeps_the_sled_storage_parameters_it_was_created_with() {
+    let conf = |dir: &std::path::Path| {
+        String::from_utf8_lossy(&std::fs::read(dir.join("db/conf")).unwrap()).into_owned()
+    };
+    let new = tempfile::tempdir().unwrap();
+    drop(Store::open(new.path(), Some(&identity(8))).unwrap());
+    let c = conf(new.path());
+    assert!(
+        c.contains("segment_size: 8388608\n") && c.contains("use_compression: true\n"),
+        "{c}"
+    );
+    let old = tempfile::tempdir().unwrap();
+    drop(sled::open(old.path().join("db")).unwrap());
+    let before = conf(old.path());
+    assert!(
+        before.contains("segment_size: 524288\n") && before.contains("use_compression: false\n")
+    );
+    let v = Rng(5).unit(8);
+    for _ in 0..2 {
+        let store = Store::open(old.path(), Some(&identity(8))).unwrap();
+        let id = commit_one(&store, "a.jpg", &v);
+        assert_eq!(
+            store.path_of(id).unwrap().unwrap(),
+            std::path::Path::new("/photos/a.jpg")
+        );
+    }
+    assert_eq!(conf(old.path()), before);
 }

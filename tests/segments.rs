@@ -410,6 +410,79 @@ fn a_view_of_many_segments_searched_through_its_codes_recalls_the_exact_top_10()
     assert!(recall >= BOUND, "recall@10 {recall:.4} < {BOUND}");
 }
 
+/// The candidates are chosen by one cut-off over every segment's codes: a small segment added
+/// last that holds the whole answer (a folder of near-identical shots, say) gives all of it,
+/// although it is a small share of the view's rows.
+#[test]
+fn the_answer_held_by_one_small_segment_is_found_whole() {
+    small_segments();
+    let dir = tempfile::tempdir().unwrap();
+    let dim = 256;
+    let store = Store::open(dir.path(), Some(&identity(dim))).unwrap();
+    let mut rng = Rng(23);
+    let centres: Vec<Vec<f32>> = (0..30).map(|_| rng.unit(dim)).collect();
+    let mut n = 0u64;
+    let mut entry = |store: &Store, centre: &[f32], spread: f32, rng: &mut Rng| {
+        n += 1;
+        let hash = content_hash(&n.to_le_bytes());
+        let noise = rng.unit(dim);
+        let mut v: Vec<f32> = centre
+            .iter()
+            .zip(&noise)
+            .map(|(a, b)| a + spread * b)
+            .collect();
+        normalize(&mut v);
+        NewEntry {
+            path: PathBuf::from(format!("/p/{n:06}.jpg")),
+            record: Expected::record(store, hash),
+            embedding: Some(v),
+        }
+    };
+    for batch in 0..30 {
+        let entries: Vec<NewEntry> = (0..100)
+            .map(|i| entry(&store, &centres[(batch + i) % 30], 0.6, &mut rng))
+            .collect();
+        store.commit(&entries).unwrap();
+        publish(&store).unwrap();
+    }
+    let shots = rng.unit(dim);
+    let entries: Vec<NewEntry> = (0..250)
+        .map(|_| entry(&store, &shots, 0.3, &mut rng))
+        .collect();
+    store.commit(&entries).unwrap();
+    let m = publish_and_settle(&store).unwrap().unwrap();
+    assert!(m.segments.len() >= 3, "{} segments", m.segments.len());
+    // At 5 results a segment of more than 200 rows is searched through its codes, and 200
+    // candidates are rescored in all: the shots' segment must give them.
+    let coded = SearchIndex::open(dir.path()).unwrap().with_scan(100, 100);
+    let exact = SearchIndex::open(dir.path())
+        .unwrap()
+        .with_scan(usize::MAX, 0);
+    let shot_ids: Vec<u64> = entries.iter().map(|e| e.record.id).collect();
+    let (mut found, mut total) = (0, 0);
+    for _ in 0..50 {
+        let noise = rng.unit(dim);
+        let mut q: Vec<f32> = shots.iter().zip(&noise).map(|(a, b)| a + 0.3 * b).collect();
+        normalize(&mut q);
+        let truth: Vec<u64> = exact.search(&q, 5).iter().map(|h| h.id).collect();
+        assert!(truth.iter().all(|id| shot_ids.contains(id)));
+        let got = coded.search(&q, 5);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|h| shot_ids.contains(&h.id)), "only shots");
+        found += got.iter().filter(|h| truth.contains(&h.id)).count();
+        total += truth.len();
+    }
+    // Within one tight cluster the codes order candidates least well (the hardest case
+    // for them): 200 of the 250 shots are rescored.
+    let recall = found as f64 / total as f64;
+    println!("recall@5 within the small segment's cluster: {recall:.4}");
+    assert!(
+        recall >= 0.85,
+        "recall@5 {recall:.4} over {} segments",
+        m.segments.len()
+    );
+}
+
 /// A segment file deleted by hand loses only its files' vectors: the next publication serves
 /// what remains and takes the lost files out of the catalog, so that the next index run embeds
 /// them again (rather than the view lacking them while the catalog says they are indexed).

@@ -142,9 +142,13 @@ impl SearchIndex {
         }
         let deleted = view.deleted();
         let mut hits = Vec::new();
-        // Each segment on its own: its codes are taken against its own mean, and its share of
-        // the candidates is its share of the rows (at least what `k` results need), so that a
-        // view of a few large segments rescores about what one segment would.
+        // Segments large enough to choose from by their codes are chosen from together: each
+        // segment's Hamming distances (taken against its own mean, so not comparable as they
+        // stand) are put on one scale, the dot product they estimate, and one cut-off on it
+        // picks the `want` candidates best in the whole view wherever they lie. A share per
+        // segment instead rescores `want` plus a floor per segment, and a segment that holds
+        // most of the answer still gives its best. Each segment also gives its own best `k`.
+        let mut chosen: Vec<Chosen> = Vec::new();
         for p in view.parts() {
             let seg = p.segment;
             let locals: Option<Vec<usize>> = match &sorted {
@@ -159,13 +163,23 @@ impl SearchIndex {
             if n_s == 0 {
                 continue;
             }
-            let want_s = (want * n_s).div_ceil(n.max(1)).max(RESCORE_PER_RESULT * k);
-            match seg.codes().filter(|_| coded && n_s > want_s) {
+            match seg
+                .codes()
+                .filter(|_| coded && n_s > RESCORE_PER_RESULT * k)
+            {
                 Some(c) => {
                     let mut code = vec![0u64; c.words];
                     codes::encode(query, c.mean, &mut code);
-                    let candidates = codes::nearest(c.codes, &code, locals.as_deref(), want_s);
-                    hits.extend(rescore(seg, query, k, &candidates));
+                    let distances = codes::distances(c.codes, &code, locals.as_deref());
+                    let mut histogram = codes::Histogram::new(c.words);
+                    histogram.add(&distances);
+                    chosen.push(Chosen {
+                        segment: seg,
+                        rows: locals,
+                        scores: estimated_scores(query, c.mean),
+                        distances,
+                        histogram,
+                    });
                 }
                 None => match (&sorted, locals) {
                     (None, _) => hits.extend(super::exact::scan(seg.vectors(), query, k, &|id| {
@@ -176,8 +190,71 @@ impl SearchIndex {
                 },
             }
         }
+        let bar = score_cutoff(&chosen, want);
+        for c in chosen {
+            // The largest distance whose estimate reaches the bar, and at least the own k best.
+            let on_bar = c.scores.iter().take_while(|&&s| s >= bar).count();
+            let cutoff = (on_bar.saturating_sub(1) as u16).max(c.histogram.cutoff(k));
+            let candidates = codes::within(&c.distances, c.rows.as_deref(), cutoff);
+            hits.extend(rescore(c.segment, query, k, &candidates));
+        }
         top_k(hits, k)
     }
+}
+
+/// A segment searched through its codes: the distances of its rows and what they estimate.
+struct Chosen<'v> {
+    segment: &'v Segment,
+    /// The rows the distances are of (every row when None).
+    rows: Option<Vec<usize>>,
+    distances: Vec<u16>,
+    histogram: codes::Histogram,
+    /// The dot product with the query that each Hamming distance estimates.
+    scores: Vec<f32>,
+}
+
+/// The dot product of the query with a vector of the segment whose code is at each Hamming
+/// distance from the query's: `q.v = q.m + (q-m).(v-m) + m.(v-m)`, the last term zero on average
+/// over the segment, the middle one `|q-m| |v-m| cos(theta)` with `theta = pi d / bits` (sign
+/// random projection's estimate) and `|v-m|^2 = 1 - |m|^2` on average for unit vectors. Rough
+/// for a single row, but it puts the segments on one scale: a segment whose mean is near the
+/// query (a folder of shots of it) ranks above one whose mean is not.
+fn estimated_scores(query: &[f32], mean: &[f32]) -> Vec<f32> {
+    let bits = mean.len();
+    let qm = dot(query, mean);
+    let mm = dot(mean, mean);
+    let q_off = (dot(query, query) - 2.0 * qm + mm).max(0.0).sqrt();
+    let v_off = (1.0 - mm).max(0.0).sqrt();
+    let words = bits.div_ceil(64);
+    (0..=64 * words)
+        .map(|d| {
+            let theta = std::f32::consts::PI * (d.min(bits) as f32) / bits as f32;
+            qm + q_off * v_off * theta.cos()
+        })
+        .collect()
+}
+
+/// The estimated score at which the best `want` rows of all the chosen segments are in.
+fn score_cutoff(chosen: &[Chosen], want: usize) -> f32 {
+    let mut bins: Vec<(f32, usize)> = chosen
+        .iter()
+        .flat_map(|c| {
+            c.scores
+                .iter()
+                .zip(c.histogram.counts())
+                .filter(|(_, &n)| n > 0)
+                .map(|(&s, &n)| (s, n))
+        })
+        .collect();
+    bins.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let mut seen = 0;
+    for (s, n) in bins {
+        seen += n;
+        if seen >= want {
+            return s;
+        }
+    }
+    f32::NEG_INFINITY
 }
 
 /// The best `k` of a segment's `rows` (scattered: candidates, or what a filter kept) by exact

@@ -15,6 +15,7 @@ use candle_nn::{LayerNorm, Linear, VarBuilder};
 pub use super::activation::ClipActivation;
 use super::config::{ClipConfig, TextConfig, VisionConfig};
 use super::family::ClipParams;
+use super::token_table::TokenTable;
 use crate::error::Result;
 
 struct Attention {
@@ -131,7 +132,7 @@ impl Encoder {
 /// state at its end token does not depend on anything after it (MobileCLIP's is not: it reads
 /// its input padded to the context length).
 pub struct ClipTextTower {
-    token: candle_nn::Embedding,
+    token: TokenTable,
     position: Tensor,
     encoder: Encoder,
     final_norm: LayerNorm,
@@ -140,11 +141,30 @@ pub struct ClipTextTower {
 
 impl ClipTextTower {
     pub fn new(vb: VarBuilder, c: &TextConfig, p: ClipParams) -> Result<Self> {
+        Self::with_table(vb, c, p, None)
+    }
+
+    /// As [`ClipTextTower::new`], with the token table given (read from the mapped checkpoint)
+    /// rather than loaded from `vb`.
+    pub fn with_table(
+        vb: VarBuilder,
+        c: &TextConfig,
+        p: ClipParams,
+        table: Option<TokenTable>,
+    ) -> Result<Self> {
         let (act, eps, causal) = (p.text_act, p.text_eps, p.text_causal);
         let h = c.hidden_size;
         let e = vb.pp("embeddings");
+        let token = match table {
+            Some(t) => t,
+            None => TokenTable::Loaded(candle_nn::embedding(
+                c.vocab_size,
+                h,
+                e.pp("token_embedding"),
+            )?),
+        };
         Ok(ClipTextTower {
-            token: candle_nn::embedding(c.vocab_size, h, e.pp("token_embedding"))?,
+            token,
             position: e.get((c.max_position_embeddings, h), "position_embedding.weight")?,
             encoder: Encoder::new(
                 vb.clone(),

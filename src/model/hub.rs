@@ -33,12 +33,17 @@ fn is_hub_id(spec: &str) -> bool {
 /// the cache); anything else is an error saying what was expected.
 pub fn resolve(spec: &str) -> Result<ModelFiles> {
     let path = Path::new(spec);
+    // The bundled model's name is also a common folder name (`clipsearch demo --dir demo`
+    // makes one, and an index made with the demo model names it): such a folder shadows the
+    // bundled model only if it holds a checkpoint. Hub ids always contain a slash, so the
+    // name cannot shadow one.
+    let checkpoint =
+        path.join("config.json").is_file() || path.join("open_clip_config.json").is_file();
+    if spec == bundled::DEMO && !checkpoint {
+        return bundled::demo();
+    }
     if path.is_dir() {
         return ModelFiles::local(path);
-    }
-    // Hub ids always contain a slash, so the bundled model's bare name cannot shadow one.
-    if spec == bundled::DEMO {
-        return bundled::demo();
     }
     if !is_hub_id(spec) {
         return Err(Error::ModelUnavailable(format!(

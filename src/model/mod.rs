@@ -33,6 +33,7 @@ pub mod int8;
 pub mod layout;
 pub mod openclip;
 pub mod synthetic;
+pub mod token_table;
 pub mod vision;
 pub mod weights;
 
@@ -190,14 +191,17 @@ fn load_tensors(
     towers: Towers,
     precision: Precision,
     device: &Device,
+    mapped: Option<&str>,
 ) -> Result<std::collections::HashMap<String, Tensor>> {
     use rayon::prelude::*;
     // The int8 tower quantizes the image tower's weights from the checkpoint's layout: laying
     // them out for f32 products first would be a copy of every weight for nothing.
+    let quantized = |key: &str| {
+        precision == Precision::Int8
+            && (key.starts_with("vision_model.") || key.starts_with("visual_projection."))
+    };
     let for_matmul = |key: &str, t: Tensor| -> candle_core::Result<Tensor> {
-        let quantized = precision == Precision::Int8
-            && (key.starts_with("vision_model.") || key.starts_with("visual_projection."));
-        if quantized {
+        if quantized(key) {
             Ok(t)
         } else {
             layout::for_matmul(key, t)
@@ -216,8 +220,16 @@ fn load_tensors(
     }
     weights::expected_tensors(config, towers)
         .into_par_iter()
+        .filter(|(key, _)| Some(key.as_str()) != mapped)
         .map(|(key, _)| {
-            let t = for_matmul(&key, st.load(&key, device)?.to_dtype(DType::F32)?)?;
+            let relaid = match quantized(&key) {
+                false => layout::load_linear_weight(st, &key, device)?,
+                true => None,
+            };
+            let t = match relaid {
+                Some(t) => t,
+                None => for_matmul(&key, st.load(&key, device)?.to_dtype(DType::F32)?)?,
+            };
             if device.is_cpu() {
                 release_pages(st, &key);
             }
@@ -228,7 +240,7 @@ fn load_tensors(
 
 /// Drops the mapped checkpoint pages of a tensor that was just copied out of them: without
 /// it, a process holds every weight twice at its peak (the copy, and the file's pages mapped
-/// while reading it), which for ViT-B/32's text tower is 250 MB more for a query. The pages stay
+/// while reading it), which for ViT-B/32's text tower would be 150 MB more for a query. The pages stay
 /// in the page cache; were they read again, they would fault back in from the unchanged,
 /// read-only file, so nothing can observe the difference but the resident set.
 fn release_pages(st: &MmapedSafetensors, key: &str) {
@@ -247,6 +259,9 @@ fn release_pages(st: &MmapedSafetensors, key: &str) {
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
 }
+
+/// The HF CLIP text tower's token embedding table.
+const TOKEN_TABLE: &str = "text_model.embeddings.token_embedding.weight";
 
 /// Maps the checkpoint's weights file.
 fn map_checkpoint(weights: &std::path::Path) -> Result<MmapedSafetensors> {
@@ -332,26 +347,29 @@ fn read_tokenizer(files: &ModelFiles, config: &ClipConfig) -> Result<Tokenizer> 
 
 /// The tokenizer (when the text tower is wanted) and the towers' tensors, side by side.
 ///
-/// Start-up latency matters for one-shot CLI queries: tokenizer.json is parsed (~130 ms for
-/// CLIP's) on another thread while the tensors are copied out of the mapping in parallel (~170
-/// ms for the ViT-B/32 text tower when done one by one).
+/// Start-up latency matters for one-shot CLI queries: tokenizer.json is parsed on another
+/// thread while `tensors` copies the weights out of the mapping in parallel (CLIP's token
+/// table stays in it: [`token_table`]).
 fn read_tokenizer_and_tensors(
     files: &ModelFiles,
     config: &ClipConfig,
-    weights: &std::path::Path,
-    st: &MmapedSafetensors,
     towers: Towers,
-    precision: Precision,
-    device: &Device,
+    tensors: impl FnOnce() -> Result<std::collections::HashMap<String, Tensor>>,
 ) -> (
     Result<Option<Tokenizer>>,
     Result<std::collections::HashMap<String, Tensor>>,
 ) {
     std::thread::scope(|s| {
-        let tokenizer = towers
-            .text()
-            .then(|| s.spawn(|| read_tokenizer(files, config)));
-        let tensors = load_tensors(weights, st, config, towers, precision, device);
+        let start = std::time::Instant::now();
+        let tokenizer = towers.text().then(|| {
+            s.spawn(move || {
+                let t = read_tokenizer(files, config);
+                tracing::debug!(ms = start.elapsed().as_millis() as u64, "tokenizer read");
+                t
+            })
+        });
+        let tensors = tensors();
+        tracing::debug!(ms = start.elapsed().as_millis() as u64, "weights read");
         let tokenizer = tokenizer.map(|h| h.join().expect("tokenizer thread panicked"));
         (tokenizer.transpose(), tensors)
     })
@@ -367,7 +385,7 @@ impl ClipModel {
     pub fn load_with(files: &ModelFiles, towers: Towers, precision: Precision) -> Result<Self> {
         let config = ClipConfig::from_file(&files.config())?;
         let weights = files.weights();
-        let st = map_checkpoint(&weights)?;
+        let st = std::sync::Arc::new(map_checkpoint(&weights)?);
         if !openclip::is_openclip(&st) {
             weights::check(&weights, &st, &config, towers)?;
         }
@@ -378,11 +396,37 @@ impl ClipModel {
         let mut identity = identity_of(files, &config, &pre_config)?;
         identity.precision = precision.as_str().into();
         let device = crate::device::select();
-        let (tokenizer, tensors) =
-            read_tokenizer_and_tensors(files, &config, &weights, &st, towers, precision, &device);
+        // CLIP's token table stays in the mapping on the CPU (see [`token_table`]).
+        let mapped = (towers.text()
+            && device.is_cpu()
+            && matches!(config.family, Family::Clip(_))
+            && config.hf_text.is_none()
+            && !openclip::is_openclip(&st))
+        .then_some(TOKEN_TABLE);
+        let (tokenizer, tensors) = read_tokenizer_and_tensors(files, &config, towers, || {
+            load_tensors(&weights, &st, &config, towers, precision, &device, mapped)
+        });
         let vb = VarBuilder::from_tensors(tensors?, DType::F32, &device);
+        let table = match mapped {
+            Some(key) => Some(token_table::TokenTable::Mapped(
+                token_table::MappedRows::new(
+                    st.clone(),
+                    key,
+                    config.text.vocab_size,
+                    config.text.hidden_size,
+                    device.clone(),
+                )?,
+            )),
+            None => None,
+        };
         let text = match tokenizer? {
-            Some(tokenizer) => Some(TextEncoder::build(&vb, &config, tokenizer, device.clone())?),
+            Some(tokenizer) => Some(TextEncoder::build(
+                &vb,
+                &config,
+                tokenizer,
+                table,
+                device.clone(),
+            )?),
             None => None,
         };
         let image = if towers.image() {
@@ -492,14 +536,16 @@ impl TextEncoder {
         vb: &VarBuilder,
         config: &ClipConfig,
         tokenizer: Tokenizer,
+        table: Option<token_table::TokenTable>,
         device: Device,
     ) -> Result<Self> {
         let tower = match tokenizer {
             Tokenizer::Clip(tokenizer) => TextTower::Clip {
-                transformer: Box::new(ClipTextTower::new(
+                transformer: Box::new(ClipTextTower::with_table(
                     vb.pp("text_model"),
                     &config.text,
                     clip_params(config)?,
+                    table,
                 )?),
                 projection: linear_no_bias(
                     vb.pp("text_projection"),

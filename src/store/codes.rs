@@ -39,7 +39,7 @@ fn hamming(a: &[u64], b: &[u64]) -> u32 {
 const CHUNK: usize = 16 * 1024;
 
 /// Distances from `query` to the codes of `rows` (every row when None), in their order.
-fn distances(codes: &[u64], query: &[u64], rows: Option<&[usize]>) -> Vec<u16> {
+pub fn distances(codes: &[u64], query: &[u64], rows: Option<&[usize]>) -> Vec<u16> {
     let w = query.len();
     let n = rows.map_or(codes.len() / w.max(1), <[usize]>::len);
     let mut out = vec![0u16; n];
@@ -118,28 +118,53 @@ fn block_portable(codes: &[u64], query: &[u64], out: &mut [u16]) {
 /// histogram instead of a heap or a sort: two passes over an array of u16s.
 pub fn nearest(codes: &[u64], query: &[u64], rows: Option<&[usize]>, n: usize) -> Vec<usize> {
     let d = distances(codes, query, rows);
-    let row = |i: usize| rows.map_or(i, |r| r[i]);
-    if d.len() <= n {
-        return (0..d.len()).map(row).collect();
+    let mut histogram = Histogram::new(query.len());
+    histogram.add(&d);
+    within(&d, rows, histogram.cutoff(n))
+}
+
+/// How many rows are at each Hamming distance: what picks the cut-off of [`nearest`], and,
+/// summed over a view's segments, one cut-off for all of them.
+pub struct Histogram(Vec<usize>);
+
+impl Histogram {
+    /// An empty histogram for codes of `words` words.
+    pub fn new(words: usize) -> Self {
+        Histogram(vec![0; 64 * words + 1])
     }
-    let mut histogram = vec![0usize; 64 * query.len() + 1];
-    for &x in &d {
-        histogram[x as usize] += 1;
+
+    pub fn add(&mut self, distances: &[u16]) {
+        for &x in distances {
+            self.0[x as usize] += 1;
+        }
     }
-    // The smallest distance at which `n` rows are in; every row at that distance is kept, so
-    // that ties do not depend on row order.
-    let mut seen = 0;
-    let cutoff = histogram
-        .iter()
-        .position(|&c| {
-            seen += c;
-            seen >= n
-        })
-        .unwrap_or(histogram.len() - 1) as u16;
+
+    /// How many rows are at each distance.
+    pub fn counts(&self) -> &[usize] {
+        &self.0
+    }
+
+    /// The smallest distance at which `n` rows are in (every distance when fewer are counted).
+    /// Every row at that distance is kept, so that ties do not depend on row order.
+    pub fn cutoff(&self, n: usize) -> u16 {
+        let mut seen = 0;
+        self.0
+            .iter()
+            .position(|&c| {
+                seen += c;
+                seen >= n
+            })
+            .unwrap_or(self.0.len() - 1) as u16
+    }
+}
+
+/// The rows (of `rows`, or every row when None) whose distance in `d` is at most `cutoff`,
+/// in row order.
+pub fn within(d: &[u16], rows: Option<&[usize]>, cutoff: u16) -> Vec<usize> {
     d.iter()
         .enumerate()
         .filter(|(_, &x)| x <= cutoff)
-        .map(|(i, _)| row(i))
+        .map(|(i, _)| rows.map_or(i, |r| r[i]))
         .collect()
 }
 
