@@ -9,9 +9,12 @@
 #                                                   # index of 100k x 512 and a ViT-B/32 model
 #   bash ../shared/tools/fetch-photos.sh PHOTOS
 #   bash benches/compare.sh OLD_BINARY NEW_BINARY DIR PHOTOS [ROUNDS]
+#
+# INDEX=PATH searches another index than DIR/index-100000 (e.g. DIR/index-1000000); PHOTOS `-`
+# leaves out the index runs.
 set -euo pipefail
 old=$1 new=$2 dir=$3 photos=$4 rounds=${5:-12}
-index=$dir/index-100000 model=$dir/vit-b32
+index=${INDEX:-$dir/index-100000} model=$dir/vit-b32
 grep -m1 "model name" /proc/cpuinfo
 secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
@@ -24,6 +27,7 @@ for i in $(seq "$rounds"); do
   done
 done
 for i in 1 2 3; do
+  [ "$photos" = - ] && break
   for b in old new; do
     exe=${!b} scratch=$(mktemp -d)
     indexed[$b]+="$(secs "$exe" index "$photos" --index "$scratch" --model "$model") "
@@ -31,5 +35,5 @@ for i in 1 2 3; do
   done
 done
 for b in old new; do
-  echo "$b: new text $(median <<<"${fresh[$b]}") s, repeated text $(median <<<"${repeated[$b]}") s, index $(median <<<"${indexed[$b]}") s (medians; $rounds, $rounds, 3 runs)"
+  echo "$b: new text $(median <<<"${fresh[$b]}") s, repeated text $(median <<<"${repeated[$b]}") s, index $(median <<<"${indexed[$b]:-}") s (medians; $rounds, $rounds, 3 runs)"
 done

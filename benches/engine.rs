@@ -141,6 +141,20 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // A one-shot query reads tokenizer.json at every process start: our typed reading
+    // (src/tokenizer/json.rs) against the tokenizers crate's own parser, same file.
+    let tokenizer =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip/tokenizer.json");
+    let mut g = c.benchmark_group("read CLIP's tokenizer.json (49,408 tokens)");
+    g.sample_size(10);
+    g.bench_function("clipsearch", |b| {
+        b.iter(|| clipsearch::tokenizer::ClipTokenizer::from_file(&tokenizer, 77).unwrap())
+    });
+    g.bench_function("tokenizers::Tokenizer::from_file", |b| {
+        b.iter(|| tokenizers::Tokenizer::from_file(&tokenizer).unwrap())
+    });
+    g.finish();
 }
 
 criterion_group!(engine, benches);

@@ -1,6 +1,7 @@
 //! Decoding time per megapixel for each format, on one photo-like 4000x3000 picture encoded in
-//! each (the encoders: the `image` crate's; `cjxl`, `heif-enc` and `avifenc` when on PATH (Debian:
-//! libjxl-tools, libheif-examples, libavif-bin); a DNG wrapped around the JPEG for camera RAW).
+//! each (the encoders: the `image` crate's; `cjxl`, `heif-enc`, `avifenc` and `tiffcp` when on
+//! PATH (Debian: libjxl-tools, libheif-examples, libavif-bin, libtiff-tools); a DNG wrapped
+//! around the JPEG for camera RAW).
 //! Median of 3 decodes, one thread, through the same entry point the indexer uses.
 //! Run: `cargo bench -p clipsearch --bench formats` (add `--features heif,jpeg-simd` for those).
 
@@ -133,6 +134,27 @@ fn main() {
     match external("avifenc", &[], &png_path, &avif, &[]) {
         Some(b) => cases.push(("AVIF (avifenc)".into(), "a.avif".into(), b)),
         None => println!("no avifenc: AVIF left out"),
+    }
+    // TIFF variants read by src/preprocess/tiff.rs, written by libtiff's tiffcp (Debian:
+    // libtiff-tools) from the plain TIFF.
+    let tif = tmp.path().join("a.tif");
+    std::fs::write(&tif, encode(&img, ImageFormat::Tiff)).unwrap();
+    for (label, args) in [
+        (
+            "TIFF, JPEG in 256 px tiles (tiffcp -c jpeg:90 -t)",
+            &["-c", "jpeg:90", "-t"][..],
+        ),
+        (
+            "TIFF, separate planes in tiles (tiffcp -p separate -t)",
+            &["-p", "separate", "-t"],
+        ),
+        ("BigTIFF, LZW (tiffcp -8 -c lzw)", &["-8", "-c", "lzw"]),
+    ] {
+        let out = tmp.path().join(format!("v{}.tif", cases.len()));
+        match external("tiffcp", args, &tif, &out, &[]) {
+            Some(b) => cases.push((label.into(), out.file_name().unwrap().into(), b)),
+            None => println!("no tiffcp: {label} left out"),
+        }
     }
     let mp = (W * H) as f64 / 1e6;
     println!("decoding a {W}x{H} picture ({mp:.0} MP), median of 3, one thread:");

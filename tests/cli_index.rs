@@ -423,35 +423,34 @@ fn a_folder_of_damaged_files_of_every_format_indexes_with_each_file_indexed_or_r
     assert!(failures
         .iter()
         .all(|f| !f["reason"].as_str().unwrap().is_empty()));
-    let crash = failures
-        .iter()
-        .find(|f| {
-            f["path"]
-                .as_str()
-                .unwrap()
-                .ends_with("odd_tiled_planar.tif")
-        })
-        .expect("the tiled planar TIFF is reported");
+    // The tiled TIFF with separate planes, which made the `tiff` crate panic before clipsearch
+    // read such files itself, is indexed.
     assert!(
-        crash["reason"]
+        !failures.iter().any(|f| f["path"]
             .as_str()
             .unwrap()
-            .contains("decoder crashed"),
-        "{crash}"
+            .ends_with("odd_tiled_planar.tif")),
+        "{s}"
     );
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
 
+/// Bad input is exit code 4, with the file's reason. (A decoder's panic is reported the same
+/// way, as "decoder crashed": `decode.rs`'s unit test provokes a real one; no file reaches one
+/// through the binary any more.)
 #[test]
-fn embed_reports_a_decoder_crash_as_bad_input() {
-    let tiff = fixtures().join("odd/tiled_planar.tif");
+fn embed_reports_a_damaged_image_as_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let jpeg = std::fs::read(fixtures().join("reference/images/astronaut.jpg")).unwrap();
+    let cut = tmp.path().join("cut.jpg");
+    std::fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
     let out = run(clipsearch()
         .args(["embed", "--image"])
-        .arg(&tiff)
+        .arg(&cut)
         .arg("--model")
         .arg(tiny_model()));
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("decoder crashed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("truncated JPEG"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
 

@@ -86,7 +86,9 @@ fn damaged_files_of_every_format_never_panic_out_or_hang() {
         total - decoded
     );
     eprintln!("contained decoder panics by base file: {crashes_by_base:?}");
-    // The tiled planar TIFF alone panics its decoder in both modes: containment was exercised.
-    assert!(crashed >= 2);
+    // Contained panics are allowed (each is that file's error), escaped ones are not (above).
+    // Since clipsearch reads tiled TIFFs with separate planes itself, none of these files makes
+    // a decoder panic (none in 108,024 mutations either); `decode.rs`'s unit test provokes a
+    // real one.
     assert!(decoded > 0 && decoded < total);
 }

@@ -110,23 +110,38 @@ fn formats_this_build_cannot_decode_are_named_with_what_would_read_them() {
 }
 
 /// HEIC and AVIF through libheif against the reference decoders: libheif's own `heif-convert`
-/// (which applies `irot`) and libavif's `avifdec`. Within one level (observed: HEIC 0, AVIF 1
-/// against avifdec, whose YUV to RGB conversion rounds differently, 0 against heif-convert).
+/// (which applies `irot`), libavif's `avifdec`, and for HEIC also ffmpeg's HEVC decoder, which
+/// shares no code with libheif's (libde265). Bounds in levels, worst and mean over the pixels:
+/// heif-convert observed 0 for HEIC and 0 for the rotated AVIF; avifdec 1 (its YUV to RGB
+/// conversion rounds differently); ffmpeg worst 2, mean 0.65 (swscale upsamples the chroma with
+/// its own filter: a decode that read the stream wrongly is tens of levels off).
 #[cfg(feature = "heif")]
 #[test]
 fn heic_and_avif_decode_as_the_reference_decoders_do_with_their_rotation() {
-    for (file, reference, dims) in [
-        ("photo.heic", "photo.heic.ref.png", (96, 64)),
-        ("photo.avif", "photo.avif.avifdec.png", (96, 64)),
-        ("irot1.avif", "irot1.avif.ref.png", (64, 96)),
+    for (file, reference, dims, worst, mean) in [
+        ("photo.heic", "photo.heic.ref.png", (96, 64), 1, 0.5),
+        ("photo.heic", "photo.heic.ffmpeg.png", (96, 64), 2, 1.0),
+        ("photo.avif", "photo.avif.avifdec.png", (96, 64), 1, 0.5),
+        ("irot1.avif", "irot1.avif.ref.png", (64, 96), 1, 0.5),
     ] {
         let ours = decode_file(&formats().join(file)).unwrap();
         let want = decode_file(&formats().join(reference)).unwrap();
         assert_eq!(ours.dimensions(), dims, "{file}: rotation");
+        assert_eq!(want.dimensions(), dims, "{reference}");
         let d = max_diff(&ours, &want);
-        eprintln!("{file}: max difference to {reference}: {d} levels");
-        assert!(d <= 1, "{file}: {d} levels from {reference}");
+        let m = mean_diff(&ours, &want);
+        eprintln!("{file}: to {reference}: worst {d}, mean {m:.3} levels");
+        assert!(d <= worst, "{file}: {d} levels from {reference}");
+        assert!(m <= mean, "{file}: mean {m} levels from {reference}");
     }
+}
+
+#[cfg(feature = "heif")]
+fn mean_diff(a: &RgbImage, b: &RgbImage) -> f64 {
+    let (a, b) = (a.as_raw(), b.as_raw());
+    assert_eq!(a.len(), b.len());
+    let sum: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+    sum as f64 / a.len() as f64
 }
 
 /// Camera RAW through its embedded preview: the largest one (the NEF-style file also holds a
@@ -216,14 +231,13 @@ fn unsupported_tiff_variants_say_what_they_are() {
         t
     };
     for (tag, value, want) in [
-        (259, 7, "TIFF with JPEG compression is not supported"),
         (
             259,
             6,
             "TIFF with old-style JPEG compression is not supported",
         ),
         (259, 34925, "TIFF with LZMA compression is not supported"),
-        (262, 8, "TIFF in CIELab colour is not supported"),
+        (262, 9, "TIFF in ICC or ITU L*a*b* colour is not supported"),
     ] {
         let e = decode_bytes(Path::new("x.tif"), &set(&tiff, tag, value)).unwrap_err();
         assert!(e.to_string().contains(want), "{tag}={value}: {e}");
@@ -233,7 +247,7 @@ fn unsupported_tiff_variants_say_what_they_are() {
 
 /// Variants the `image` crate refuses that Pillow reads: 2- and 4-bit grey TIFF (a ramp whose
 /// values the fixture script states), and a BMP with an OS/2 2.x header (the same pixels as its
-/// OS/2 1.x twin, which `image` reads itself); an RLE8 BMP.
+/// OS/2 1.x twin, which `image` reads itself); an RLE8 BMP; BMPs whose plane count is not 1.
 #[test]
 fn low_bit_grey_tiff_and_os2_bmp_decode_as_pillow_does() {
     let odd = formats().join("../odd");
@@ -254,6 +268,18 @@ fn low_bit_grey_tiff_and_os2_bmp_decode_as_pillow_does() {
     assert_eq!(v1.get_pixel(2, 3).0, [100, 0, 60]);
     let rle = decode_file(&odd.join("rle8.bmp")).unwrap();
     assert_eq!(rle.get_pixel(0, 0).0, [180; 3]);
+    // A plane count other than 1, which Pillow ignores (the `image` crate refuses the file):
+    // the same pixels as the file that says 1, for a Windows and an OS/2 1.x header.
+    for (name, at) in [("rle8.bmp", 26), ("os2v1.bmp", 22)] {
+        let bytes = std::fs::read(odd.join(name)).unwrap();
+        let want = decode_bytes(Path::new(name), &bytes).unwrap();
+        for planes in [0u16, 3] {
+            let mut b = bytes.clone();
+            b[at..at + 2].copy_from_slice(&planes.to_le_bytes());
+            let got = decode_bytes(Path::new(name), &b).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got, want, "{name} with {planes} planes");
+        }
+    }
 }
 
 /// Files Pillow reads despite a defect: a GIF without any colour table (index i is grey i) and

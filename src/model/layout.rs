@@ -81,21 +81,22 @@ pub(crate) fn load_linear_weight(
     Ok(Some(Tensor::from_vec(relaid, (inp, out), device)?.t()?))
 }
 
-/// `rows x cols` little-endian f32s, transposed into `cols x rows`, in tiles that stay in the
-/// L1 cache for both the reads and the writes.
+/// `rows x cols` little-endian f32s, transposed into `cols x rows`, a 16 x 16 tile at a time:
+/// its 16 source rows and 16 destination rows (a cache line each) stay in L1 while it moves.
+/// The former version, whole column strips (every row per strip) copied through a buffer,
+/// compiled to a `memcpy` call per row piece: a fifth of a text query's CPU time in `perf`.
 fn transpose_f32_le(data: &[u8], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
+    const TILE: usize = 16;
     let mut out = vec![0f32; rows * cols];
-    let mut row = [0f32; TILE];
-    for c0 in (0..cols).step_by(TILE) {
-        let c1 = (c0 + TILE).min(cols);
-        for r in 0..rows {
-            let src = &data[(r * cols + c0) * 4..(r * cols + c1) * 4];
-            for (v, b) in row.iter_mut().zip(src.chunks_exact(4)) {
-                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-            for (c, v) in (c0..c1).zip(row) {
-                out[c * rows + r] = v;
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for r in r0..r1 {
+                let src = &data[(r * cols + c0) * 4..(r * cols + c1) * 4];
+                for (c, b) in (c0..c1).zip(src.chunks_exact(4)) {
+                    out[c * rows + r] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
             }
         }
     }

@@ -188,6 +188,11 @@ pub fn sniff(head: &[u8], path: &Path) -> Option<Format> {
             return Some(Format::Raw(name));
         }
     }
+    // BigTIFF (version 43 where classic TIFF has 42), which `guess_format` does not know; the
+    // `tiff` crate reads both.
+    if head.starts_with(b"II+\0") || head.starts_with(b"MM\0+") {
+        return Some(Format::Image(ImageFormat::Tiff));
+    }
     match image::guess_format(head) {
         Ok(f) if IMAGE_CRATE.contains(&f) => Some(Format::Image(f)),
         Ok(_) => None,
@@ -235,6 +240,11 @@ mod tests {
         assert_eq!(sniff(b"\xff\x0a\xfa", &p("a")), Some(Format::JpegXl));
         let tiff = b"II*\0\x08\0\0\0";
         assert_eq!(sniff(tiff, &p("DSC_1.NEF")), Some(Format::Raw("NEF")));
+        assert_eq!(
+            sniff(b"II+\0\x08\0\0\0\x10\0\0\0\0\0\0\0", &p("big.tif")),
+            Some(Format::Image(ImageFormat::Tiff)),
+            "BigTIFF"
+        );
         assert_eq!(
             sniff(tiff, &p("scan.tif")),
             Some(Format::Image(ImageFormat::Tiff))

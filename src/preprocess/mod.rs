@@ -17,6 +17,7 @@ mod quirks;
 pub mod raw;
 pub mod resample;
 pub mod rgb;
+mod tiff;
 
 use std::path::Path;
 

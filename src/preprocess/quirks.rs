@@ -1,7 +1,7 @@
 //! Variants of common formats that the `image` crate refuses but a few lines read, as Pillow
-//! does: grey TIFF strips of 2 or 4 bits a sample, BMPs with an OS/2 2.x header, GIFs without
-//! a colour table. (JPEGs with extraneous bytes between segments are let through by
-//! `decode::jpeg_is_complete`, as libjpeg skips them.)
+//! does: grey TIFF strips of 2 or 4 bits a sample, BMPs with an OS/2 2.x header or a plane
+//! count other than 1, GIFs without a colour table. (JPEGs with extraneous bytes between
+//! segments are let through by `decode::jpeg_is_complete`, as libjpeg skips them.)
 
 use image::{GrayImage, RgbImage};
 
@@ -78,6 +78,20 @@ pub(super) fn os2_bmp_as_windows(bytes: &[u8]) -> Option<Vec<u8>> {
     let size = out.len() as u32;
     out[2..6].copy_from_slice(&size.to_le_bytes());
     Some(out)
+}
+
+/// A BMP whose header gives a plane count other than 1, which Pillow ignores and the `image`
+/// crate refuses ("More than one plane"): a copy that says 1. None for any other BMP.
+pub(super) fn bmp_planes_as_one(bytes: &[u8]) -> Option<Vec<u8>> {
+    let header = u32::from_le_bytes(bytes.get(14..18)?.try_into().ok()?);
+    // OS/2 1.x headers have 16-bit sizes, so the field comes 4 bytes earlier.
+    let at = if header == 12 { 22 } else { 26 };
+    let planes = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?);
+    (planes != 1).then(|| {
+        let mut copy = bytes.to_vec();
+        copy[at..at + 2].copy_from_slice(&1u16.to_le_bytes());
+        copy
+    })
 }
 
 /// A GIF without a global colour table, given one of 256 greys (index i is grey level i), as

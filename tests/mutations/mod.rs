@@ -66,6 +66,15 @@ pub fn base_files() -> Vec<(String, Vec<u8>)> {
         "odd/tiled_planar.tif",
         // Read by our own code (src/preprocess/quirks.rs), not the `image` crate's.
         "odd/grey4.tif",
+        // TIFF variants read by src/preprocess/tiff.rs: JPEG tiles, an LZW palette, CIELab,
+        // RGBA planes in tiles, BigTIFF, Group 3 fax, LSB-first Group 4.
+        "tiff/jpeg_ycbcr_tiles.tif",
+        "tiff/palette8_lzw.tif",
+        "tiff/lab.tif",
+        "tiff/planar_tiled_rgba.tif",
+        "tiff/bigtiff_lzw.tif",
+        "tiff/fax_g3.tif",
+        "tiff/fax_g4_lsb_first.tif",
         "odd/os2v2.bmp",
         "odd/no_palette.gif",
         "formats/photo.jxl",
