@@ -4,11 +4,12 @@ as many threads as cores, the same measurements as `cargo bench -p clipsearch --
 the image tower at batch 8 (and 1 and 32), one text query's latency (10 tokens, unpadded, as
 clipsearch encodes a query; and padded to 77, as transformers' pipelines and rclip do).
 
-    /tmp/refenv/bin/python tools/bench/pytorch_towers.py [--gelu]
+    /tmp/refenv/bin/python tools/bench/pytorch_towers.py [--gelu] [--bf16] [--int8] [--batches 8,32]
 
 Prints medians; run it alternating with the Rust benchmark to compare side by side.
 """
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -31,6 +32,11 @@ def median_seconds(fn, repeats, warmup=2):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gelu", action="store_true", help="exact GELU (OpenCLIP's) instead of quick-GELU")
+    ap.add_argument("--batches", default="1,8,32", help="image batch sizes, comma-separated")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also the image tower under bf16 autocast (oneDNN's AMX tiles where the CPU has them)")
+    ap.add_argument("--int8", action="store_true",
+                    help="also the image tower with dynamic int8 quantization of its linear layers")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
     act = "gelu" if args.gelu else "quick_gelu"
@@ -46,11 +52,21 @@ def main():
           f"oneDNN {torch.backends.mkldnn.is_available()}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, activation {act}")
     with torch.inference_mode():
-        for batch in (1, 8, 32):
+        variants = [("f32", model, contextlib.nullcontext)]
+        if args.bf16:
+            variants.append(("bf16 autocast", model,
+                             lambda: torch.autocast("cpu", dtype=torch.bfloat16)))
+        if args.int8:
+            int8 = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            variants.append(("dynamic int8", int8, contextlib.nullcontext))
+        for batch in (int(b) for b in args.batches.split(",")):
             pixels = torch.randn(batch, 3, 224, 224)
-            s = median_seconds(lambda: model.get_image_features(pixel_values=pixels),
-                               repeats=5 if batch == 32 else 10)
-            print(f"image tower f32, batch {batch}: {batch / s:.2f} images/s ({s * 1000:.1f} ms)")
+            for name, m, context in variants:
+                def run():
+                    with context():
+                        m.get_image_features(pixel_values=pixels)
+                s = median_seconds(run, repeats=5 if batch >= 32 else 10)
+                print(f"image tower {name}, batch {batch}: {batch / s:.2f} images/s ({s * 1000:.1f} ms)")
         # "a photo of a dog on the beach": 10 tokens with start and end, the engine bench's query.
         ids = torch.tensor([[49406, 320, 1125, 539, 320, 1929, 525, 518, 2117, 49407]])
         s = median_seconds(lambda: model.get_text_features(input_ids=ids), repeats=30)

@@ -263,8 +263,9 @@ unsafe fn task<T: Tiles>(
 
 /// The f32 totals (before the bias) of rows `rows` against one panel: for each block, each
 /// micro-tile's integer sums from the tiles, less the weights' offsets, times both scales.
-/// Plain Rust, so that the model of the tiles runs it on any CPU; inlined into [`task`], whose
-/// AVX-512 turns each 16-column row of sums into one vector operation.
+/// The scaling is AVX-512 ([`scale_tile`]) where the CPU has it and plain Rust elsewhere, so that
+/// the model of the tiles runs on any x86-64 CPU. (Left to the compiler, the loop stayed
+/// scalar, one `vcvtsi2ss` and `vfmadd` per sum: eight times the tile products' own time.)
 ///
 /// # Safety
 /// As [`task`]'s, except that [`Emulated`] needs no CPU feature.
@@ -281,6 +282,9 @@ pub(super) unsafe fn accumulate<T: Tiles>(
     let blocks = m.k / m.block;
     let width = m.panels * PANEL;
     let mut sums = Sums([[0; 16]; 64]);
+    // The model of the tiles runs on AVX2-only CPUs too, where the scaling is scalar.
+    #[cfg(feature = "avx512")]
+    let vector = std::arch::is_x86_feature_detected!("avx512f");
     for b in 0..blocks {
         // The panel's block `b`: inputs b * block.., 256 bytes per 4 inputs.
         let weights = m
@@ -295,12 +299,18 @@ pub(super) unsafe fn accumulate<T: Tiles>(
                 for (tile, sums) in sums.0.chunks_exact(16).enumerate() {
                     let col = half * 32 + (tile % 2) * 16;
                     let at = b * width + panel * PANEL + col;
-                    let scale = &m.scales[at..at + 16];
-                    let offset = &m.offsets[at..at + 16];
+                    let r0 = t * TILE_ROWS + (tile / 2) * 16;
+                    let row_scales = |i: usize| acts.scales[(rows.start + r0 + i) * blocks + b];
+                    let totals = &mut totals[r0..r0 + 16];
+                    let (scale, offset) = (&m.scales[at..at + 16], &m.offsets[at..at + 16]);
+                    #[cfg(feature = "avx512")]
+                    if vector {
+                        scale_tile(sums, offset, scale, row_scales, totals, col);
+                        continue;
+                    }
                     for (i, sum) in sums.iter().enumerate() {
-                        let r = t * TILE_ROWS + (tile / 2) * 16 + i;
-                        let s = acts.scales[(rows.start + r) * blocks + b];
-                        let total = &mut totals[r][col..col + 16];
+                        let s = row_scales(i);
+                        let total = &mut totals[i][col..col + 16];
                         let terms = sum.iter().zip(offset).zip(scale);
                         for (t, ((&sum, &offset), &scale)) in total.iter_mut().zip(terms) {
                             *t = ((sum - offset) as f32).mul_add(scale * s, *t);
@@ -309,5 +319,31 @@ pub(super) unsafe fn accumulate<T: Tiles>(
                 }
             }
         }
+    }
+}
+
+/// One 16 x 16 tile of a block's integer sums into its rows' f32 totals at columns
+/// `col..col + 16`: `total += (sum - offset) * scale * s`, a row at a time in one vector.
+#[cfg(feature = "avx512")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn scale_tile(
+    sums: &[[i32; 16]],
+    offset: &[i32],
+    scale: &[f32],
+    row_scales: impl Fn(usize) -> f32,
+    totals: &mut [[f32; PANEL]],
+    col: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(sums.len() == 16 && totals.len() == 16 && offset.len() == 16);
+    let offset = _mm512_loadu_si512(offset.as_ptr().cast());
+    let scale = _mm512_loadu_ps(scale.as_ptr());
+    for (i, (sum, total)) in sums.iter().zip(totals).enumerate() {
+        let sum = _mm512_sub_epi32(_mm512_loadu_si512(sum.as_ptr().cast()), offset);
+        let factor = _mm512_mul_ps(scale, _mm512_set1_ps(row_scales(i)));
+        let at = total.as_mut_ptr().add(col);
+        let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), factor, _mm512_loadu_ps(at));
+        _mm512_storeu_ps(at, t);
     }
 }
